@@ -1,0 +1,219 @@
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "log.h"
+
+static int pipefd[2];
+
+static int
+setup(void **state)
+{
+	(void)state;
+	if (pipe(pipefd) == -1)
+		return -1;
+	log_init("tester", LOG_LVL_INFO);
+	log_set_fd(pipefd[1]);
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	(void)state;
+	log_set_fd(-1);
+	log_secrets_clear();
+	close(pipefd[0]);
+	close(pipefd[1]);
+	return 0;
+}
+
+/* Reads what one log call wrote: exactly one line. */
+static json_t *
+read_line(char *raw, size_t size)
+{
+	json_error_t jerr;
+	ssize_t n;
+	json_t *j;
+
+	n = read(pipefd[0], raw, size - 1);
+	assert_true(n > 0);
+	raw[n] = '\0';
+	assert_int_equal(raw[n - 1], '\n');
+	assert_ptr_equal(strchr(raw, '\n'), raw + n - 1);
+	j = json_loads(raw, 0, &jerr);
+	if (j == NULL)
+		fail_msg("not JSON: %s (%s)", raw, jerr.text);
+	return j;
+}
+
+static void
+test_fields(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_begin(&ll, LOG_LVL_INFO, "worker loop scaler");
+	log_str(&ll, "loop_name", "scaler");
+	log_int(&ll, "unclaimed_tasks", 4);
+	log_uint(&ll, "desired_vms", 6);
+	log_bool(&ll, "ok", true);
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(json_string_value(json_object_get(j, "level")),
+	    "info");
+	assert_string_equal(json_string_value(json_object_get(j, "proc")),
+	    "tester");
+	assert_int_equal(json_integer_value(json_object_get(j, "pid")),
+	    getpid());
+	assert_string_equal(json_string_value(json_object_get(j, "msg")),
+	    "worker loop scaler");
+	assert_int_equal(json_integer_value(json_object_get(j,
+	    "unclaimed_tasks")), 4);
+	assert_int_equal(json_integer_value(json_object_get(j, "desired_vms")),
+	    6);
+	assert_true(json_is_true(json_object_get(j, "ok")));
+	/* RFC 3339 with milliseconds, UTC. */
+	assert_int_equal(strlen(json_string_value(json_object_get(j, "ts"))),
+	    24);
+	assert_int_equal(json_string_value(json_object_get(j, "ts"))[23],
+	    'Z');
+	json_decref(j);
+}
+
+static void
+test_level_filter(void **state)
+{
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_debug("hidden %d", 1);
+	log_warnx("shown %d", 2);
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(json_string_value(json_object_get(j, "msg")),
+	    "shown 2");
+	assert_string_equal(json_string_value(json_object_get(j, "level")),
+	    "warn");
+	json_decref(j);
+	log_set_level(LOG_LVL_DEBUG);
+	log_debug("now %s", "visible");
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(json_string_value(json_object_get(j, "level")),
+	    "debug");
+	json_decref(j);
+	log_set_level(LOG_LVL_INFO);
+}
+
+static void
+test_warn_appends_errno(void **state)
+{
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	errno = ENOENT;
+	log_warn("open %s", "x");
+	assert_int_equal(errno, ENOENT);
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(json_string_value(json_object_get(j, "error")),
+	    strerror(ENOENT));
+	json_decref(j);
+}
+
+static void
+test_secret_redacted_everywhere(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_secret_add("s3cr3t-token-value");
+	log_begin(&ll, LOG_LVL_ERROR, "bad token s3cr3t-token-value here");
+	log_str(&ll, "body", "{\"token\":\"s3cr3t-token-value\"}");
+	log_raw(&ll, "obj", "{\"t\":\"xs3cr3t-token-valuex\"}");
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_null(strstr(raw, "s3cr3t-token-value"));
+	assert_string_equal(json_string_value(json_object_get(j, "msg")),
+	    "bad token [REDACTED] here");
+	assert_string_equal(json_string_value(json_object_get(json_object_get(
+	    j, "obj"), "t")), "x[REDACTED]x");
+	json_decref(j);
+	log_info("printf path s3cr3t-token-value");
+	j = read_line(raw, sizeof(raw));
+	assert_null(strstr(raw, "s3cr3t"));
+	json_decref(j);
+}
+
+static void
+test_escaping_and_bad_utf8(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_begin(&ll, LOG_LVL_INFO, "esc");
+	log_str(&ll, "s", "q\"b\\n\nt\t\x01 caf\xc3\xa9");
+	log_strn(&ll, "bin", "a\xff\xfe" "b", 4);
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(json_string_value(json_object_get(j, "s")),
+	    "q\"b\\n\nt\t\x01 caf\xc3\xa9");
+	assert_string_equal(json_string_value(json_object_get(j, "bin")),
+	    "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+	json_decref(j);
+}
+
+static void
+test_long_line_truncated_but_valid(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	char *big;
+	json_t *j;
+
+	(void)state;
+	big = malloc(3 * LOG_LINE_MAX);
+	assert_non_null(big);
+	memset(big, 'x', 3 * LOG_LINE_MAX - 1);
+	big[3 * LOG_LINE_MAX - 1] = '\0';
+	log_begin(&ll, LOG_LVL_INFO, "long");
+	log_str(&ll, "a", big);
+	log_int(&ll, "after", 1);
+	log_end(&ll);
+	free(big);
+	j = read_line(raw, sizeof(raw));
+	assert_true(strlen(raw) <= LOG_LINE_MAX);
+	assert_true(json_is_true(json_object_get(j, "truncated")));
+	json_decref(j);
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_fields),
+		cmocka_unit_test(test_level_filter),
+		cmocka_unit_test(test_warn_appends_errno),
+		cmocka_unit_test(test_secret_redacted_everywhere),
+		cmocka_unit_test(test_escaping_and_bad_utf8),
+		cmocka_unit_test(test_long_line_truncated_but_valid),
+	};
+
+	return cmocka_run_group_tests(tests, setup, teardown);
+}
