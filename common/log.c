@@ -7,10 +7,10 @@
 
 #include "log.h"
 
-#define SECRET_MIN_LEN	4
-#define REDACTED	"[REDACTED]"
+#define SECRET_MIN_LEN 4
+#define REDACTED       "[REDACTED]"
 /* Room kept free so that a truncated line can still be closed. */
-#define LINE_RESERVE	32
+#define LINE_RESERVE 32
 
 static const char *log_proc = "runner-provisioner";
 static enum log_level log_min = LOG_LVL_INFO;
@@ -19,10 +19,10 @@ static char **log_secrets;
 static size_t log_nsecrets;
 
 static const char *const level_names[] = {
-	[LOG_LVL_DEBUG] = "debug",
-	[LOG_LVL_INFO] = "info",
-	[LOG_LVL_WARN] = "warn",
-	[LOG_LVL_ERROR] = "error",
+    [LOG_LVL_DEBUG] = "debug",
+    [LOG_LVL_INFO] = "info",
+    [LOG_LVL_WARN] = "warn",
+    [LOG_LVL_ERROR] = "error",
 };
 
 void
@@ -192,23 +192,28 @@ put_escaped(struct log_line *ll, const char *s, size_t n)
 		if (k == 1 && (u[i] < 0x20 || u[i] == '"' || u[i] == '\\')) {
 			switch (u[i]) {
 			case '"':
-				elen = (size_t)snprintf(esc, sizeof(esc), "\\\"");
+				elen =
+				    (size_t)snprintf(esc, sizeof(esc), "\\\"");
 				break;
 			case '\\':
-				elen = (size_t)snprintf(esc, sizeof(esc), "\\\\");
+				elen =
+				    (size_t)snprintf(esc, sizeof(esc), "\\\\");
 				break;
 			case '\n':
-				elen = (size_t)snprintf(esc, sizeof(esc), "\\n");
+				elen =
+				    (size_t)snprintf(esc, sizeof(esc), "\\n");
 				break;
 			case '\t':
-				elen = (size_t)snprintf(esc, sizeof(esc), "\\t");
+				elen =
+				    (size_t)snprintf(esc, sizeof(esc), "\\t");
 				break;
 			case '\r':
-				elen = (size_t)snprintf(esc, sizeof(esc), "\\r");
+				elen =
+				    (size_t)snprintf(esc, sizeof(esc), "\\r");
 				break;
 			default:
 				elen = (size_t)snprintf(esc, sizeof(esc),
-				    "\\u%04x", u[i]);
+				                        "\\u%04x", u[i]);
 				break;
 			}
 		} else if (k == 0) {
@@ -252,7 +257,7 @@ field_fits(struct log_line *ll, const char *key, size_t vlen)
 
 static void
 put_string_field(struct log_line *ll, const char *key, const char *val,
-    size_t len)
+                 size_t len)
 {
 	char tmp[LOG_LINE_MAX];
 
@@ -288,9 +293,11 @@ log_begin(struct log_line *ll, enum log_level level, const char *msg)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(head, sizeof(head),
-	    "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"level\":\"%s\"",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, level_names[level]);
+	             "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
+	             "\"level\":\"%s\"",
+	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
+	             level_names[level]);
 	put(ll, head, (size_t)n);
 	put_string_field(ll, "proc", log_proc, strlen(log_proc));
 	n = snprintf(head, sizeof(head), ",\"pid\":%ld", (long)getpid());
@@ -332,7 +339,8 @@ log_int(struct log_line *ll, const char *key, long long val)
 	char num[32];
 
 	if (ll->ll_on)
-		put_number(ll, key, num, snprintf(num, sizeof(num), "%lld", val));
+		put_number(ll, key, num,
+		           snprintf(num, sizeof(num), "%lld", val));
 }
 
 void
@@ -341,7 +349,8 @@ log_uint(struct log_line *ll, const char *key, unsigned long long val)
 	char num[32];
 
 	if (ll->ll_on)
-		put_number(ll, key, num, snprintf(num, sizeof(num), "%llu", val));
+		put_number(ll, key, num,
+		           snprintf(num, sizeof(num), "%llu", val));
 }
 
 void
@@ -357,7 +366,8 @@ log_double(struct log_line *ll, const char *key, double val)
 	char num[40];
 
 	if (ll->ll_on)
-		put_number(ll, key, num, snprintf(num, sizeof(num), "%.6g", val));
+		put_number(ll, key, num,
+		           snprintf(num, sizeof(num), "%.6g", val));
 }
 
 void
@@ -417,15 +427,16 @@ vlog_msg(enum log_level level, const char *err, const char *fmt, va_list ap)
 	log_end(&ll);
 }
 
-#define LOG_VARIANT(name, level, with_errno)                                   \
-	void name(const char *fmt, ...)                                        \
-	{                                                                      \
-		int saved = errno;                                             \
-		va_list ap;                                                    \
-		va_start(ap, fmt);                                             \
-		vlog_msg(level, with_errno ? strerror(saved) : NULL, fmt, ap); \
-		va_end(ap);                                                    \
-		errno = saved;                                                 \
+#define LOG_VARIANT(name, level, with_errno)                                  \
+	void name(const char *fmt, ...)                                       \
+	{                                                                     \
+		int saved = errno;                                            \
+		va_list ap;                                                   \
+		va_start(ap, fmt);                                            \
+		vlog_msg(level, with_errno ? strerror(saved) : NULL, fmt,     \
+		         ap);                                                 \
+		va_end(ap);                                                   \
+		errno = saved;                                                \
 	}
 
 LOG_VARIANT(log_debug, LOG_LVL_DEBUG, 0)

@@ -136,7 +136,7 @@ rstrip(char *s)
 	size_t n = strlen(s);
 
 	while (n > 0 && (s[n - 1] == '\n' || s[n - 1] == '\r' ||
-	    s[n - 1] == ' ' || s[n - 1] == '\t'))
+	                 s[n - 1] == ' ' || s[n - 1] == '\t'))
 		s[--n] = '\0';
 	return s;
 }
@@ -164,7 +164,7 @@ read_file(const char *path, size_t max, size_t *lenp)
 		return NULL;
 	}
 	cap = st.st_size > 0 && (size_t)st.st_size < max ? (size_t)st.st_size
-							 : 4096;
+	                                                 : 4096;
 	buf = xmalloc(cap + 1);
 	for (;;) {
 		if (len == cap) {

@@ -1,0 +1,314 @@
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+#include "flags.h"
+#include "util.h"
+
+enum {
+	OPT_CONFIG = 256,
+	OPT_TOKEN_FILE,
+	OPT_API_ADDR,
+	OPT_CA_FILE,
+	OPT_NAMESPACE,
+	OPT_KUBECONFIG,
+	OPT_POLL,
+	OPT_GRACE,
+	OPT_BOOT_LOOP,
+	OPT_READY,
+	OPT_LIVE,
+	OPT_RUN_DIR,
+	OPT_LOG_LEVEL,
+	OPT_CHECK,
+	OPT_DRY_RUN,
+	OPT_VERSION,
+	OPT_HELP,
+};
+
+static const struct option long_opts[] = {
+    {"config", required_argument, NULL, OPT_CONFIG},
+    {"circle-token-file", required_argument, NULL, OPT_TOKEN_FILE},
+    {"circleci-api-addr", required_argument, NULL, OPT_API_ADDR},
+    {"circleci-ca-file", required_argument, NULL, OPT_CA_FILE},
+    {"namespace", required_argument, NULL, OPT_NAMESPACE},
+    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+    {"poll-interval", required_argument, NULL, OPT_POLL},
+    {"shutdown-grace", required_argument, NULL, OPT_GRACE},
+    {"boot-loop-threshold", required_argument, NULL, OPT_BOOT_LOOP},
+    {"ready-addr", required_argument, NULL, OPT_READY},
+    {"live-addr", required_argument, NULL, OPT_LIVE},
+    {"run-dir", required_argument, NULL, OPT_RUN_DIR},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"check-config", no_argument, NULL, OPT_CHECK},
+    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {"help", no_argument, NULL, OPT_HELP},
+    {NULL, 0, NULL, 0},
+};
+
+void
+flags_usage(FILE *fp, const char *prog)
+{
+	fprintf(
+	    fp,
+	    "usage: %s [flags]\n"
+	    "\n"
+	    "Keeps CircleCI machine runners as KubeVirt VMs: polls the "
+	    "CircleCI runner API\nand sizes one VirtualMachinePool per "
+	    "resource class.\n"
+	    "\n"
+	    "  --config PATH              resource class configuration "
+	    "(default %s)\n"
+	    "  --circle-token-file PATH   CircleCI API token, used when "
+	    "CIRCLE_TOKEN is unset\n"
+	    "                             (default %s)\n"
+	    "  --circleci-api-addr URL    CircleCI runner API address "
+	    "(default %s)\n"
+	    "  --circleci-ca-file PATH    CA bundle for the CircleCI "
+	    "address (default: system CAs)\n"
+	    "  --namespace NS             namespace of the pools and VMs "
+	    "(default: in-cluster\n"
+	    "                             namespace, else \"default\")\n"
+	    "  --kubeconfig PATH          kubeconfig to use (default: "
+	    "$KUBECONFIG, else in-cluster)\n"
+	    "  --poll-interval DURATION   how often to poll CircleCI "
+	    "(default 1s)\n"
+	    "  --boot-loop-threshold DURATION\n"
+	    "                             VMs stopping sooner than this "
+	    "after creation count as\n"
+	    "                             failed boots (default 1m)\n"
+	    "  --shutdown-grace DURATION  time children get to stop before "
+	    "SIGKILL (default 10s)\n"
+	    "  --ready-addr HOST:PORT     GET /ready and /metrics "
+	    "(default %s)\n"
+	    "  --live-addr HOST:PORT      GET /live (default %s)\n"
+	    "  --run-dir DIR              private directory for IPC sockets\n"
+	    "                             (default "
+	    "$XDG_RUNTIME_DIR/runner-provisioner or\n"
+	    "                             /tmp/runner-provisioner-UID)\n"
+	    "  --log-level LEVEL          debug, info, warn or error "
+	    "(default info)\n"
+	    "  --check-config             validate the configuration and "
+	    "token, print a summary,\n"
+	    "                             exit\n"
+	    "  --dry-run                  decide and log, never write to "
+	    "Kubernetes\n"
+	    "  --version                  print the version and exit\n"
+	    "  --help                     print this help and exit\n",
+	    prog, FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_TOKEN_FILE,
+	    FLAGS_DEFAULT_API_ADDR, FLAGS_DEFAULT_READY_ADDR,
+	    FLAGS_DEFAULT_LIVE_ADDR);
+}
+
+int
+flags_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
+{
+	const char *colon, *h = addr;
+	size_t hlen;
+	char *end;
+	long p;
+
+	if (addr[0] == '[') {
+		const char *close = strchr(addr, ']');
+		if (close == NULL || close[1] != ':')
+			return -1;
+		h = addr + 1;
+		hlen = (size_t)(close - h);
+		colon = close + 1;
+	} else {
+		if ((colon = strrchr(addr, ':')) == NULL)
+			return -1;
+		hlen = (size_t)(colon - addr);
+		if (memchr(addr, ':', hlen) != NULL)
+			return -1; /* bare IPv6 needs brackets */
+	}
+	if (hlen >= hostlen)
+		return -1;
+	errno = 0;
+	p = strtol(colon + 1, &end, 10);
+	if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 ||
+	    p > 65535)
+		return -1;
+	memcpy(host, h, hlen);
+	host[hlen] = '\0';
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static int
+parse_duration_ms(const char *flag, const char *arg, uint64_t min_ms,
+                  uint64_t *out, char *err, size_t errlen)
+{
+	char why[128];
+	uint64_t ns;
+
+	if (duration_parse(arg, &ns, why, sizeof(why)) == -1) {
+		snprintf(err, errlen, "%s: invalid duration \"%s\": %s", flag,
+		         arg, why);
+		return -1;
+	}
+	if (ns / 1000000 < min_ms) {
+		snprintf(err, errlen, "%s: %s is too short (minimum %llums)",
+		         flag, arg, (unsigned long long)min_ms);
+		return -1;
+	}
+	*out = ns / 1000000;
+	return 0;
+}
+
+static int
+parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
+{
+	size_t n = strlen(arg);
+	const char *host;
+
+	if (strncmp(arg, "https://", 8) != 0) {
+		snprintf(err, errlen,
+		         "--circleci-api-addr: \"%s\" must be an https:// URL",
+		         arg);
+		return -1;
+	}
+	while (n > 8 && arg[n - 1] == '/')
+		n--;
+	host = arg + 8;
+	if ((size_t)(host - arg) >= n || strpbrk(arg, " \t\r\n?#") != NULL) {
+		snprintf(err, errlen,
+		         "--circleci-api-addr: \"%s\" is not a valid URL",
+		         arg);
+		return -1;
+	}
+	free(f->f_api_addr);
+	f->f_api_addr = xstrndup(arg, n);
+	return 0;
+}
+
+int
+flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
+{
+	char host[256];
+	uint16_t port;
+	int c;
+
+	memset(f, 0, sizeof(*f));
+	f->f_config = FLAGS_DEFAULT_CONFIG;
+	f->f_circle_token_file = FLAGS_DEFAULT_TOKEN_FILE;
+	f->f_api_addr = xstrdup(FLAGS_DEFAULT_API_ADDR);
+	f->f_poll_interval_ms = FLAGS_DEFAULT_POLL_MS;
+	f->f_shutdown_grace_ms = FLAGS_DEFAULT_GRACE_MS;
+	f->f_boot_loop_ms = FLAGS_DEFAULT_BOOT_LOOP_MS;
+	f->f_ready_addr = FLAGS_DEFAULT_READY_ADDR;
+	f->f_live_addr = FLAGS_DEFAULT_LIVE_ADDR;
+	f->f_log_level = LOG_LVL_INFO;
+
+	optind = 1;
+	opterr = 0;
+	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
+		switch (c) {
+		case OPT_CONFIG:
+			f->f_config = optarg;
+			break;
+		case OPT_TOKEN_FILE:
+			f->f_circle_token_file = optarg;
+			break;
+		case OPT_API_ADDR:
+			if (parse_api_addr(f, optarg, err, errlen) == -1)
+				return -1;
+			break;
+		case OPT_CA_FILE:
+			f->f_circleci_ca_file = optarg;
+			break;
+		case OPT_NAMESPACE:
+			f->f_namespace = optarg;
+			break;
+		case OPT_KUBECONFIG:
+			f->f_kubeconfig = optarg;
+			break;
+		case OPT_POLL:
+			if (parse_duration_ms("--poll-interval", optarg, 10,
+			                      &f->f_poll_interval_ms, err,
+			                      errlen) == -1)
+				return -1;
+			break;
+		case OPT_GRACE:
+			if (parse_duration_ms("--shutdown-grace", optarg, 0,
+			                      &f->f_shutdown_grace_ms, err,
+			                      errlen) == -1)
+				return -1;
+			break;
+		case OPT_BOOT_LOOP:
+			if (parse_duration_ms("--boot-loop-threshold", optarg,
+			                      0, &f->f_boot_loop_ms, err,
+			                      errlen) == -1)
+				return -1;
+			break;
+		case OPT_READY:
+		case OPT_LIVE:
+			if (flags_split_addr(optarg, host, sizeof(host),
+			                     &port) == -1) {
+				snprintf(
+				    err, errlen,
+				    "%s: \"%s\" is not HOST:PORT, :PORT or "
+				    "[IPv6]:PORT",
+				    c == OPT_READY ? "--ready-addr"
+				                   : "--live-addr",
+				    optarg);
+				return -1;
+			}
+			if (c == OPT_READY)
+				f->f_ready_addr = optarg;
+			else
+				f->f_live_addr = optarg;
+			break;
+		case OPT_RUN_DIR:
+			f->f_run_dir = optarg;
+			break;
+		case OPT_LOG_LEVEL:
+			if (log_level_parse(optarg, &f->f_log_level) == -1) {
+				snprintf(
+				    err, errlen,
+				    "--log-level: \"%s\" is not one of debug, "
+				    "info, warn, error",
+				    optarg);
+				return -1;
+			}
+			break;
+		case OPT_CHECK:
+			f->f_check_config = true;
+			break;
+		case OPT_DRY_RUN:
+			f->f_dry_run = true;
+			break;
+		case OPT_VERSION:
+			f->f_version = true;
+			break;
+		case OPT_HELP:
+			f->f_help = true;
+			break;
+		case ':':
+			snprintf(err, errlen, "%s: missing value",
+			         argv[optind - 1]);
+			return -1;
+		default:
+			snprintf(err, errlen,
+			         "unknown flag \"%s\" (see --help)",
+			         argv[optind - 1]);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		snprintf(err, errlen,
+		         "unexpected argument \"%s\" (see --help)",
+		         argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+void
+flags_free(struct flags *f)
+{
+	free(f->f_api_addr);
+	f->f_api_addr = NULL;
+}

@@ -1,0 +1,55 @@
+/*
+ * Command-line flags (DESIGN §7).  Every process accepts the same set, so
+ * a child can be run by hand with the supervisor's command line.
+ */
+#ifndef RP_FLAGS_H
+#define RP_FLAGS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+
+#define FLAGS_DEFAULT_CONFIG       "/etc/runner-provisioner/config.yaml"
+#define FLAGS_DEFAULT_TOKEN_FILE   "/etc/runner-provisioner/circle-token"
+#define FLAGS_DEFAULT_API_ADDR     "https://runner.circleci.com"
+#define FLAGS_DEFAULT_POLL_MS      1000
+#define FLAGS_DEFAULT_READY_ADDR   ":8000"
+#define FLAGS_DEFAULT_LIVE_ADDR    ":8001"
+#define FLAGS_DEFAULT_GRACE_MS     10000
+#define FLAGS_DEFAULT_BOOT_LOOP_MS 60000
+#define FLAGS_ERR_MAX              512
+
+struct flags {
+	const char *f_config;
+	const char *f_circle_token_file;
+	char *f_api_addr;               /* owned; trailing '/' removed */
+	const char *f_circleci_ca_file; /* NULL: system CAs */
+	const char *f_namespace;        /* NULL: in-cluster, else default */
+	const char *f_kubeconfig; /* NULL: $KUBECONFIG, else in-cluster */
+	uint64_t f_poll_interval_ms;
+	uint64_t f_shutdown_grace_ms;
+	uint64_t f_boot_loop_ms;
+	const char *f_ready_addr;
+	const char *f_live_addr;
+	const char *f_run_dir; /* NULL: default per user */
+	enum log_level f_log_level;
+	bool f_check_config;
+	bool f_dry_run;
+	bool f_version;
+	bool f_help;
+};
+
+/* flags.c */
+/* Fills f from argv (defaults first).  Returns 0, or -1 with a message in
+ * err.  The strings point into argv or are static, except f_api_addr. */
+int flags_parse(struct flags *f, int argc, char **argv, char *err,
+                size_t errlen);
+void flags_free(struct flags *);
+void flags_usage(FILE *, const char *prog);
+/* Parses "HOST:PORT", ":PORT", "[v6]:PORT".  host is "" for any address. */
+int flags_split_addr(const char *addr, char *host, size_t hostlen,
+                     uint16_t *port);
+
+#endif

@@ -1,0 +1,352 @@
+#include <ctype.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "metrics.h"
+#include "util.h"
+
+struct metric_series {
+	const struct metric_family *ms_family;
+	char *ms_values[METRIC_LABELS_MAX];
+	double ms_value;                /* counter, gauge; histogram sum */
+	unsigned long long ms_count;    /* histogram */
+	unsigned long long *ms_buckets; /* histogram, per bound */
+};
+
+struct metric_family {
+	enum metric_type mf_type;
+	char *mf_name;
+	char *mf_help;
+	char *mf_labels[METRIC_LABELS_MAX];
+	size_t mf_nlabels;
+	double *mf_bounds;
+	size_t mf_nbounds;
+	struct metric_series **mf_series;
+	size_t mf_nseries;
+};
+
+struct metrics {
+	struct metric_family **m_families;
+	size_t m_nfamilies;
+};
+
+struct metrics *
+metrics_new(void)
+{
+	return xcalloc(1, sizeof(struct metrics));
+}
+
+static void
+series_free(struct metric_series *s)
+{
+	size_t i;
+
+	for (i = 0; i < METRIC_LABELS_MAX; i++)
+		free(s->ms_values[i]);
+	free(s->ms_buckets);
+	free(s);
+}
+
+void
+metrics_free(struct metrics *m)
+{
+	struct metric_family *f;
+	size_t i, j;
+
+	if (m == NULL)
+		return;
+	for (i = 0; i < m->m_nfamilies; i++) {
+		f = m->m_families[i];
+		for (j = 0; j < f->mf_nseries; j++)
+			series_free(f->mf_series[j]);
+		for (j = 0; j < f->mf_nlabels; j++)
+			free(f->mf_labels[j]);
+		free(f->mf_series);
+		free(f->mf_bounds);
+		free(f->mf_name);
+		free(f->mf_help);
+		free(f);
+	}
+	free(m->m_families);
+	free(m);
+}
+
+struct metric_family *
+metrics_family(struct metrics *m, enum metric_type type, const char *name,
+               const char *help, const char *const *labels,
+               const double *buckets, size_t nbuckets)
+{
+	struct metric_family *f = xcalloc(1, sizeof(*f));
+
+	f->mf_type = type;
+	f->mf_name = xasprintf(METRIC_PREFIX "%s", name);
+	f->mf_help = xstrdup(help);
+	while (labels != NULL && labels[f->mf_nlabels] != NULL) {
+		if (f->mf_nlabels == METRIC_LABELS_MAX)
+			fatalx("metric %s: too many labels", name);
+		f->mf_labels[f->mf_nlabels] = xstrdup(labels[f->mf_nlabels]);
+		f->mf_nlabels++;
+	}
+	if (type == METRIC_HISTOGRAM) {
+		f->mf_bounds = xcalloc(nbuckets, sizeof(double));
+		memcpy(f->mf_bounds, buckets, nbuckets * sizeof(double));
+		f->mf_nbounds = nbuckets;
+	}
+	m->m_families = xrealloc(m->m_families, m->m_nfamilies + 1,
+	                         sizeof(*m->m_families));
+	m->m_families[m->m_nfamilies++] = f;
+	return f;
+}
+
+struct metric_series *
+metric_series(struct metric_family *f, const char *const *values)
+{
+	struct metric_series *s;
+	size_t i, j;
+
+	for (i = 0; i < f->mf_nseries; i++) {
+		s = f->mf_series[i];
+		for (j = 0; j < f->mf_nlabels; j++)
+			if (strcmp(s->ms_values[j], values[j]) != 0)
+				break;
+		if (j == f->mf_nlabels)
+			return s;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->ms_family = f;
+	for (j = 0; j < f->mf_nlabels; j++)
+		s->ms_values[j] = xstrdup(values[j]);
+	if (f->mf_type == METRIC_HISTOGRAM)
+		s->ms_buckets =
+		    xcalloc(f->mf_nbounds + 1, sizeof(*s->ms_buckets));
+	f->mf_series =
+	    xrealloc(f->mf_series, f->mf_nseries + 1, sizeof(*f->mf_series));
+	f->mf_series[f->mf_nseries++] = s;
+	return s;
+}
+
+struct metric_series *
+metric_single(struct metric_family *f)
+{
+	return metric_series(f, NULL);
+}
+
+void
+metric_inc(struct metric_series *s, double v)
+{
+	s->ms_value += v;
+}
+
+void
+metric_set(struct metric_series *s, double v)
+{
+	s->ms_value = v;
+}
+
+double
+metric_value(const struct metric_series *s)
+{
+	return s->ms_value;
+}
+
+void
+metric_observe(struct metric_series *s, double v)
+{
+	const struct metric_family *f = s->ms_family;
+	size_t i;
+
+	s->ms_value += v;
+	s->ms_count++;
+	for (i = 0; i < f->mf_nbounds; i++)
+		if (v <= f->mf_bounds[i])
+			s->ms_buckets[i]++;
+}
+
+static void
+render_number(struct buf *b, double v)
+{
+	if (isinf(v))
+		buf_puts(b, v > 0 ? "+Inf" : "-Inf");
+	else if (isnan(v))
+		buf_puts(b, "NaN");
+	else if (v == (double)(long long)v && fabs(v) < 1e15)
+		buf_printf(b, "%lld", (long long)v);
+	else
+		buf_printf(b, "%.9g", v);
+}
+
+static void
+render_escaped(struct buf *b, const char *s, bool help)
+{
+	for (; *s != '\0'; s++) {
+		if (*s == '\\')
+			buf_puts(b, "\\\\");
+		else if (*s == '\n')
+			buf_puts(b, "\\n");
+		else if (*s == '"' && !help)
+			buf_puts(b, "\\\"");
+		else
+			buf_append(b, s, 1);
+	}
+}
+
+/* {a="x",b="y"[,le="0.5"]} */
+static void
+render_labels(struct buf *b, const struct metric_family *f,
+              const struct metric_series *s, const char *le)
+{
+	size_t i;
+
+	if (f->mf_nlabels == 0 && le == NULL)
+		return;
+	buf_puts(b, "{");
+	for (i = 0; i < f->mf_nlabels; i++) {
+		buf_printf(b, "%s%s=\"", i ? "," : "", f->mf_labels[i]);
+		render_escaped(b, s->ms_values[i], false);
+		buf_puts(b, "\"");
+	}
+	if (le != NULL)
+		buf_printf(b, "%sle=\"%s\"", f->mf_nlabels ? "," : "", le);
+	buf_puts(b, "}");
+}
+
+static void
+render_histogram(struct buf *b, const struct metric_family *f,
+                 const struct metric_series *s)
+{
+	struct buf le = {0};
+	size_t i;
+
+	for (i = 0; i < f->mf_nbounds; i++) {
+		buf_reset(&le);
+		render_number(&le, f->mf_bounds[i]);
+		buf_printf(b, "%s_bucket", f->mf_name);
+		render_labels(b, f, s, buf_str(&le));
+		buf_printf(b, " %llu\n", s->ms_buckets[i]);
+	}
+	buf_free(&le);
+	buf_printf(b, "%s_bucket", f->mf_name);
+	render_labels(b, f, s, "+Inf");
+	buf_printf(b, " %llu\n", s->ms_count);
+	buf_printf(b, "%s_sum", f->mf_name);
+	render_labels(b, f, s, NULL);
+	buf_puts(b, " ");
+	render_number(b, s->ms_value);
+	buf_printf(b, "\n%s_count", f->mf_name);
+	render_labels(b, f, s, NULL);
+	buf_printf(b, " %llu\n", s->ms_count);
+}
+
+void
+metrics_render(const struct metrics *m, struct buf *b)
+{
+	static const char *const types[] = {"counter", "gauge", "histogram"};
+	const struct metric_family *f;
+	size_t i, j;
+
+	for (i = 0; i < m->m_nfamilies; i++) {
+		f = m->m_families[i];
+		buf_printf(b, "# HELP %s ", f->mf_name);
+		render_escaped(b, f->mf_help, true);
+		buf_printf(b, "\n# TYPE %s %s\n", f->mf_name,
+		           types[f->mf_type]);
+		for (j = 0; j < f->mf_nseries; j++) {
+			if (f->mf_type == METRIC_HISTOGRAM) {
+				render_histogram(b, f, f->mf_series[j]);
+				continue;
+			}
+			buf_puts(b, f->mf_name);
+			render_labels(b, f, f->mf_series[j], NULL);
+			buf_puts(b, " ");
+			render_number(b, f->mf_series[j]->ms_value);
+			buf_puts(b, "\n");
+		}
+	}
+}
+
+static bool
+name_char(char c, bool first)
+{
+	return isalpha((unsigned char)c) || c == '_' || c == ':' ||
+	       (!first && isdigit((unsigned char)c));
+}
+
+/* Checks one sample line: name{l="v",...} value */
+static int
+sample_valid(const char *p, const char *end)
+{
+	const char *q;
+	char *num_end;
+	char num[64];
+	size_t n;
+
+	if ((size_t)(end - p) < sizeof(METRIC_PREFIX) - 1 ||
+	    strncmp(p, METRIC_PREFIX, sizeof(METRIC_PREFIX) - 1) != 0)
+		return -1;
+	for (q = p; q < end && name_char(*q, q == p); q++)
+		;
+	if (q < end && *q == '{') {
+		q++;
+		while (q < end && *q != '}') {
+			if (!name_char(*q, true))
+				return -1;
+			while (q < end && name_char(*q, false))
+				q++;
+			if (end - q < 2 || q[0] != '=' || q[1] != '"')
+				return -1;
+			for (q += 2; q < end && *q != '"'; q++)
+				if (*q == '\\' && ++q == end)
+					return -1;
+			if (q == end)
+				return -1;
+			q++;
+			if (q < end && *q == ',')
+				q++;
+		}
+		if (q == end)
+			return -1;
+		q++;
+	}
+	if (q == end || *q != ' ')
+		return -1;
+	q++;
+	n = (size_t)(end - q);
+	if (n == 0 || n >= sizeof(num))
+		return -1;
+	memcpy(num, q, n);
+	num[n] = '\0';
+	if (strcmp(num, "+Inf") == 0 || strcmp(num, "-Inf") == 0 ||
+	    strcmp(num, "NaN") == 0)
+		return 0;
+	strtod(num, &num_end);
+	return *num_end == '\0' && num_end != num ? 0 : -1;
+}
+
+int
+metrics_text_valid(const char *text, size_t len)
+{
+	const char *p = text, *end = text + len, *nl;
+
+	while (p < end) {
+		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
+			return -1; /* every line ends with \n */
+		if (memchr(p, '\0', (size_t)(nl - p)) != NULL)
+			return -1;
+		if (nl == p)
+			;
+		else if (*p == '#') {
+			if ((size_t)(nl - p) < 7 ||
+			    (strncmp(p, "# HELP ", 7) != 0 &&
+			     strncmp(p, "# TYPE ", 7) != 0) ||
+			    strncmp(p + 7, METRIC_PREFIX,
+			            sizeof(METRIC_PREFIX) - 1) != 0)
+				return -1;
+		} else if (sample_valid(p, nl) == -1)
+			return -1;
+		p = nl + 1;
+	}
+	return 0;
+}
