@@ -1,0 +1,43 @@
+#include <string.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "survey.h"
+
+int
+survey_answer(nng_socket s, enum health_role role, uint32_t *seq,
+              survey_fill_fn fill, void *arg)
+{
+	struct msg_health_query q;
+	struct buf metrics = {0}, out = {0};
+	struct msg_health h;
+	struct msg_hdr hdr;
+	enum msg_err e;
+	nng_msg *m;
+	int n = 0;
+
+	while (ipc_recv(s, &m) == 1) {
+		e = msg_health_query_decode(nng_msg_body(m), nng_msg_len(m),
+		                            &hdr, &q);
+		nng_msg_free(m);
+		if (e != MSG_OK) {
+			log_warnx("dropped a malformed health query (%s)",
+			          msg_err_name(e));
+			continue;
+		}
+		memset(&h, 0, sizeof(h));
+		buf_reset(&metrics);
+		fill(arg, &h, &metrics);
+		h.hl_role = (uint8_t)role;
+		h.hl_metrics = metrics.b_data != NULL ? metrics.b_data : "";
+		h.hl_metrics_len = metrics.b_len;
+		buf_reset(&out);
+		msg_health_encode(&h, ++*seq, &out);
+		json_decref(h.hl_detail);
+		if (ipc_send(s, out.b_data, out.b_len) == 0)
+			n++;
+	}
+	buf_free(&metrics);
+	buf_free(&out);
+	return n;
+}

@@ -1,0 +1,270 @@
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <nng/nng.h>
+#include <nng/protocol/survey0/survey.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+int
+health_init(struct supervisor *s)
+{
+	static const char *const reason[] = {"reason", NULL};
+	static const double lat_buckets[] = {0.001, 0.005, 0.01,
+	                                     0.05,  0.1,   0.5};
+	struct metric_family *rej;
+	char url[IPC_URL_MAX];
+	size_t i;
+
+	rej = metrics_family(
+	    s->s_metrics, METRIC_COUNTER, "health_messages_rejected_total",
+	    "Health answers from children dropped as malformed or foreign.",
+	    reason, NULL, 0);
+	for (i = 1; i < MSG_NERR; i++)
+		s->s_m_rejected[i] = metric_series(
+		    rej, (const char *[]){msg_err_name((enum msg_err)i)});
+	s->s_m_rejected[0] = metric_series(rej, (const char *[]){"sender"});
+	s->s_m_survey_lat = metric_single(metrics_family(
+	    s->s_metrics, METRIC_HISTOGRAM, "health_answer_seconds",
+	    "Time from a health survey to a child's answer.", NULL,
+	    lat_buckets, nitems(lat_buckets)));
+	if (ipc_url(url, sizeof(url), s->s_run_dir, IPC_HEALTH) == -1 ||
+	    ipc_open(&s->s_survey, IPC_SURVEYOR_LISTEN, url,
+	             &s->s_survey_fd) == -1)
+		return -1;
+	return 0;
+}
+
+static bool
+child_unanswered(const struct supervisor *s)
+{
+	size_t i;
+
+	for (i = 0; i < nitems(s->s_children); i++)
+		if (s->s_children[i].c_state == CHILD_RUNNING &&
+		    s->s_children[i].c_last_answer_ms == 0)
+			return true;
+	return false;
+}
+
+static uint64_t survey_sent_ms;
+
+void
+health_survey(struct supervisor *s, uint64_t now)
+{
+	struct msg_health_query q = {.q_sent_ms = wall_ms()};
+	struct buf b = {0};
+	bool fast;
+
+	if (now < s->s_next_survey_ms)
+		return;
+	fast = child_unanswered(s);
+	nng_socket_set_ms(s->s_survey, NNG_OPT_SURVEYOR_SURVEYTIME,
+	                  fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
+	msg_health_query_encode(&q, ++s->s_seq, &b);
+	ipc_send(s->s_survey, b.b_data, b.b_len);
+	buf_free(&b);
+	survey_sent_ms = now;
+	s->s_next_survey_ms =
+	    now + (fast ? SURVEY_FAST_MS : SURVEY_INTERVAL_MS);
+}
+
+static void
+store_answer(struct supervisor *s, struct child *c, struct msg_health *h,
+             uint64_t now)
+{
+	struct log_line ll;
+
+	if (c->c_last_answer_ms == 0) {
+		log_begin(&ll, LOG_LVL_INFO, "child answering health surveys");
+		log_str(&ll, "child", c->c_name);
+		log_int(&ll, "child_pid", c->c_pid);
+		log_uint(&ll, "ms_since_start", now - c->c_started_ms);
+		log_end(&ll);
+	}
+	msg_health_clear(&c->c_health);
+	c->c_health = *h;
+	c->c_have_health = true;
+	c->c_last_answer_ms = now;
+	metric_observe(s->s_m_survey_lat,
+	               (double)(now - survey_sent_ms) / 1000.0);
+}
+
+void
+health_receive(struct supervisor *s, uint64_t now)
+{
+	struct msg_health h;
+	struct msg_hdr hdr;
+	struct child *c;
+	enum msg_err e;
+	nng_msg *m;
+	int peer;
+
+	while (ipc_recv(s->s_survey, &m) == 1) {
+		e = msg_health_decode(nng_msg_body(m), nng_msg_len(m), &hdr,
+		                      &h);
+		peer = ipc_peer_pid(m);
+		nng_msg_free(m);
+		if (e != MSG_OK) {
+			metric_inc(s->s_m_rejected[e], 1);
+			log_warnx("dropped a malformed health answer (%s)",
+			          msg_err_name(e));
+			continue;
+		}
+		c = child_by_pid(s, (pid_t)hdr.h_pid);
+		if (c == NULL || c->c_state != CHILD_RUNNING ||
+		    (peer != -1 && peer != (int)hdr.h_pid) ||
+		    c->c_role != h.hl_role) {
+			metric_inc(s->s_m_rejected[0], 1);
+			log_warnx("dropped a health answer from pid %u (peer "
+			          "pid %d), which is not a running child",
+			          hdr.h_pid, peer);
+			msg_health_clear(&h);
+			continue;
+		}
+		store_answer(s, c, &h, now);
+	}
+}
+
+void
+health_check(struct supervisor *s, uint64_t now)
+{
+	struct log_line ll;
+	struct child *c;
+	uint64_t ref;
+	size_t i;
+
+	if (s->s_quit)
+		return;
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
+			continue;
+		ref = c->c_last_answer_ms ? c->c_last_answer_ms
+		                          : c->c_started_ms;
+		if (now - ref < HEALTH_KILL_MS)
+			continue;
+		log_begin(
+		    &ll, LOG_LVL_ERROR,
+		    "child stopped answering health surveys; killing it");
+		log_str(&ll, "child", c->c_name);
+		log_int(&ll, "child_pid", c->c_pid);
+		log_uint(&ll, "silent_ms", now - ref);
+		log_end(&ll);
+		kill(c->c_pid, SIGKILL);
+		c->c_killed_unresponsive = true;
+	}
+}
+
+bool
+health_child_ready(const struct child *c, uint64_t now)
+{
+	return c->c_state == CHILD_RUNNING && c->c_have_health &&
+	       now - c->c_last_answer_ms <= HEALTH_FRESH_MS &&
+	       c->c_health.hl_state == HEALTH_OK;
+}
+
+bool
+health_ready(const struct supervisor *s, uint64_t now)
+{
+	size_t i;
+
+	if (s->s_quit)
+		return false;
+	for (i = 0; i < nitems(s->s_children); i++)
+		if (!health_child_ready(&s->s_children[i], now))
+			return false;
+	return true;
+}
+
+/* Why a child is not ready, in words an operator can act on. */
+static const char *
+child_reason(const struct child *c, uint64_t now)
+{
+	if (c->c_state == CHILD_FAILED)
+		return "failed permanently (see the logs); not restarted";
+	if (c->c_crash_loop)
+		return "crash-looping";
+	if (c->c_state != CHILD_RUNNING)
+		return "not running";
+	if (!c->c_have_health)
+		return "not answering health surveys yet";
+	if (now - c->c_last_answer_ms > HEALTH_FRESH_MS)
+		return "stopped answering health surveys";
+	if (c->c_health.hl_state == HEALTH_STARTING)
+		return "no success yet";
+	return "failing: see detail";
+}
+
+json_t *
+health_report(const struct supervisor *s, uint64_t now)
+{
+	json_t *root = json_object(), *children = json_object(), *reasons;
+	const struct child *c;
+	json_t *o;
+	char why[160];
+	size_t i;
+
+	reasons = json_array();
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		o = json_object();
+		json_object_set_new(o, "state",
+		                    json_string(child_state_name(c->c_state)));
+		if (c->c_pid > 0)
+			json_object_set_new(o, "pid", json_integer(c->c_pid));
+		json_object_set_new(o, "restarts",
+		                    json_integer(c->c_restarts));
+		json_object_set_new(o, "crash_looping",
+		                    json_boolean(c->c_crash_loop));
+		if (c->c_last_exit[0] != '\0')
+			json_object_set_new(o, "last_exit",
+			                    json_string(c->c_last_exit));
+		if (c->c_have_health) {
+			json_object_set_new(
+			    o, "health",
+			    json_string(health_state_name(
+			        (enum health_state)c->c_health.hl_state)));
+			json_object_set_new(
+			    o, "last_answer_ms_ago",
+			    json_integer(
+			        (json_int_t)(now - c->c_last_answer_ms)));
+			json_object_set(o, "detail", c->c_health.hl_detail);
+		}
+		json_object_set_new(o, "ready",
+		                    json_boolean(health_child_ready(c, now)));
+		if (!health_child_ready(c, now)) {
+			snprintf(why, sizeof(why), "%s: %s", c->c_name,
+			         child_reason(c, now));
+			json_array_append_new(reasons, json_string(why));
+		}
+		json_object_set_new(children, c->c_name, o);
+	}
+	if (s->s_quit)
+		json_array_append_new(reasons, json_string("shutting down"));
+	json_object_set_new(
+	    root, "status",
+	    json_string(health_ready(s, now) ? "ready" : "not ready"));
+	json_object_set_new(root, "reasons", reasons);
+	json_object_set_new(root, "children", children);
+	return root;
+}
+
+void
+health_metrics(const struct supervisor *s, struct buf *b)
+{
+	const struct child *c;
+	size_t i;
+
+	metrics_render(s->s_metrics, b);
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state == CHILD_RUNNING && c->c_have_health)
+			buf_append(b, c->c_health.hl_metrics,
+			           c->c_health.hl_metrics_len);
+	}
+}

@@ -1,0 +1,304 @@
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define HTTP_CONN_LIMIT     32
+#define HTTP_CONN_TIMEOUT_S 10
+#define ENDPOINT_READY      0x1 /* /ready and /metrics */
+#define ENDPOINT_LIVE       0x2 /* /live */
+
+struct endpoint {
+	struct sup_http *e_http;
+	struct MHD_Daemon *e_daemon;
+	int e_serves; /* ENDPOINT_* bits */
+	int e_epoll_fd;
+};
+
+struct sup_http {
+	struct supervisor *h_sup;
+	struct endpoint h_ep[2];
+	int h_nep;
+};
+
+static int
+listen_on(const char *addr, char *where, size_t wherelen)
+{
+	struct addrinfo hints, *res = NULL, *ai;
+	struct sockaddr_storage ss;
+	socklen_t sslen = sizeof(ss);
+	char host[256], portstr[8], ip[INET6_ADDRSTRLEN];
+	uint16_t port;
+	int fd = -1, on = 1, off = 0, rv;
+
+	if (flags_split_addr(addr, host, sizeof(host), &port) == -1) {
+		log_error("invalid listen address \"%s\"", addr);
+		return -1;
+	}
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	memset(&hints, 0, sizeof(hints));
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	/* An empty host means every address: IPv6 dual-stack first. */
+	hints.ai_family = host[0] == '\0' ? AF_INET6 : AF_UNSPEC;
+	rv = getaddrinfo(host[0] ? host : NULL, portstr, &hints, &res);
+	if (rv != 0 && host[0] == '\0') {
+		hints.ai_family = AF_INET;
+		rv = getaddrinfo(NULL, portstr, &hints, &res);
+	}
+	if (rv != 0) {
+		log_error("listen address \"%s\": %s", addr, gai_strerror(rv));
+		return -1;
+	}
+	for (ai = res; ai != NULL; ai = ai->ai_next) {
+		fd = socket(ai->ai_family,
+		            ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd == -1)
+			continue;
+		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+		if (ai->ai_family == AF_INET6 && host[0] == '\0')
+			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
+			           sizeof(off));
+		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
+		    listen(fd, 64) == 0)
+			break;
+		rv = errno;
+		close(fd);
+		fd = -1;
+		errno = rv;
+	}
+	freeaddrinfo(res);
+	if (fd == -1 && host[0] == '\0' && hints.ai_family == AF_INET6) {
+		/* No IPv6 in this network namespace: plain IPv4. */
+		struct sockaddr_in sin = {.sin_family = AF_INET,
+		                          .sin_port = htons(port),
+		                          .sin_addr.s_addr =
+		                              htonl(INADDR_ANY)};
+		fd = socket(AF_INET,
+		            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (fd != -1) {
+			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
+			           sizeof(on));
+			if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ==
+			        -1 ||
+			    listen(fd, 64) == -1) {
+				rv = errno;
+				close(fd);
+				fd = -1;
+				errno = rv;
+			}
+		}
+	}
+	if (fd == -1) {
+		log_error("cannot listen on %s: %s", addr, strerror(errno));
+		return -1;
+	}
+	getsockname(fd, (struct sockaddr *)&ss, &sslen);
+	if (ss.ss_family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(where, wherelen, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(where, wherelen, "%s:%u", ip, ntohs(s4->sin_port));
+	}
+	return fd;
+}
+
+static enum MHD_Result
+respond(struct MHD_Connection *conn, unsigned int code, const char *type,
+        char *body /* taken */)
+{
+	struct MHD_Response *r;
+	enum MHD_Result ret;
+
+	r = MHD_create_response_from_buffer(strlen(body), body,
+	                                    MHD_RESPMEM_MUST_FREE);
+	if (r == NULL) {
+		free(body);
+		return MHD_NO;
+	}
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, type);
+	MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+	ret = MHD_queue_response(conn, code, r);
+	MHD_destroy_response(r);
+	return ret;
+}
+
+static char *
+json_text(json_t *j /* taken */)
+{
+	char *s = json_dumps(j, JSON_COMPACT);
+	size_t n;
+
+	json_decref(j);
+	if (s == NULL)
+		return xstrdup("{}\n");
+	n = strlen(s);
+	s = xrealloc(s, n + 2, 1);
+	memcpy(s + n, "\n", 2);
+	return s;
+}
+
+static enum MHD_Result
+handle(void *cls, struct MHD_Connection *conn, const char *url,
+       const char *method, const char *version, const char *upload_data,
+       size_t *upload_data_size, void **con_cls)
+{
+	struct endpoint *ep = cls;
+	struct sup_http *h = ep->e_http;
+	struct buf b = {0};
+	uint64_t now = now_ms();
+	json_t *j;
+
+	(void)version;
+	(void)upload_data;
+	(void)upload_data_size;
+	(void)con_cls;
+	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
+		return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
+		               xstrdup("method not allowed\n"));
+	if ((ep->e_serves & ENDPOINT_LIVE) && strcmp(url, "/live") == 0) {
+		j = json_pack("{s:s,s:I}", "status", "alive", "uptime_ms",
+		              (json_int_t)(now - h->h_sup->s_start_ms));
+		return respond(conn, MHD_HTTP_OK, "application/json",
+		               json_text(j));
+	}
+	if ((ep->e_serves & ENDPOINT_READY) && strcmp(url, "/ready") == 0) {
+		bool ready = health_ready(h->h_sup, now);
+		return respond(
+		    conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		    "application/json",
+		    json_text(health_report(h->h_sup, now)));
+	}
+	if ((ep->e_serves & ENDPOINT_READY) && strcmp(url, "/metrics") == 0) {
+		health_metrics(h->h_sup, &b);
+		return respond(conn, MHD_HTTP_OK,
+		               "text/plain; version=0.0.4; charset=utf-8",
+		               buf_take(&b));
+	}
+	return respond(conn, MHD_HTTP_NOT_FOUND, "text/plain",
+	               xstrdup("not found\n"));
+}
+
+static int
+endpoint_start(struct sup_http *h, struct endpoint *ep, const char *addr,
+               int serves)
+{
+	const union MHD_DaemonInfo *info;
+	char where[INET6_ADDRSTRLEN + 16];
+	struct log_line ll;
+	int fd;
+
+	if ((fd = listen_on(addr, where, sizeof(where))) == -1)
+		return -1;
+	ep->e_http = h;
+	ep->e_serves = serves;
+	ep->e_daemon = MHD_start_daemon(
+	    MHD_USE_EPOLL, 0, NULL, NULL, handle, ep, MHD_OPTION_LISTEN_SOCKET,
+	    fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT,
+	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
+	    MHD_OPTION_END);
+	if (ep->e_daemon == NULL) {
+		log_error("cannot start the HTTP server on %s", where);
+		close(fd);
+		return -1;
+	}
+	info = MHD_get_daemon_info(ep->e_daemon, MHD_DAEMON_INFO_EPOLL_FD);
+	ep->e_epoll_fd = info != NULL ? info->epoll_fd : -1;
+	log_begin(&ll, LOG_LVL_INFO, "serving HTTP");
+	log_str(&ll, "addr", where);
+	log_str(&ll, "paths",
+	        serves == (ENDPOINT_READY | ENDPOINT_LIVE)
+	            ? "/ready /metrics /live"
+	        : serves == ENDPOINT_READY ? "/ready /metrics"
+	                                   : "/live");
+	log_end(&ll);
+	return 0;
+}
+
+struct sup_http *
+http_start(struct supervisor *s)
+{
+	struct sup_http *h = xcalloc(1, sizeof(*h));
+	const struct flags *f = s->s_flags;
+
+	h->h_sup = s;
+	if (strcmp(f->f_ready_addr, f->f_live_addr) == 0) {
+		if (endpoint_start(h, &h->h_ep[0], f->f_ready_addr,
+		                   ENDPOINT_READY | ENDPOINT_LIVE) == -1)
+			goto fail;
+		h->h_nep = 1;
+	} else {
+		if (endpoint_start(h, &h->h_ep[0], f->f_ready_addr,
+		                   ENDPOINT_READY) == -1)
+			goto fail;
+		h->h_nep = 1;
+		if (endpoint_start(h, &h->h_ep[1], f->f_live_addr,
+		                   ENDPOINT_LIVE) == -1)
+			goto fail;
+		h->h_nep = 2;
+	}
+	return h;
+fail:
+	http_stop(h);
+	return NULL;
+}
+
+void
+http_stop(struct sup_http *h)
+{
+	int i;
+
+	if (h == NULL)
+		return;
+	for (i = 0; i < h->h_nep; i++)
+		MHD_stop_daemon(h->h_ep[i].e_daemon);
+	free(h);
+}
+
+int
+http_fds(struct sup_http *h, int *fds, int max)
+{
+	int i, n = 0;
+
+	for (i = 0; i < h->h_nep && n < max; i++)
+		fds[n++] = h->h_ep[i].e_epoll_fd;
+	return n;
+}
+
+uint64_t
+http_next_deadline(struct sup_http *h, uint64_t now)
+{
+	MHD_UNSIGNED_LONG_LONG t;
+	uint64_t next = UINT64_MAX;
+	int i;
+
+	for (i = 0; i < h->h_nep; i++)
+		if (MHD_get_timeout(h->h_ep[i].e_daemon, &t) == MHD_YES &&
+		    now + t < next)
+			next = now + t;
+	return next;
+}
+
+void
+http_run(struct sup_http *h)
+{
+	int i;
+
+	for (i = 0; i < h->h_nep; i++)
+		MHD_run(h->h_ep[i].e_daemon);
+}

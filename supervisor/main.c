@@ -1,0 +1,172 @@
+/*
+ * runner-provisioner: the supervisor, PID 1 in the container.  Validates
+ * the configuration before anything starts, then runs the poller and the
+ * actuator (supervisor.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "flags.h"
+#include "ipc.h"
+#include "log.h"
+#include "supervisor.h"
+#include "token.h"
+#include "util.h"
+
+#define PROG "runner-provisioner"
+
+/* One supervisor per run directory; the lock dies with the process. */
+static int
+rundir_lock(const char *dir)
+{
+	char path[PATH_MAX + 32], pid[32];
+	int fd, n;
+
+	snprintf(path, sizeof(path), "%s/supervisor.lock", dir);
+	if ((fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) == -1) {
+		log_error("run dir lock %s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		log_error("another runner-provisioner is using run dir %s "
+		          "(locked: %s); give each one its own --run-dir",
+		          dir, path);
+		close(fd);
+		return -1;
+	}
+	n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	if (ftruncate(fd, 0) == -1 || write(fd, pid, (size_t)n) != n)
+		log_warn("run dir lock %s", path);
+	return fd;
+}
+
+static int
+self_dir(char *out, size_t size)
+{
+	char exe[PATH_MAX];
+	ssize_t n;
+
+	if ((n = readlink("/proc/self/exe", exe, sizeof(exe) - 1)) == -1) {
+		log_warn("readlink /proc/self/exe");
+		return -1;
+	}
+	exe[n] = '\0';
+	strlcpy_rp(out, dirname(exe), size);
+	return 0;
+}
+
+/* Everything that can be wrong before a child starts. */
+static struct conf *
+preflight(const struct flags *f, bool print)
+{
+	char err[CONF_ERR_MAX];
+	const char *source;
+	struct conf *conf;
+	char *token, *summary;
+
+	if ((conf = conf_load(f->f_config, err, sizeof(err))) == NULL) {
+		if (print)
+			fprintf(stderr, "%s: %s\n", PROG, err);
+		else {
+			struct log_line ll;
+			log_begin(&ll, LOG_LVL_ERROR, "invalid configuration");
+			log_str(&ll, "error", err);
+			log_end(&ll);
+		}
+		return NULL;
+	}
+	conf_register_secrets(conf);
+	if ((token = token_load(f->f_circle_token_file, &source, err,
+	                        sizeof(err))) == NULL) {
+		if (print)
+			fprintf(stderr, "%s: %s\n", PROG, err);
+		else
+			log_error("%s", err);
+		conf_free(conf);
+		return NULL;
+	}
+	token_free(token);
+	if (print) {
+		summary = conf_summary(conf);
+		printf("%s: configuration OK\n", f->f_config);
+		printf("CircleCI API token: from %s\n", source);
+		printf("CircleCI API address: %s\n", f->f_api_addr);
+		fputs(summary, stdout);
+		free(summary);
+	}
+	return conf;
+}
+
+int
+main(int argc, char **argv)
+{
+	char err[FLAGS_ERR_MAX], rundir[PATH_MAX], dir[PATH_MAX];
+	struct supervisor s;
+	struct log_line ll;
+	struct flags f;
+	struct conf *conf;
+	int lockfd, rv;
+
+	log_init("supervisor", LOG_LVL_INFO);
+	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
+		fprintf(stderr, "%s: %s\n", PROG, err);
+		return 2;
+	}
+	if (f.f_help) {
+		flags_usage(stdout, PROG);
+		return 0;
+	}
+	if (f.f_version) {
+		printf("%s %s\n", PROG, RP_VERSION);
+		return 0;
+	}
+	log_set_level(f.f_log_level);
+	if (f.f_check_config) {
+		conf = preflight(&f, true);
+		conf_free(conf);
+		flags_free(&f);
+		return conf != NULL ? 0 : 1;
+	}
+	if ((conf = preflight(&f, false)) == NULL)
+		return 1;
+	if (ipc_rundir(f.f_run_dir, rundir, sizeof(rundir), err,
+	               sizeof(err)) == -1) {
+		log_error("%s", err);
+		return 1;
+	}
+	if ((lockfd = rundir_lock(rundir)) == -1 ||
+	    self_dir(dir, sizeof(dir)) == -1)
+		return 1;
+
+	memset(&s, 0, sizeof(s));
+	s.s_flags = &f;
+	s.s_conf = conf;
+	s.s_run_dir = rundir;
+	s.s_child_argv = argv + 1;
+	s.s_child_argc = argc - 1;
+	s.s_metrics = metrics_new();
+	if (child_init(&s, dir) == -1)
+		return 1;
+	log_begin(&ll, LOG_LVL_INFO, "starting runner-provisioner");
+	log_str(&ll, "version", RP_VERSION);
+	log_uint(&ll, "resource_classes", conf->c_nclasses);
+	log_str(&ll, "circleci_api_addr", f.f_api_addr);
+	log_uint(&ll, "poll_interval_ms", f.f_poll_interval_ms);
+	log_bool(&ll, "dry_run", f.f_dry_run);
+	log_str(&ll, "run_dir", rundir);
+	log_end(&ll);
+	rv = sup_run(&s);
+	close(lockfd);
+	metrics_free(s.s_metrics);
+	conf_free(conf);
+	flags_free(&f);
+	return rv == 0 ? 0 : 1;
+}

@@ -1,0 +1,197 @@
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "ipc.h"
+#include "log.h"
+#include "supervisor.h"
+#include "util.h"
+
+#define PFD_SIGNAL 0
+#define PFD_SURVEY 1
+#define PFD_HTTP   2
+#define PFD_MAX    4
+
+static int
+signals_block(void)
+{
+	sigset_t set;
+	int fd;
+
+	/* Blocked before nng starts its threads, so that every signal is
+	 * read from the signalfd by this thread only. */
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGHUP);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	signal(SIGPIPE, SIG_IGN);
+	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	return fd;
+}
+
+static void
+shutdown_begin(struct supervisor *s, int sig, uint64_t now)
+{
+	struct log_line ll;
+
+	if (s->s_quit) {
+		log_warnx("second signal %d during shutdown; killing children",
+		          sig);
+		child_stop_all(s, SIGKILL);
+		return;
+	}
+	s->s_quit = true;
+	s->s_kill_deadline_ms = now + s->s_flags->f_shutdown_grace_ms;
+	log_begin(&ll, LOG_LVL_INFO, "shutting down");
+	log_str(&ll, "signal", strsignal(sig));
+	log_uint(&ll, "grace_ms", s->s_flags->f_shutdown_grace_ms);
+	log_end(&ll);
+	child_stop_all(s, SIGTERM);
+}
+
+static void
+signals_read(struct supervisor *s, uint64_t now)
+{
+	struct signalfd_siginfo si;
+	ssize_t n;
+
+	while ((n = read(s->s_sigfd, &si, sizeof(si))) == sizeof(si)) {
+		switch (si.ssi_signo) {
+		case SIGCHLD:
+			child_reap(s);
+			break;
+		case SIGTERM:
+		case SIGINT:
+			shutdown_begin(s, (int)si.ssi_signo, now);
+			break;
+		case SIGHUP:
+			log_info("SIGHUP ignored: configuration changes roll "
+			         "the pod (checksum/config)");
+			break;
+		}
+	}
+	/* Signals coalesce: reap anyway in case a SIGCHLD was merged. */
+	child_reap(s);
+}
+
+static uint64_t
+next_deadline(struct supervisor *s, uint64_t now)
+{
+	uint64_t next = child_next_deadline(s), t, ref;
+	const struct child *c;
+	size_t i;
+
+	if (!s->s_quit && s->s_next_survey_ms < next)
+		next = s->s_next_survey_ms;
+	if ((t = http_next_deadline(s->s_http, now)) < next)
+		next = t;
+	if (s->s_quit && s->s_kill_deadline_ms < next)
+		next = s->s_kill_deadline_ms;
+	for (i = 0; i < nitems(s->s_children) && !s->s_quit; i++) {
+		c = &s->s_children[i];
+		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
+			continue;
+		ref = c->c_last_answer_ms ? c->c_last_answer_ms
+		                          : c->c_started_ms;
+		if (ref + HEALTH_KILL_MS < next)
+			next = ref + HEALTH_KILL_MS;
+	}
+	return next;
+}
+
+static void
+sup_cleanup(struct supervisor *s)
+{
+	char path[IPC_URL_MAX];
+	size_t i;
+
+	for (i = 0; i < nitems(s->s_children); i++) {
+		msg_health_clear(&s->s_children[i].c_health);
+		free(s->s_children[i].c_path);
+	}
+	http_stop(s->s_http);
+	nng_close(s->s_survey);
+	snprintf(path, sizeof(path), "%s/%s", s->s_run_dir, IPC_HEALTH);
+	unlink(path);
+	close(s->s_sigfd);
+}
+
+int
+sup_run(struct supervisor *s)
+{
+	struct pollfd pfd[PFD_MAX];
+	struct metric_series *ready;
+	int hfds[2], nh, i, nfds;
+	bool killed = false;
+	uint64_t now;
+
+	s->s_sigfd = signals_block();
+	s->s_start_ms = now_ms();
+	metric_set(
+	    metric_series(
+	        metrics_family(s->s_metrics, METRIC_GAUGE, "build_info",
+	                       "Version of runner-provisioner.",
+	                       (const char *[]){"version", NULL}, NULL, 0),
+	        (const char *[]){RP_VERSION}),
+	    1);
+	ready = metric_single(metrics_family(
+	    s->s_metrics, METRIC_GAUGE, "ready",
+	    "1 when both children are healthy (GET /ready is 200).", NULL,
+	    NULL, 0));
+	if (health_init(s) == -1)
+		return -1;
+	if ((s->s_http = http_start(s)) == NULL)
+		return -1;
+	child_tick(s, now_ms());
+
+	for (;;) {
+		now = now_ms();
+		pfd[PFD_SIGNAL].fd = s->s_sigfd;
+		pfd[PFD_SURVEY].fd = s->s_survey_fd;
+		nh = http_fds(s->s_http, hfds, 2);
+		for (i = 0; i < nh; i++)
+			pfd[PFD_HTTP + i].fd = hfds[i];
+		nfds = PFD_HTTP + nh;
+		for (i = 0; i < nfds; i++)
+			pfd[i].events = POLLIN;
+		if (poll(pfd, (nfds_t)nfds,
+		         ms_until(next_deadline(s, now), now)) == -1 &&
+		    errno != EINTR)
+			fatal("poll");
+		now = now_ms();
+		if (pfd[PFD_SIGNAL].revents & POLLIN)
+			signals_read(s, now);
+		if (pfd[PFD_SURVEY].revents & POLLIN)
+			health_receive(s, now);
+		http_run(s->s_http);
+		if (s->s_quit) {
+			if (child_all_down(s))
+				break;
+			if (!killed && now >= s->s_kill_deadline_ms) {
+				log_warnx("children did not stop within %llu "
+				          "ms; sending SIGKILL",
+				          (unsigned long long)
+				              s->s_flags->f_shutdown_grace_ms);
+				child_stop_all(s, SIGKILL);
+				killed = true;
+			}
+			continue;
+		}
+		child_tick(s, now);
+		health_survey(s, now);
+		health_check(s, now);
+		metric_set(ready, health_ready(s, now) ? 1 : 0);
+	}
+	log_info("stopped");
+	sup_cleanup(s);
+	return 0;
+}

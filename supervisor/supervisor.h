@@ -1,0 +1,127 @@
+/*
+ * The supervisor: starts the poller and the actuator, restarts them with
+ * backoff, surveys their health over nng, and serves /ready, /live and
+ * /metrics.  One thread of ours, one poll() (libmicrohttpd runs in the
+ * same loop, in external-select mode).
+ */
+#ifndef RP_SUPERVISOR_H
+#define RP_SUPERVISOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <nng/nng.h>
+
+#include "backoff.h"
+#include "buf.h"
+#include "conf.h"
+#include "flags.h"
+#include "metrics.h"
+#include "msg.h"
+
+#define CHILD_RESTART_BASE_MS 1000 /* second restart; the first is at once */
+#define CHILD_RESTART_CAP_MS  30000
+#define CHILD_STABLE_MS       30000 /* up this long: backoff resets */
+#define CRASH_LOOP_DEATHS     5
+#define CRASH_LOOP_WINDOW_MS  60000
+#define CRASH_LOOP_DELAY_MS   60000 /* restart pace while crash-looping */
+#define SURVEY_INTERVAL_MS    1000
+#define SURVEY_FAST_MS        100 /* while a child has not answered yet */
+#define SURVEY_TIME_MS        500
+#define HEALTH_FRESH_MS       3000  /* an answer older than this: not ready */
+#define HEALTH_KILL_MS        10000 /* no answer this long: kill the child */
+
+enum child_state {
+	CHILD_DOWN,     /* not started, or reaped */
+	CHILD_RUNNING,  /* forked; may or may not answer yet */
+	CHILD_WAITING,  /* dead; restart scheduled */
+	CHILD_FAILED,   /* exited with a permanent failure */
+	CHILD_STOPPING, /* SIGTERM sent during shutdown */
+};
+
+struct child {
+	const char *c_name; /* "poller", "actuator" */
+	enum health_role c_role;
+	char *c_path; /* executable */
+	enum child_state c_state;
+	pid_t c_pid;
+	uint64_t c_started_ms;
+	uint64_t c_next_start_ms;  /* CHILD_WAITING */
+	uint64_t c_last_answer_ms; /* 0: none since spawn */
+	unsigned int c_restarts;
+	uint64_t c_deaths[CRASH_LOOP_DEATHS]; /* ring of death times */
+	unsigned int c_ndeaths;
+	bool c_crash_loop;
+	bool c_quick_restart; /* next restart without delay */
+	bool c_killed_unresponsive;
+	char c_last_exit[96]; /* how it last ended */
+	struct backoff c_backoff;
+	struct msg_health c_health; /* latest answer */
+	bool c_have_health;
+	struct metric_series *c_m_restarts;
+	struct metric_series *c_m_up;
+	struct metric_series *c_m_crash_loop;
+};
+
+struct supervisor {
+	const struct flags *s_flags;
+	const struct conf *s_conf;
+	const char *s_run_dir;
+	char **s_child_argv; /* shared tail: the original flags */
+	int s_child_argc;
+	struct child s_children[2];
+	int s_sigfd;
+	nng_socket s_survey;
+	int s_survey_fd;
+	uint32_t s_seq;
+	uint64_t s_next_survey_ms;
+	bool s_quit;
+	uint64_t s_kill_deadline_ms; /* shutdown: SIGKILL after */
+	struct sup_http *s_http;
+	struct metrics *s_metrics;
+	struct metric_series *s_m_rejected[MSG_NERR];
+	struct metric_series *s_m_survey_lat;
+	uint64_t s_start_ms;
+};
+
+/* supervisor.c */
+int sup_run(struct supervisor *);
+
+/* child.c */
+/* Fills the child table and checks the executables exist. */
+int child_init(struct supervisor *, const char *self_dir);
+void child_spawn(struct supervisor *, struct child *);
+/* Reaps every exited process and schedules restarts. */
+void child_reap(struct supervisor *);
+/* Starts children whose restart time has come. */
+void child_tick(struct supervisor *, uint64_t now);
+uint64_t child_next_deadline(const struct supervisor *);
+void child_stop_all(struct supervisor *, int sig);
+bool child_all_down(const struct supervisor *);
+struct child *child_by_pid(struct supervisor *, pid_t);
+const char *child_state_name(enum child_state);
+
+/* health.c */
+int health_init(struct supervisor *);
+void health_survey(struct supervisor *, uint64_t now);
+void health_receive(struct supervisor *, uint64_t now);
+/* Kills children that stopped answering. */
+void health_check(struct supervisor *, uint64_t now);
+bool health_child_ready(const struct child *, uint64_t now);
+bool health_ready(const struct supervisor *, uint64_t now);
+/* The /ready body (a new JSON object). */
+json_t *health_report(const struct supervisor *, uint64_t now);
+void health_metrics(const struct supervisor *, struct buf *);
+
+/* http.c */
+struct sup_http;
+/* Binds the probe and metrics listeners.  -1 (logged) on failure. */
+struct sup_http *http_start(struct supervisor *);
+void http_stop(struct sup_http *);
+/* Descriptors to poll (up to 2) and the earliest MHD deadline. */
+int http_fds(struct sup_http *, int *fds, int max);
+uint64_t http_next_deadline(struct sup_http *, uint64_t now);
+void http_run(struct sup_http *);
+
+#endif
