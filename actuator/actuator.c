@@ -1,0 +1,243 @@
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "actuator.h"
+#include "ipc.h"
+#include "log.h"
+#include "survey.h"
+#include "util.h"
+
+static int
+class_cmp(const void *key, const void *elem)
+{
+	const struct act_class *ac = elem;
+
+	return strcmp(key, ac->ac_conf->cc_name);
+}
+
+struct act_class *
+act_class_find(struct actuator *a, const char *name)
+{
+	return bsearch(name, a->a_classes, a->a_nclasses,
+	               sizeof(*a->a_classes), class_cmp);
+}
+
+/* A class is in sync when its pool matched the decision recently. */
+static uint64_t
+sync_window_ms(const struct actuator *a)
+{
+	uint64_t w = 5 * a->a_flags->f_poll_interval_ms;
+
+	return w > 15000 ? w : 15000;
+}
+
+static bool
+class_synced(const struct actuator *a, const struct act_class *ac,
+             uint64_t now)
+{
+	return ac->ac_last_sync_ms != 0 &&
+	       now - ac->ac_last_sync_ms <= sync_window_ms(a);
+}
+
+static void
+health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
+{
+	struct actuator *a = arg;
+	const struct act_class *ac;
+	uint64_t now = now_ms();
+	size_t i, synced = 0, tried = 0;
+	json_t *classes = json_object(), *o, *dem;
+
+	for (i = 0; i < a->a_nclasses; i++) {
+		ac = &a->a_classes[i];
+		o = json_object();
+		json_object_set_new(o, "pool", json_string(ac->ac_pool));
+		if (ac->ac_have_target)
+			json_object_set_new(o, "target_replicas",
+			                    json_integer(ac->ac_target));
+		if (ac->ac_holding)
+			json_object_set_new(o, "holding",
+			                    json_string(decision_reason_name(
+			                        ac->ac_hold_reason)));
+		if (ac->ac_have_demand) {
+			dem = json_object();
+			json_object_set_new(dem, "ok",
+			                    json_boolean(ac->ac_demand_ok));
+			json_object_set_new(
+			    dem, "age_ms",
+			    json_integer(
+			        (json_int_t)(now - ac->ac_demand_rx_ms)));
+			if (ac->ac_demand_ok) {
+				json_object_set_new(
+				    dem, "unclaimed_tasks",
+				    json_integer(ac->ac_unclaimed));
+				json_object_set_new(
+				    dem, "running_tasks",
+				    json_integer(ac->ac_running));
+			} else
+				json_object_set_new(
+				    dem, "error",
+				    json_string(demand_error_name(
+				        (enum demand_error)
+				            ac->ac_demand_error)));
+			json_object_set_new(o, "demand", dem);
+		}
+		json_object_set_new(o, "synced",
+		                    json_boolean(class_synced(a, ac, now)));
+		if (ac->ac_last_sync_ms != 0)
+			json_object_set_new(
+			    o, "last_sync_ms_ago",
+			    json_integer(
+			        (json_int_t)(now - ac->ac_last_sync_ms)));
+		json_object_set_new(classes, ac->ac_conf->cc_name, o);
+		if (class_synced(a, ac, now))
+			synced++;
+		if (ac->ac_last_sync_ms != 0 || ac->ac_have_demand)
+			tried++;
+	}
+	if (synced == a->a_nclasses)
+		h->hl_state = HEALTH_OK;
+	else if (synced > 0)
+		h->hl_state = HEALTH_DEGRADED;
+	else if (tried > 0 || now - a->a_start_ms > sync_window_ms(a))
+		h->hl_state = HEALTH_FAILING;
+	else
+		h->hl_state = HEALTH_STARTING;
+	h->hl_uptime_ms = now - a->a_start_ms;
+	h->hl_detail = json_pack("{s:b,s:o}", "dry_run", a->a_flags->f_dry_run,
+	                         "classes", classes);
+	metrics_render(a->a_metrics, metrics_text);
+}
+
+static void
+classes_setup(struct actuator *a)
+{
+	static const char *const cls[] = {"resource_class", NULL};
+	struct metric_family *target, *holding;
+	struct act_class *ac;
+	size_t i;
+
+	target = metrics_family(a->a_metrics, METRIC_GAUGE, "target_replicas",
+	                        "Replica count decided for the pool.", cls,
+	                        NULL, 0);
+	holding = metrics_family(
+	    a->a_metrics, METRIC_GAUGE, "holding",
+	    "1 while the pool is held because demand failed or is stale.", cls,
+	    NULL, 0);
+	a->a_nclasses = a->a_conf->c_nclasses;
+	a->a_classes = xcalloc(a->a_nclasses, sizeof(*a->a_classes));
+	for (i = 0; i < a->a_nclasses; i++) {
+		ac = &a->a_classes[i];
+		ac->ac_conf = &a->a_conf->c_classes[i];
+		pool_name(ac->ac_conf->cc_name, ac->ac_pool,
+		          sizeof(ac->ac_pool));
+		ac->ac_m_target = metric_series(
+		    target, (const char *[]){ac->ac_conf->cc_name});
+		ac->ac_m_holding = metric_series(
+		    holding, (const char *[]){ac->ac_conf->cc_name});
+	}
+}
+
+static int
+signals_setup(void)
+{
+	sigset_t set;
+	int fd;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
+		fatal("sigprocmask");
+	signal(SIGPIPE, SIG_IGN);
+	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
+		fatal("signalfd");
+	return fd;
+}
+
+static int
+ipc_setup(struct actuator *a, const char *run_dir)
+{
+	char url[IPC_URL_MAX];
+
+	if (ipc_url(url, sizeof(url), run_dir, IPC_DEMAND) == -1 ||
+	    ipc_open(&a->a_sub, IPC_SUB_DIAL, url, &a->a_sub_fd) == -1)
+		return -1;
+	if (ipc_url(url, sizeof(url), run_dir, IPC_HEALTH) == -1 ||
+	    ipc_open(&a->a_health, IPC_RESPONDENT_DIAL, url,
+	             &a->a_health_fd) == -1)
+		return -1;
+	return 0;
+}
+
+/* Once per poll interval: staleness is noticed even without messages. */
+static void
+tick(struct actuator *a, uint64_t now)
+{
+	size_t i;
+
+	for (i = 0; i < a->a_nclasses; i++)
+		act_decide(a, &a->a_classes[i], now);
+}
+
+int
+act_run(struct actuator *a, const char *run_dir)
+{
+	struct curl_waitfd extra[3];
+	struct signalfd_siginfo si;
+	int numfds, running;
+	uint64_t now;
+
+	a->a_sigfd = signals_setup();
+	a->a_start_ms = now_ms();
+	a->a_metrics = metrics_new();
+	classes_setup(a);
+	demand_setup(a);
+	if (ipc_setup(a, run_dir) == -1)
+		return -1;
+	if ((a->a_multi = curl_multi_init()) == NULL)
+		fatalx("curl_multi_init failed");
+	a->a_next_tick_ms = a->a_start_ms + a->a_flags->f_poll_interval_ms;
+
+	while (!a->a_quit) {
+		now = now_ms();
+		if (now >= a->a_next_tick_ms) {
+			tick(a, now);
+			a->a_next_tick_ms =
+			    now + a->a_flags->f_poll_interval_ms;
+		}
+		curl_multi_perform(a->a_multi, &running);
+		memset(extra, 0, sizeof(extra));
+		extra[0].fd = a->a_sigfd;
+		extra[1].fd = a->a_sub_fd;
+		extra[2].fd = a->a_health_fd;
+		extra[0].events = extra[1].events = extra[2].events =
+		    CURL_WAIT_POLLIN;
+		curl_multi_poll(a->a_multi, extra, 3,
+		                ms_until(a->a_next_tick_ms, now_ms()),
+		                &numfds);
+		now = now_ms();
+		if (extra[1].revents & CURL_WAIT_POLLIN)
+			demand_receive(a, now);
+		if (extra[2].revents & CURL_WAIT_POLLIN)
+			survey_answer(a->a_health, ROLE_ACTUATOR, &a->a_seq,
+			              health_fill, a);
+		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
+		    read(a->a_sigfd, &si, sizeof(si)) == sizeof(si)) {
+			log_info("stopping (%s)",
+			         strsignal((int)si.ssi_signo));
+			a->a_quit = true;
+		}
+	}
+	curl_multi_cleanup(a->a_multi);
+	nng_close(a->a_sub);
+	nng_close(a->a_health);
+	metrics_free(a->a_metrics);
+	free(a->a_classes);
+	close(a->a_sigfd);
+	return 0;
+}

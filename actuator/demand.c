@@ -1,0 +1,164 @@
+/* Demand intake and the per-class decision (DESIGN §3). */
+#include <stdio.h>
+#include <string.h>
+
+#include "actuator.h"
+#include "ipc.h"
+#include "log.h"
+#include "util.h"
+
+void
+demand_setup(struct actuator *a)
+{
+	static const char *const reason[] = {"reason", NULL};
+	struct metric_family *rej;
+	size_t i;
+
+	rej = metrics_family(
+	    a->a_metrics, METRIC_COUNTER, "demand_messages_rejected_total",
+	    "Demand messages dropped as malformed, foreign or for an unknown "
+	    "resource class.",
+	    reason, NULL, 0);
+	for (i = 1; i < MSG_NERR; i++)
+		a->a_m_rejected[i] = metric_series(
+		    rej, (const char *[]){msg_err_name((enum msg_err)i)});
+	/* Slot 0 (MSG_OK) counts well-formed messages for unknown classes. */
+	a->a_m_rejected[0] =
+	    metric_series(rej, (const char *[]){"unknown_class"});
+	a->a_m_demand = metric_single(metrics_family(
+	    a->a_metrics, METRIC_COUNTER, "demand_messages_total",
+	    "Demand messages accepted from the poller.", NULL, NULL, 0));
+}
+
+static void
+log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
+{
+	struct log_line ll;
+
+	log_begin(&ll, LOG_LVL_WARN, "holding replicas");
+	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "pool", ac->ac_pool);
+	log_str(&ll, "reason", decision_reason_name(why));
+	if (why == REASON_FAILED)
+		log_str(
+		    &ll, "poll_error",
+		    demand_error_name((enum demand_error)ac->ac_demand_error));
+	if (why == REASON_STALE)
+		log_uint(&ll, "demand_age_ms", now - ac->ac_demand_rx_ms);
+	if (ac->ac_have_target)
+		log_uint(&ll, "replicas", ac->ac_target);
+	log_end(&ll);
+}
+
+/* The pool side of a decision.  With --dry-run it only says what it
+ * would do; the Kubernetes side makes the pool match ac_target. */
+static void
+apply(struct actuator *a, struct act_class *ac, uint32_t target, uint64_t now)
+{
+	struct log_line ll;
+
+	if (ac->ac_have_target && ac->ac_target == target) {
+		ac->ac_last_sync_ms = now;
+		return;
+	}
+	if (a->a_flags->f_dry_run) {
+		char msg[POOL_NAME_MAX + 64];
+
+		if (ac->ac_have_target)
+			snprintf(msg, sizeof(msg),
+			         "would scale %s from %u to %u", ac->ac_pool,
+			         ac->ac_target, target);
+		else
+			snprintf(msg, sizeof(msg), "would scale %s to %u",
+			         ac->ac_pool, target);
+		log_begin(&ll, LOG_LVL_INFO, msg);
+		if (ac->ac_have_target)
+			log_uint(&ll, "from", ac->ac_target);
+		log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+		log_str(&ll, "pool", ac->ac_pool);
+		log_uint(&ll, "to", target);
+		log_bool(&ll, "dry_run", true);
+		log_end(&ll);
+		ac->ac_last_sync_ms = now;
+	}
+	ac->ac_have_target = true;
+	ac->ac_target = target;
+	metric_set(ac->ac_m_target, target);
+}
+
+void
+act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
+{
+	const struct conf_class *cc = ac->ac_conf;
+	struct decision_input in;
+	struct decision d;
+
+	memset(&in, 0, sizeof(in));
+	in.di_have_demand = ac->ac_have_demand;
+	in.di_demand_ok = ac->ac_demand_ok;
+	in.di_demand_age_ms = now - ac->ac_demand_rx_ms;
+	in.di_stale_after_ms =
+	    STALE_INTERVALS * a->a_flags->f_poll_interval_ms;
+	in.di_unclaimed = ac->ac_unclaimed;
+	in.di_running = ac->ac_running;
+	in.di_min = cc->cc_min_replicas;
+	in.di_max = cc->cc_max_replicas;
+	decide(&in, &d);
+	if (d.d_action == DECIDE_HOLD) {
+		/* Log once per reason, not every tick; "no demand yet" is the
+		 * normal start-up state and not worth a warning. */
+		if ((!ac->ac_holding || ac->ac_hold_reason != d.d_reason) &&
+		    d.d_reason != REASON_NO_DEMAND)
+			log_hold(ac, d.d_reason, now);
+		ac->ac_holding = true;
+		ac->ac_hold_reason = d.d_reason;
+		metric_set(ac->ac_m_holding, 1);
+		return;
+	}
+	if (ac->ac_holding && ac->ac_hold_reason != REASON_NO_DEMAND)
+		log_info("demand for %s is fresh again; no longer holding",
+		         cc->cc_name);
+	ac->ac_holding = false;
+	metric_set(ac->ac_m_holding, 0);
+	apply(a, ac, d.d_replicas, now);
+}
+
+void
+demand_receive(struct actuator *a, uint64_t now)
+{
+	struct msg_demand d;
+	struct msg_hdr hdr;
+	struct act_class *ac;
+	enum msg_err e;
+	nng_msg *m;
+
+	while (ipc_recv(a->a_sub, &m) == 1) {
+		e = msg_demand_decode(nng_msg_body(m), nng_msg_len(m), &hdr,
+		                      &d);
+		nng_msg_free(m);
+		if (e != MSG_OK) {
+			metric_inc(a->a_m_rejected[e], 1);
+			log_warnx("dropped a malformed demand message (%s)",
+			          msg_err_name(e));
+			continue;
+		}
+		if ((ac = act_class_find(a, d.d_class)) == NULL) {
+			metric_inc(a->a_m_rejected[0], 1);
+			log_warnx("dropped demand for %s: not a configured "
+			          "resource class",
+			          d.d_class);
+			continue;
+		}
+		metric_inc(a->a_m_demand, 1);
+		ac->ac_have_demand = true;
+		ac->ac_demand_ok = d.d_ok;
+		ac->ac_demand_error = d.d_error;
+		ac->ac_demand_status = d.d_http_status;
+		ac->ac_demand_rx_ms = now;
+		if (d.d_ok) {
+			ac->ac_unclaimed = d.d_unclaimed;
+			ac->ac_running = d.d_running;
+		}
+		act_decide(a, ac, now);
+	}
+}
