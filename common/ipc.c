@@ -17,6 +17,9 @@
 
 #define RECONNECT_MIN_MS 20
 #define RECONNECT_MAX_MS 500
+/* nng's respondent cannot send with NNG_FLAG_NONBLOCK while its pipe is
+ * busy (NNG_EAGAIN), so sends may wait, but never longer than this. */
+#define SEND_TIMEOUT_MS 100
 
 int
 ipc_rundir(const char *flag_dir, char *out, size_t outlen, char *err,
@@ -130,6 +133,7 @@ ipc_open(nng_socket *s, enum ipc_role role, const char *url, int *recv_fd)
 	}
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, RECONNECT_MIN_MS);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS);
+	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, SEND_TIMEOUT_MS);
 	if (role == IPC_SUB_DIAL &&
 	    (rv = nng_socket_set(*s, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0) {
 		log_warnx("ipc: subscribe: %s", nng_strerror(rv));
@@ -164,7 +168,7 @@ ipc_send(nng_socket s, const void *data, size_t len)
 		return -1;
 	}
 	memcpy(nng_msg_body(m), data, len);
-	if ((rv = nng_sendmsg(s, m, NNG_FLAG_NONBLOCK)) != 0) {
+	if ((rv = nng_sendmsg(s, m, 0)) != 0) {
 		nng_msg_free(m);
 		log_debug("ipc: send: %s", nng_strerror(rv));
 		return -1;

@@ -35,8 +35,8 @@ int ipc_url(char *out, size_t outlen, const char *dir, const char *name);
  * reconnect by themselves.  *recv_fd (when not NULL) gets the descriptor
  * that polls readable when a message waits.  0, or -1 (logged). */
 int ipc_open(nng_socket *, enum ipc_role, const char *url, int *recv_fd);
-/* Sends len bytes without blocking.  0, or -1 (logged at debug: a full
- * queue or an absent peer is normal for PUB). */
+/* Sends len bytes, waiting at most 100 ms.  0, or -1 (logged at debug:
+ * a full queue or an absent peer is normal). */
 int ipc_send(nng_socket, const void *, size_t);
 /* Receives one message without blocking: 1 (*m is the caller's to free
  * with nng_msg_free), 0 when none waits, -1 on error (logged). */
