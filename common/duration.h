@@ -8,8 +8,8 @@
 /* duration.c */
 /* Parses s into nanoseconds.  Negative durations are rejected.  Returns 0,
  * or -1 with a short reason ("unknown unit \"d\"") in err. */
-int	duration_parse(const char *s, uint64_t *ns, char *err, size_t errlen);
+int duration_parse(const char *s, uint64_t *ns, char *err, size_t errlen);
 /* Formats ms the way Go prints a Duration ("1m30s", "250ms", "0s"). */
-void	duration_format_ms(uint64_t ms, char *buf, size_t size);
+void duration_format_ms(uint64_t ms, char *buf, size_t size);
 
 #endif

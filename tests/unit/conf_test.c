@@ -1,0 +1,497 @@
+/*
+ * Golden-file tests: each tests/config/<case>.yaml is loaded; the result is
+ * compared with <case>.ok (conf_summary() output, then one line per class
+ * with its position, token and canonical spec JSON) or <case>.err (the one
+ * error line).  RP_UPDATE_GOLDEN=1 rewrites the expected files instead; read
+ * the diff before committing it.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "conf.h"
+#include "log.h"
+#include "util.h"
+
+#define CONFIG_DIR "config"
+#define GOLDEN_MIN 30 /* fewer means the directory was not found */
+
+/* deploy/chart/values.schema.json, provisioner.resourceClass.name. */
+#define CHART_NAME_RE                                                         \
+	"^[A-Za-z0-9][A-Za-z0-9._:+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$"
+#define CHART_SCHEMA "../deploy/chart/values.schema.json"
+
+static char **cases;
+static size_t ncases;
+
+static char *
+golden_output(const char *yaml, int *is_err)
+{
+	const struct conf_class *cc;
+	char err[CONF_ERR_MAX], *sum, *spec, *out, *line;
+	struct conf *c;
+	size_t i;
+
+	if ((c = conf_load(yaml, err, sizeof(err))) == NULL) {
+		*is_err = 1;
+		return xasprintf("%s\n", err);
+	}
+	*is_err = 0;
+	out = sum = conf_summary(c);
+	for (i = 0; i < c->c_nclasses; i++) {
+		cc = &c->c_classes[i];
+		/* The summary is what --check-config prints: no token. */
+		if (strstr(sum, cc->cc_token) != NULL)
+			fail_msg("%s: summary shows the token of %s", yaml,
+			         cc->cc_name);
+		spec = json_dumps(cc->cc_spec, JSON_SORT_KEYS | JSON_COMPACT);
+		line = xasprintf(
+		    "%s%s at %d:%d token=%s idle_ms=%llu spec=%s\n", out,
+		    cc->cc_name, cc->cc_line, cc->cc_col, cc->cc_token,
+		    (unsigned long long)cc->cc_idle_timeout_ms, spec);
+		free(spec);
+		if (out != sum)
+			free(out);
+		out = line;
+	}
+	if (out != sum)
+		free(sum);
+	conf_free(c);
+	return out;
+}
+
+static void
+write_file(const char *path, const char *text)
+{
+	FILE *f;
+
+	if ((f = fopen(path, "w")) == NULL)
+		fail_msg("%s: %s", path, strerror(errno));
+	fputs(text, f);
+	if (fclose(f) != 0)
+		fail_msg("%s: %s", path, strerror(errno));
+}
+
+static void
+test_golden(void **state)
+{
+	const char *name = *state;
+	char *yaml, *okp, *errp, *got, *want;
+	int is_err, have_ok, have_err;
+	size_t len;
+
+	yaml = xasprintf("%s/%s.yaml", CONFIG_DIR, name);
+	okp = xasprintf("%s/%s.ok", CONFIG_DIR, name);
+	errp = xasprintf("%s/%s.err", CONFIG_DIR, name);
+	got = golden_output(yaml, &is_err);
+	if (getenv("RP_UPDATE_GOLDEN") != NULL &&
+	    strcmp(getenv("RP_UPDATE_GOLDEN"), "1") == 0) {
+		write_file(is_err ? errp : okp, got);
+		unlink(is_err ? okp : errp);
+		goto out;
+	}
+	have_ok = access(okp, F_OK) == 0;
+	have_err = access(errp, F_OK) == 0;
+	if (have_ok == have_err)
+		fail_msg("%s: needs exactly one of %s.ok and %s.err", yaml,
+		         name, name);
+	if ((want = read_file(is_err ? errp : okp, 1 << 20, &len)) == NULL)
+		fail_msg("%s: %s instead of the expected %s:\n%s", yaml,
+		         is_err ? "an error" : "success",
+		         have_ok ? "success" : "error", got);
+	if (strcmp(got, want) != 0)
+		fail_msg("%s: got\n%s-- want\n%s", yaml, got, want);
+	free(want);
+out:
+	free(got);
+	free(yaml);
+	free(okp);
+	free(errp);
+}
+
+static int
+case_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+find_cases(void)
+{
+	struct dirent *de;
+	size_t n;
+	DIR *d;
+
+	if ((d = opendir(CONFIG_DIR)) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		n = strlen(de->d_name);
+		if (n <= 5 || strcmp(de->d_name + n - 5, ".yaml") != 0)
+			continue;
+		cases = xrealloc(cases, ncases + 1, sizeof(*cases));
+		cases[ncases++] = xstrndup(de->d_name, n - 5);
+	}
+	closedir(d);
+	qsort(cases, ncases, sizeof(*cases), case_cmp);
+}
+
+static void
+test_golden_count(void **state)
+{
+	(void)state;
+	if (ncases < GOLDEN_MIN)
+		fail_msg("%zu golden cases in %s/, expected at least %d (run "
+		         "from tests/)",
+		         ncases, CONFIG_DIR, GOLDEN_MIN);
+}
+
+/* Loads text (as from a file named config.yaml); NULL on error. */
+static struct conf *
+load(const char *text, char *err, size_t errlen)
+{
+	return conf_parse("config.yaml", text, strlen(text), err, errlen);
+}
+
+static void
+test_find_and_sorted(void **state)
+{
+	static const char yaml[] = "resourceClass:\n"
+	                           "  c/c: {token: t3}\n"
+	                           "  a/a: {token: t1}\n"
+	                           "  B/b: {token: t0}\n"
+	                           "  b/b: {token: t2}\n";
+	const struct conf_class *cc;
+	char err[CONF_ERR_MAX];
+	struct conf *c;
+
+	(void)state;
+	assert_non_null(c = load(yaml, err, sizeof(err)));
+	assert_string_equal(c->c_path, "config.yaml");
+	assert_int_equal(c->c_nclasses, 4);
+	assert_string_equal(c->c_classes[0].cc_name, "B/b");
+	assert_string_equal(c->c_classes[1].cc_name, "a/a");
+	assert_string_equal(c->c_classes[2].cc_name, "b/b");
+	assert_string_equal(c->c_classes[3].cc_name, "c/c");
+	assert_non_null(cc = conf_class_find(c, "b/b"));
+	assert_string_equal(cc->cc_token, "t2");
+	assert_int_equal(cc->cc_line, 5);
+	assert_int_equal(cc->cc_col, 3);
+	assert_non_null(cc = conf_class_find(c, "B/b"));
+	assert_string_equal(cc->cc_token, "t0");
+	assert_non_null(conf_class_find(c, "a/a"));
+	assert_non_null(conf_class_find(c, "c/c"));
+	assert_null(conf_class_find(c, "A/a"));
+	assert_null(conf_class_find(c, "d/d"));
+	assert_null(conf_class_find(c, ""));
+	assert_null(conf_class_find(c, NULL));
+	assert_null(conf_class_find(NULL, "a/a"));
+	conf_free(c);
+	conf_free(NULL);
+}
+
+static void
+test_drop_tokens(void **state)
+{
+	static const char yaml[] = "resourceClass:\n"
+	                           "  a/a: {token: rtok-first}\n"
+	                           "  b/b: {token: rtok-second}\n";
+	char err[CONF_ERR_MAX], *sum;
+	struct conf *c;
+
+	(void)state;
+	assert_non_null(c = load(yaml, err, sizeof(err)));
+	conf_drop_tokens(c);
+	assert_null(c->c_classes[0].cc_token);
+	assert_null(c->c_classes[1].cc_token);
+	/* Everything else stays usable. */
+	assert_non_null(conf_class_find(c, "b/b"));
+	sum = conf_summary(c);
+	assert_non_null(strstr(sum, "b/b: minReplicas=3 maxReplicas=10"));
+	free(sum);
+	conf_drop_tokens(c);
+	conf_free(c);
+}
+
+static void
+test_register_secrets(void **state)
+{
+	static const char yaml[] = "resourceClass:\n"
+	                           "  a/a: {token: rtok-first-0123456789}\n"
+	                           "  b/b: {token: rtok-second-0123456789}\n";
+	char err[CONF_ERR_MAX], buf[LOG_LINE_MAX + 1];
+	struct conf *c;
+	ssize_t n;
+	int fds[2];
+
+	(void)state;
+	assert_int_equal(pipe(fds), 0);
+	log_init("conf_test", LOG_LVL_INFO);
+	log_set_fd(fds[1]);
+	assert_non_null(c = load(yaml, err, sizeof(err)));
+	conf_register_secrets(c);
+	log_info("tokens rtok-first-0123456789 and rtok-second-0123456789");
+	n = read(fds[0], buf, sizeof(buf) - 1);
+	assert_true(n > 0);
+	buf[n] = '\0';
+	assert_null(strstr(buf, "rtok-first"));
+	assert_null(strstr(buf, "rtok-second"));
+	assert_non_null(strstr(buf, "[REDACTED]"));
+	log_set_fd(-1);
+	log_secrets_clear();
+	close(fds[0]);
+	close(fds[1]);
+	conf_free(c);
+}
+
+/* The chart's regex and ours agree on every string over an alphabet that
+ * holds each kind of character, up to four bytes, and both forbid more
+ * than 253 bytes. */
+static void
+test_name_rule_matches_chart(void **state)
+{
+	static const char alpha[] = "aZ0._:+-/ @\xc3";
+	char s[8];
+	size_t n = strlen(alpha), len, i, total, k;
+	regex_t re;
+	int want, got;
+
+	(void)state;
+	assert_int_equal(regcomp(&re, CHART_NAME_RE, REG_EXTENDED | REG_NOSUB),
+	                 0);
+	for (len = 0; len <= 4; len++) {
+		for (total = 1, i = 0; i < len; i++)
+			total *= n;
+		for (k = 0; k < total; k++) {
+			size_t x = k;
+
+			for (i = 0; i < len; i++) {
+				s[i] = alpha[x % n];
+				x /= n;
+			}
+			s[len] = '\0';
+			want = regexec(&re, s, 0, NULL, 0) == 0 ? 0 : -1;
+			got = conf_class_name_valid(s);
+			if (want != got)
+				fail_msg("\"%s\": regex %d, conf %d", s, want,
+				         got);
+		}
+	}
+	regfree(&re);
+	memset(s, 0, sizeof(s));
+	{
+		char longest[300];
+
+		memset(longest, 'a', sizeof(longest));
+		longest[0] = 'o';
+		longest[1] = '/';
+		longest[253] = '\0';
+		assert_int_equal(conf_class_name_valid(longest), 0);
+		longest[253] = 'a';
+		longest[254] = '\0';
+		assert_int_equal(conf_class_name_valid(longest), -1);
+	}
+	assert_int_equal(conf_class_name_valid(NULL), -1);
+	assert_int_equal(conf_class_name_valid("My_Org/Runner:v1+gpu"), 0);
+}
+
+/* The chart validates the same names with the same pattern. */
+static void
+test_chart_uses_same_pattern(void **state)
+{
+	json_error_t jerr;
+	const char *pat;
+	json_t *schema, *p;
+
+	(void)state;
+	if ((schema = json_load_file(CHART_SCHEMA, 0, &jerr)) == NULL)
+		fail_msg("%s: %s", CHART_SCHEMA, jerr.text);
+	p = json_object_get(
+	    json_object_get(
+	        json_object_get(
+	            json_object_get(
+	                json_object_get(
+	                    json_object_get(
+	                        json_object_get(schema, "properties"),
+	                        "provisioner"),
+	                    "properties"),
+	                "resourceClass"),
+	            "properties"),
+	        "name"),
+	    "pattern");
+	assert_non_null(pat = json_string_value(p));
+	/* The chart also allows "" (its default, "no class"). */
+	if (strncmp(pat, "^$|", 3) == 0)
+		pat += 3;
+	assert_string_equal(pat, CHART_NAME_RE);
+	json_decref(schema);
+}
+
+static void
+test_load_errors(void **state)
+{
+	char err[CONF_ERR_MAX], dir[] = "/tmp/conf_test.XXXXXX", *path, *buf;
+	struct conf *c;
+	size_t len;
+	int fd;
+
+	(void)state;
+	assert_null(conf_load("config/does-not-exist.yaml", err, sizeof(err)));
+	assert_string_equal(
+	    err, "config/does-not-exist.yaml: No such file or directory");
+	assert_null(conf_load(CONFIG_DIR, err, sizeof(err)));
+	assert_string_equal(err, "config: Is a directory");
+
+	/* Exactly CONF_FILE_MAX bytes is accepted, one more is not. */
+	assert_non_null(mkdtemp(dir));
+	path = xasprintf("%s/config.yaml", dir);
+	len = CONF_FILE_MAX;
+	buf = xmalloc(len + 2);
+	memset(buf, ' ', len + 1);
+	memcpy(buf, "resourceClass: {a/b: {token: t}}\n#",
+	       strlen("resourceClass: {a/b: {token: t}}\n#"));
+	buf[len - 1] = '\n';
+	assert_true((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >=
+	            0);
+	assert_int_equal(write(fd, buf, len), (ssize_t)len);
+	close(fd);
+	c = conf_load(path, err, sizeof(err));
+	if (c == NULL)
+		fail_msg("%s", err);
+	conf_free(c);
+	assert_true((fd = open(path, O_WRONLY | O_APPEND)) >= 0);
+	assert_int_equal(write(fd, "\n", 1), 1);
+	close(fd);
+	assert_null(conf_load(path, err, sizeof(err)));
+	free(buf);
+	buf = xasprintf("%s: larger than 4194304 bytes", path);
+	assert_string_equal(err, buf);
+	assert_null(conf_parse("mem.yaml", "resourceClass: {}",
+	                       (size_t)CONF_FILE_MAX + 1, err, sizeof(err)));
+	assert_string_equal(err, "mem.yaml: larger than 4194304 bytes");
+	unlink(path);
+	rmdir(dir);
+	free(buf);
+	free(path);
+}
+
+static char *
+classes_doc(size_t n)
+{
+	size_t i, cap = 64 + n * 40, len = 0;
+	char *s = xmalloc(cap);
+
+	len += (size_t)snprintf(s, cap, "resourceClass:\n");
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(s + len, cap - len,
+		                        "  org/c%04zu: {token: t%zu}\n", i, i);
+	return s;
+}
+
+static void
+test_classes_limit(void **state)
+{
+	char err[CONF_ERR_MAX], *s;
+	struct conf *c;
+
+	(void)state;
+	s = classes_doc(CONF_CLASSES_LIMIT);
+	assert_non_null(c = load(s, err, sizeof(err)));
+	assert_int_equal(c->c_nclasses, CONF_CLASSES_LIMIT);
+	assert_string_equal(conf_class_find(c, "org/c0999")->cc_token, "t999");
+	conf_free(c);
+	free(s);
+	s = classes_doc(CONF_CLASSES_LIMIT + 1);
+	assert_null(load(s, err, sizeof(err)));
+	assert_string_equal(err, "config.yaml:1002:3: resourceClass: too many "
+	                         "resource classes (at most 1000)");
+	free(s);
+}
+
+/* Errors fit the caller's buffer and stay one line. */
+static void
+test_error_buffer(void **state)
+{
+	static const char yaml[] =
+	    "resourceClass:\n  \"a/b\":\n    token: x\n    \"bad\\nkey\": 1\n";
+	char err[CONF_ERR_MAX], small[16];
+
+	(void)state;
+	assert_null(load(yaml, err, sizeof(err)));
+	assert_string_equal(
+	    err, "config.yaml:4:5: resourceClass.\"a/b\": "
+	         "unknown key \"bad\\nkey\" (known keys: token, idleTimeout, "
+	         "minReplicas, maxReplicas, spec)");
+	memset(small, 'x', sizeof(small));
+	assert_null(load(yaml, small, sizeof(small)));
+	assert_string_equal(small, "config.yaml:4:5");
+}
+
+/* A rejected token is never quoted in the message. */
+static void
+test_error_hides_token(void **state)
+{
+	static const char *const yaml[] = {
+	    "resourceClass: {a/b: {token: 12345678901234567890123}}\n",
+	    "resourceClass: {a/b: {token: \"s3cr3t value\"}}\n",
+	    "resourceClass: {a/b: {token: !!int s3cr3t}}\n",
+	    "resourceClass: {a/b: {token: 1234567890.5}}\n",
+	};
+	char err[CONF_ERR_MAX];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(yaml); i++) {
+		assert_null(load(yaml[i], err, sizeof(err)));
+		assert_null(strstr(err, "s3cr3t"));
+		assert_null(strstr(err, "1234567890"));
+	}
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest unit[] = {
+	    cmocka_unit_test(test_golden_count),
+	    cmocka_unit_test(test_find_and_sorted),
+	    cmocka_unit_test(test_drop_tokens),
+	    cmocka_unit_test(test_register_secrets),
+	    cmocka_unit_test(test_name_rule_matches_chart),
+	    cmocka_unit_test(test_chart_uses_same_pattern),
+	    cmocka_unit_test(test_load_errors),
+	    cmocka_unit_test(test_classes_limit),
+	    cmocka_unit_test(test_error_buffer),
+	    cmocka_unit_test(test_error_hides_token),
+	};
+	struct CMUnitTest *golden;
+	size_t i;
+	int failed;
+
+	find_cases();
+	golden = xcalloc(ncases, sizeof(*golden));
+	for (i = 0; i < ncases; i++) {
+		golden[i].name = cases[i];
+		golden[i].test_func = test_golden;
+		golden[i].initial_state = cases[i];
+	}
+	failed = cmocka_run_group_tests_name("conf", unit, NULL, NULL);
+	failed +=
+	    _cmocka_run_group_tests("conf_golden", golden, ncases, NULL, NULL);
+	for (i = 0; i < ncases; i++)
+		free(cases[i]);
+	free(cases);
+	free(golden);
+	return failed;
+}
