@@ -2,8 +2,9 @@
  * Golden-file tests: each tests/config/<case>.yaml is loaded; the result is
  * compared with <case>.ok (conf_summary() output, then one line per class
  * with its position, token and canonical spec JSON) or <case>.err (the one
- * error line).  RP_UPDATE_GOLDEN=1 rewrites the expected files instead; read
- * the diff before committing it.
+ * error line).  RP_UPDATE_GOLDEN=1 rewrites the expected files instead
+ * (from tests/: RP_UPDATE_GOLDEN=1 ../build/tests/conf_test); read the diff
+ * before committing it.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -96,6 +96,9 @@ static const struct {
     {"-9223372036854775809ns", "out of range"},
     {"9223372036854776us", "out of range"},
     {"3000000h", "out of range"},
+    /* Would wrap around 2^64 to about 25 minutes without the check. */
+    {"5124096h", "out of range"},
+    {"9223372036854775807h", "out of range"},
     {"9223372036854775.808us", "out of range"},
     {"9223372036854775807.808ms", "out of range"},
     {"9223372036854775807.000ms", "out of range"},
