@@ -190,7 +190,7 @@ act_run(struct actuator *a, const char *run_dir)
 	struct curl_waitfd extra[3];
 	struct signalfd_siginfo si;
 	int numfds, running;
-	uint64_t now;
+	uint64_t now, deadline;
 
 	a->a_sigfd = signals_setup();
 	a->a_start_ms = now_ms();
@@ -201,6 +201,11 @@ act_run(struct actuator *a, const char *run_dir)
 		return -1;
 	if ((a->a_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
+	if (!a->a_flags->f_dry_run) {
+		a->a_kube = kube_new(a, &a->a_creds, a->a_multi, a->a_metrics);
+		if (sync_setup(a) == -1)
+			return -1;
+	}
 	a->a_next_tick_ms = a->a_start_ms + a->a_flags->f_poll_interval_ms;
 
 	while (!a->a_quit) {
@@ -210,7 +215,13 @@ act_run(struct actuator *a, const char *run_dir)
 			a->a_next_tick_ms =
 			    now + a->a_flags->f_poll_interval_ms;
 		}
+		sync_tick(a, now);
 		curl_multi_perform(a->a_multi, &running);
+		if (a->a_kube != NULL)
+			kube_collect(a->a_kube);
+		deadline = sync_next_deadline(a);
+		if (a->a_next_tick_ms < deadline)
+			deadline = a->a_next_tick_ms;
 		memset(extra, 0, sizeof(extra));
 		extra[0].fd = a->a_sigfd;
 		extra[1].fd = a->a_sub_fd;
@@ -218,8 +229,7 @@ act_run(struct actuator *a, const char *run_dir)
 		extra[0].events = extra[1].events = extra[2].events =
 		    CURL_WAIT_POLLIN;
 		curl_multi_poll(a->a_multi, extra, 3,
-		                ms_until(a->a_next_tick_ms, now_ms()),
-		                &numfds);
+		                ms_until(deadline, now_ms()), &numfds);
 		now = now_ms();
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			demand_receive(a, now);
@@ -232,6 +242,12 @@ act_run(struct actuator *a, const char *run_dir)
 			         strsignal((int)si.ssi_signo));
 			a->a_quit = true;
 		}
+	}
+	if (a->a_kube != NULL) {
+		/* Abandon requests still in flight; the next start re-reads.
+		 */
+		kube_free(a->a_kube);
+		sync_teardown(a);
 	}
 	curl_multi_cleanup(a->a_multi);
 	nng_close(a->a_sub);

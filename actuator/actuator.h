@@ -2,7 +2,8 @@
  * The actuator: owns the Kubernetes credentials and nothing CircleCI.  It
  * turns demand messages into one decision per resource class and makes
  * that class's VirtualMachinePool match it (or, with --dry-run, logs what
- * it would do).
+ * it would do), keeps the per-class cloud-init Secret and pool template in
+ * step with the configuration, and reclaims VMs whose runner finished.
  */
 #ifndef RP_ACTUATOR_H
 #define RP_ACTUATOR_H
@@ -13,14 +14,45 @@
 #include <curl/curl.h>
 #include <nng/nng.h>
 
+#include "backoff.h"
 #include "conf.h"
 #include "decision.h"
 #include "flags.h"
+#include "kube.h"
+#include "kubecreds.h"
 #include "metrics.h"
 #include "msg.h"
+#include "pool.h"
 #include "poolname.h"
 
-#define STALE_INTERVALS 3 /* no demand for this many poll intervals */
+#define STALE_INTERVALS          3     /* no demand for this many intervals */
+#define RESYNC_MS                2000  /* list pools and VMs */
+#define SECRET_RESYNC_MS         30000 /* list the user-data Secrets */
+#define LIST_STALE_MS            (5 * RESYNC_MS)
+#define WRITE_BACKOFF_BASE_MS    1000
+#define WRITE_BACKOFF_CAP_MS     60000
+#define FINALIZER_GRACE_MS       15000 /* stuck in deletion this long */
+#define BOOT_LOOP_STREAK         3     /* short-lived VMs in a row */
+#define BOOT_LOOP_BACKOFF_MS     30000
+#define BOOT_LOOP_BACKOFF_CAP_MS 600000
+#define SEEN_STOPPED_MAX         64
+
+enum obj_state {
+	OBJ_UNKNOWN, /* not listed yet */
+	OBJ_MISSING,
+	OBJ_STALE, /* exists, differs from the configuration */
+	OBJ_CURRENT,
+	OBJ_FOREIGN, /* exists, not ours: hands off */
+};
+
+enum vm_state {
+	VMS_STARTING,
+	VMS_RUNNING,
+	VMS_STOPPED,
+	VMS_TERMINATING,
+	VMS_OTHER,
+	VMS_COUNT,
+};
 
 struct act_class {
 	const struct conf_class *ac_conf;
@@ -35,13 +67,46 @@ struct act_class {
 	uint32_t ac_running;
 	/* The decision. */
 	bool ac_have_target;
-	uint32_t ac_target; /* last count decided from demand */
+	uint32_t ac_target; /* last count decided */
 	bool ac_holding;
 	enum decision_reason ac_hold_reason;
 	uint64_t ac_last_sync_ms; /* last time the pool matched */
+	/* Kubernetes: what we want and what we saw. */
+	struct pool_objects ac_obj;
+	enum obj_state ac_secret_state;
+	char *ac_secret_rv;
+	enum obj_state ac_pool_state;
+	char *ac_pool_rv;
+	bool ac_have_replicas;
+	uint32_t ac_replicas; /* pool spec.replicas */
+	uint32_t ac_status_replicas;
+	uint32_t ac_ready_replicas;
+	bool ac_busy;          /* a write is in flight */
+	uint64_t ac_write_seq; /* completion order */
+	uint64_t ac_retry_ms;  /* after a failed write */
+	struct backoff ac_backoff;
+	char ac_error[256]; /* last Kubernetes failure */
+	/* VMs and reclaim. */
+	unsigned int ac_vms[VMS_COUNT];
+	unsigned int ac_deleting;                /* VM requests in flight */
+	char *ac_seen_stopped[SEEN_STOPPED_MAX]; /* uids */
+	unsigned int ac_seen_next;
+	unsigned int ac_short_streak;
+	bool ac_boot_loop;
+	uint64_t ac_reclaim_not_before_ms;
+	struct backoff ac_boot_backoff;
 	/* Metrics. */
 	struct metric_series *ac_m_target;
 	struct metric_series *ac_m_holding;
+	struct metric_series *ac_m_replicas;
+	struct metric_series *ac_m_status_replicas;
+	struct metric_series *ac_m_ready_replicas;
+	struct metric_series *ac_m_vms[VMS_COUNT];
+	struct metric_series *ac_m_scale_up;
+	struct metric_series *ac_m_scale_down;
+	struct metric_series *ac_m_reclaimed;
+	struct metric_series *ac_m_finalizers;
+	struct metric_series *ac_m_boot_loop;
 };
 
 struct actuator {
@@ -62,6 +127,18 @@ struct actuator {
 	struct metrics *a_metrics;
 	struct metric_series *a_m_rejected[MSG_NERR];
 	struct metric_series *a_m_demand;
+	/* Kubernetes (absent with --dry-run). */
+	struct kube_creds a_creds;
+	struct kube *a_kube;
+	uint64_t a_write_seq;
+	uint64_t a_next_resync_ms;
+	uint64_t a_next_secret_list_ms;
+	bool a_pools_busy;
+	bool a_vms_busy;
+	bool a_secrets_busy;
+	uint64_t a_pools_listed_ms; /* last successful list */
+	uint64_t a_vms_listed_ms;
+	bool a_secrets_listed;
 };
 
 /* actuator.c */
@@ -70,10 +147,28 @@ struct act_class *act_class_find(struct actuator *, const char *name);
 
 /* demand.c */
 void demand_setup(struct actuator *);
-/* Reads every waiting demand message; returns the classes touched via
- * act_decide(). */
+/* Reads every waiting demand message and re-decides each class named. */
 void demand_receive(struct actuator *, uint64_t now);
 /* Re-evaluates a class: decision, staleness, hold logging, apply. */
 void act_decide(struct actuator *, struct act_class *, uint64_t now);
+
+/* sync.c */
+/* Builds each class's objects.  -1 (logged). */
+int sync_setup(struct actuator *);
+void sync_teardown(struct actuator *);
+/* Lists what is due and moves every class toward its decision. */
+void sync_tick(struct actuator *, uint64_t now);
+/* Moves one class toward its decision: Secret, pool, replicas. */
+void sync_class(struct actuator *, struct act_class *, uint64_t now);
+bool sync_class_healthy(const struct actuator *, const struct act_class *,
+                        uint64_t now);
+uint64_t sync_next_deadline(const struct actuator *);
+
+/* reclaim.c */
+void reclaim_setup(struct actuator *);
+/* Handles one class's VMs from a fresh list (the items of its pool). */
+void reclaim_class(struct actuator *, struct act_class *, json_t *vms,
+                   uint64_t now);
+const char *vm_state_name(enum vm_state);
 
 #endif

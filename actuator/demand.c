@@ -50,40 +50,44 @@ log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 	log_end(&ll);
 }
 
-/* The pool side of a decision.  With --dry-run it only says what it
- * would do; the Kubernetes side makes the pool match ac_target. */
+static void
+log_would_scale(const struct act_class *ac, uint32_t target)
+{
+	char msg[POOL_NAME_MAX + 64];
+	struct log_line ll;
+
+	if (ac->ac_have_target)
+		snprintf(msg, sizeof(msg), "would scale %s from %u to %u",
+		         ac->ac_pool, ac->ac_target, target);
+	else
+		snprintf(msg, sizeof(msg), "would scale %s to %u", ac->ac_pool,
+		         target);
+	log_begin(&ll, LOG_LVL_INFO, msg);
+	if (ac->ac_have_target)
+		log_uint(&ll, "from", ac->ac_target);
+	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "pool", ac->ac_pool);
+	log_uint(&ll, "to", target);
+	log_bool(&ll, "dry_run", true);
+	log_end(&ll);
+}
+
+/* The pool side of a decision: the Kubernetes side makes the pool match
+ * ac_target; with --dry-run it only says what it would do. */
 static void
 apply(struct actuator *a, struct act_class *ac, uint32_t target, uint64_t now)
 {
-	struct log_line ll;
+	bool dry = a->a_flags->f_dry_run;
 
-	if (ac->ac_have_target && ac->ac_target == target) {
-		ac->ac_last_sync_ms = now;
-		return;
-	}
-	if (a->a_flags->f_dry_run) {
-		char msg[POOL_NAME_MAX + 64];
-
-		if (ac->ac_have_target)
-			snprintf(msg, sizeof(msg),
-			         "would scale %s from %u to %u", ac->ac_pool,
-			         ac->ac_target, target);
-		else
-			snprintf(msg, sizeof(msg), "would scale %s to %u",
-			         ac->ac_pool, target);
-		log_begin(&ll, LOG_LVL_INFO, msg);
-		if (ac->ac_have_target)
-			log_uint(&ll, "from", ac->ac_target);
-		log_str(&ll, "resource_class", ac->ac_conf->cc_name);
-		log_str(&ll, "pool", ac->ac_pool);
-		log_uint(&ll, "to", target);
-		log_bool(&ll, "dry_run", true);
-		log_end(&ll);
-		ac->ac_last_sync_ms = now;
-	}
+	if (dry && (!ac->ac_have_target || ac->ac_target != target))
+		log_would_scale(ac, target);
 	ac->ac_have_target = true;
 	ac->ac_target = target;
 	metric_set(ac->ac_m_target, target);
+	if (dry)
+		ac->ac_last_sync_ms = now;
+	else
+		sync_class(a, ac, now);
 }
 
 void

@@ -47,10 +47,9 @@ main(int argc, char **argv)
 		return EXIT_PERMFAIL;
 	}
 	conf_register_secrets(a.a_conf);
-	if (!f.f_dry_run) {
-		log_error("Kubernetes support is not available in this build: "
-		          "run with --dry-run to compute and log decisions "
-		          "without applying them");
+	if (!f.f_dry_run &&
+	    kube_creds_load(&f, &a.a_creds, err, sizeof(err)) == -1) {
+		log_error("%s", err);
 		return EXIT_PERMFAIL;
 	}
 	if (ipc_rundir(f.f_run_dir, rundir, sizeof(rundir), err,
@@ -65,8 +64,14 @@ main(int argc, char **argv)
 	log_begin(&ll, LOG_LVL_INFO, "actuator starting");
 	log_uint(&ll, "resource_classes", a.a_conf->c_nclasses);
 	log_bool(&ll, "dry_run", f.f_dry_run);
+	if (!f.f_dry_run) {
+		log_str(&ll, "kubernetes", a.a_creds.kc_server);
+		log_str(&ll, "credentials", a.a_creds.kc_source);
+		log_str(&ll, "namespace", a.a_creds.kc_namespace);
+	}
 	log_end(&ll);
 	rv = act_run(&a, rundir);
+	kube_creds_free(&a.a_creds);
 	conf_free(a.a_conf);
 	curl_global_cleanup();
 	flags_free(&f);

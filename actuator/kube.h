@@ -1,0 +1,71 @@
+/*
+ * A small asynchronous Kubernetes API client on the actuator's curl multi
+ * handle.  Every request names its permission from kube_rbac.def, so a 403
+ * can say exactly which verb on which resource the Role lacks, and the
+ * chart's Role is tested against the same table.
+ */
+#ifndef RP_KUBE_H
+#define RP_KUBE_H
+
+#include <stdbool.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+
+#include "kubecreds.h"
+#include "metrics.h"
+
+enum kube_verb {
+#define KUBE_VERB(id, group, resource, verb) KV_##id,
+#include "kube_rbac.def"
+#undef KUBE_VERB
+	KV_COUNT
+};
+
+struct kube_verb_info {
+	const char *kv_group;
+	const char *kv_resource;
+	const char *kv_verb;
+};
+
+struct kube_reply {
+	enum kube_verb kr_verb;
+	long kr_status;       /* 0: no HTTP answer */
+	json_t *kr_body;      /* parsed body or NULL; borrowed */
+	const char *kr_error; /* why it failed, for logs */
+};
+
+struct actuator;
+struct kube;
+
+/* Completion: runs once per request, in the actuator's loop. */
+typedef void (*kube_cb)(struct actuator *, void *arg,
+                        const struct kube_reply *);
+
+#define KUBE_TIMEOUT_MS        30000
+#define KUBE_BODY_MAX          (32 * 1024 * 1024)
+#define KUBE_CONTENT_JSON      "application/json"
+#define KUBE_CONTENT_MERGE     "application/merge-patch+json"
+#define KUBE_CONTENT_JSONPATCH "application/json-patch+json"
+
+/* kube.c */
+extern const struct kube_verb_info kube_verbs[KV_COUNT];
+
+/* creds and multi are borrowed and must outlive the client. */
+struct kube *kube_new(struct actuator *, struct kube_creds *, CURLM *,
+                      struct metrics *);
+void kube_free(struct kube *);
+/* Queues a request.  path starts with "/api" or "/apis"; body (may be
+ * NULL) is taken.  cb gets the reply, also on failure.  0, or -1 when the
+ * request could not be started (cb is not called). */
+int kube_send(struct kube *, enum kube_verb, const char *method,
+              const char *path, const char *content_type, json_t *body,
+              kube_cb cb, void *arg);
+/* Delivers finished requests to their callbacks. */
+void kube_collect(struct kube *);
+int kube_inflight(const struct kube *);
+const char *kube_namespace(const struct kube *);
+/* True while the last request failed without an HTTP answer. */
+bool kube_unreachable(const struct kube *);
+
+#endif

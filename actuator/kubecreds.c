@@ -1,0 +1,371 @@
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base64.h"
+#include "kubecreds.h"
+#include "log.h"
+#include "util.h"
+#include "yaml2json.h"
+
+#define KUBECONFIG_MAX (4 * 1024 * 1024)
+
+struct kc_parse {
+	const char *kp_path;
+	char kp_dir[PATH_MAX]; /* relative paths resolve here */
+	char *kp_err;
+	size_t kp_errlen;
+};
+
+static int kp_fail(struct kc_parse *kp, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int
+kp_fail(struct kc_parse *kp, const char *fmt, ...)
+{
+	char msg[400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(kp->kp_err, kp->kp_errlen, "kubeconfig %s: %s", kp->kp_path,
+	         msg);
+	return -1;
+}
+
+static char *
+resolve_path(const struct kc_parse *kp, const char *p)
+{
+	if (p[0] == '/')
+		return xstrdup(p);
+	return xasprintf("%s/%s", kp->kp_dir, p);
+}
+
+/* The "field" of the list entry named name: contexts[].context etc. */
+static json_t *
+named(json_t *root, const char *list, const char *name, const char *field)
+{
+	json_t *arr = json_object_get(root, list), *e;
+	size_t i;
+
+	json_array_foreach(arr, i, e)
+	{
+		const char *n = json_string_value(json_object_get(e, "name"));
+		if (n != NULL && strcmp(n, name) == 0)
+			return json_object_get(e, field);
+	}
+	return NULL;
+}
+
+static const char *
+str_field(json_t *obj, const char *key)
+{
+	return json_string_value(json_object_get(obj, key));
+}
+
+static int
+load_pem(struct kc_parse *kp, json_t *obj, const char *data_key,
+         const char *file_key, struct buf *pem, char **file)
+{
+	const char *data = str_field(obj, data_key);
+	const char *path = str_field(obj, file_key);
+
+	if (data != NULL && data[0] != '\0') {
+		if (b64_decode(pem, data) == -1)
+			return kp_fail(kp, "%s is not valid base64", data_key);
+		return 0;
+	}
+	if (path != NULL && path[0] != '\0')
+		*file = resolve_path(kp, path);
+	return 0;
+}
+
+static int
+set_server(struct kube_creds *kc, struct kc_parse *kp, const char *server)
+{
+	size_t n;
+
+	if (server == NULL || server[0] == '\0')
+		return kp_fail(kp, "the cluster has no server address");
+	if (strncmp(server, "https://", 8) != 0)
+		return kp_fail(
+		    kp,
+		    "server \"%s\" is not an https:// address; TLS is "
+		    "required",
+		    server);
+	n = strlen(server);
+	while (n > 8 && server[n - 1] == '/')
+		n--;
+	kc->kc_server = xstrndup(server, n);
+	return 0;
+}
+
+static int
+parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
+{
+	const char *ctx_name, *cluster_name, *user_name, *ns, *tok, *tokfile;
+	json_t *ctx, *cluster, *user;
+
+	if (!json_is_object(root))
+		return kp_fail(kp, "not a kubeconfig (expected a mapping)");
+	if ((ctx_name = str_field(root, "current-context")) == NULL ||
+	    ctx_name[0] == '\0')
+		return kp_fail(kp, "no current-context is set");
+	if ((ctx = named(root, "contexts", ctx_name, "context")) == NULL)
+		return kp_fail(kp, "current-context \"%s\" is not in contexts",
+		               ctx_name);
+	cluster_name = str_field(ctx, "cluster");
+	user_name = str_field(ctx, "user");
+	if (cluster_name == NULL ||
+	    (cluster = named(root, "clusters", cluster_name, "cluster")) ==
+	        NULL)
+		return kp_fail(kp, "context \"%s\": cluster \"%s\" not found",
+		               ctx_name, cluster_name ? cluster_name : "");
+	if (set_server(kc, kp, str_field(cluster, "server")) == -1)
+		return -1;
+	kc->kc_insecure =
+	    json_is_true(json_object_get(cluster, "insecure-skip-tls-verify"));
+	if (load_pem(kp, cluster, "certificate-authority-data",
+	             "certificate-authority", &kc->kc_ca_pem,
+	             &kc->kc_ca_file) == -1)
+		return -1;
+	if ((ns = str_field(ctx, "namespace")) != NULL && ns[0] != '\0')
+		kc->kc_namespace = xstrdup(ns);
+	if (user_name == NULL)
+		return 0; /* anonymous */
+	if ((user = named(root, "users", user_name, "user")) == NULL)
+		return kp_fail(kp, "context \"%s\": user \"%s\" not found",
+		               ctx_name, user_name);
+	if (json_object_get(user, "exec") != NULL ||
+	    json_object_get(user, "auth-provider") != NULL)
+		return kp_fail(
+		    kp,
+		    "user \"%s\" authenticates with an exec plugin or auth "
+		    "provider, which runner-provisioner does not run; use a "
+		    "token, tokenFile or client certificate",
+		    user_name);
+	if (json_object_get(user, "username") != NULL ||
+	    json_object_get(user, "password") != NULL)
+		return kp_fail(
+		    kp,
+		    "user \"%s\" uses basic authentication, which Kubernetes "
+		    "no longer supports; use a token or client certificate",
+		    user_name);
+	if ((tok = str_field(user, "token")) != NULL && tok[0] != '\0') {
+		kc->kc_token = xstrdup(tok);
+		log_secret_add(tok);
+	} else if ((tokfile = str_field(user, "tokenFile")) != NULL &&
+	           tokfile[0] != '\0')
+		kc->kc_token_file = resolve_path(kp, tokfile);
+	if (load_pem(kp, user, "client-certificate-data", "client-certificate",
+	             &kc->kc_cert_pem, &kc->kc_cert_file) == -1 ||
+	    load_pem(kp, user, "client-key-data", "client-key",
+	             &kc->kc_key_pem, &kc->kc_key_file) == -1)
+		return -1;
+	if ((kc->kc_cert_pem.b_len > 0 || kc->kc_cert_file != NULL) !=
+	    (kc->kc_key_pem.b_len > 0 || kc->kc_key_file != NULL))
+		return kp_fail(
+		    kp,
+		    "user \"%s\" has a client certificate without a key, or "
+		    "a key without a certificate",
+		    user_name);
+	return 0;
+}
+
+static int
+load_kubeconfig(struct kube_creds *kc, const char *path, char *err,
+                size_t errlen)
+{
+	struct kc_parse kp = {
+	    .kp_path = path, .kp_err = err, .kp_errlen = errlen};
+	struct y2j_error yerr;
+	struct y2j_doc *doc;
+	char tmp[PATH_MAX];
+	size_t len;
+	char *text;
+	int rv;
+
+	if ((text = read_file(path, KUBECONFIG_MAX, &len)) == NULL) {
+		snprintf(err, errlen, "kubeconfig %s: %s", path,
+		         strerror(errno));
+		return -1;
+	}
+	strlcpy_rp(tmp, path, sizeof(tmp));
+	strlcpy_rp(kp.kp_dir, dirname(tmp), sizeof(kp.kp_dir));
+	doc = y2j_parse(text, len, &yerr);
+	explicit_bzero(text, len);
+	free(text);
+	if (doc == NULL) {
+		snprintf(err, errlen, "kubeconfig %s:%d:%d: %s", path,
+		         yerr.ye_mark.ym_line, yerr.ye_mark.ym_col,
+		         yerr.ye_msg);
+		return -1;
+	}
+	rv = parse_kubeconfig(kc, &kp, y2j_doc_root(doc));
+	y2j_doc_free(doc);
+	kc->kc_source = xasprintf("kubeconfig %s", path);
+	return rv;
+}
+
+static int
+load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
+{
+	const char *host = getenv("KUBERNETES_SERVICE_HOST");
+	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+	char *ns;
+
+	if (host == NULL || host[0] == '\0' || port == NULL ||
+	    port[0] == '\0') {
+		snprintf(err, errlen,
+		         "no Kubernetes credentials: not running in a cluster "
+		         "(KUBERNETES_SERVICE_HOST is unset) and neither "
+		         "--kubeconfig nor KUBECONFIG is set");
+		return -1;
+	}
+	kc->kc_server = strchr(host, ':') != NULL
+	                    ? xasprintf("https://[%s]:%s", host, port)
+	                    : xasprintf("https://%s:%s", host, port);
+	kc->kc_token_file = xstrdup(KUBE_SA_DIR "/token");
+	kc->kc_ca_file = xstrdup(KUBE_SA_DIR "/ca.crt");
+	if ((ns = read_file(KUBE_SA_DIR "/namespace", 256, NULL)) != NULL) {
+		rstrip(ns);
+		if (ns[0] != '\0')
+			kc->kc_namespace = ns;
+		else
+			free(ns);
+	}
+	kc->kc_source = xstrdup("in-cluster service account");
+	return 0;
+}
+
+int
+kube_creds_load(const struct flags *f, struct kube_creds *kc, char *err,
+                size_t errlen)
+{
+	const char *path = f->f_kubeconfig;
+	char first[PATH_MAX];
+	const char *env;
+	size_t n;
+
+	memset(kc, 0, sizeof(*kc));
+	if (path == NULL && (env = getenv("KUBECONFIG")) != NULL &&
+	    env[0] != '\0') {
+		/* kubectl merges a list; we take its first file. */
+		n = strcspn(env, ":");
+		snprintf(first, sizeof(first), "%.*s", (int)n, env);
+		path = first;
+	}
+	if ((path != NULL ? load_kubeconfig(kc, path, err, errlen)
+	                  : load_in_cluster(kc, err, errlen)) == -1)
+		return -1;
+	if (f->f_namespace != NULL) {
+		free(kc->kc_namespace);
+		kc->kc_namespace = xstrdup(f->f_namespace);
+	} else if (kc->kc_namespace == NULL)
+		kc->kc_namespace = xstrdup("default");
+	if (kc->kc_token_file != NULL && kube_creds_refresh(kc, true) == -1 &&
+	    kc->kc_token == NULL) {
+		snprintf(err, errlen, "%s: cannot read the token file %s: %s",
+		         kc->kc_source, kc->kc_token_file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+int
+kube_creds_refresh(struct kube_creds *kc, bool force)
+{
+	uint64_t now = now_ms();
+	char *t;
+
+	if (kc->kc_token_file == NULL)
+		return 0;
+	if (!force && now - kc->kc_token_read_ms < KUBE_TOKEN_REREAD_MS)
+		return 0;
+	kc->kc_token_read_ms = now;
+	if ((t = read_file(kc->kc_token_file, KUBE_TOKEN_MAX, NULL)) == NULL) {
+		log_warn("cannot read the Kubernetes token file %s",
+		         kc->kc_token_file);
+		return -1;
+	}
+	rstrip(t);
+	if (t[0] == '\0') {
+		log_warnx("the Kubernetes token file %s is empty",
+		          kc->kc_token_file);
+		free(t);
+		return -1;
+	}
+	log_secret_add(t);
+	if (kc->kc_token != NULL && strcmp(kc->kc_token, t) == 0) {
+		free(t);
+		return 0;
+	}
+	if (kc->kc_token != NULL)
+		log_info("Kubernetes token reloaded from %s",
+		         kc->kc_token_file);
+	free(kc->kc_token);
+	kc->kc_token = t;
+	return 0;
+}
+
+static void
+blob(CURL *h, CURLoption opt, const struct buf *pem)
+{
+	struct curl_blob b = {
+	    .data = pem->b_data, .len = pem->b_len, .flags = CURL_BLOB_COPY};
+
+	curl_easy_setopt(h, opt, &b);
+}
+
+void
+kube_creds_apply(const struct kube_creds *kc, CURL *h)
+{
+	if (kc->kc_insecure) {
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 0L);
+		curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 0L);
+	}
+	if (kc->kc_ca_pem.b_len > 0)
+		blob(h, CURLOPT_CAINFO_BLOB, &kc->kc_ca_pem);
+	else if (kc->kc_ca_file != NULL)
+		curl_easy_setopt(h, CURLOPT_CAINFO, kc->kc_ca_file);
+	if (kc->kc_cert_pem.b_len > 0)
+		blob(h, CURLOPT_SSLCERT_BLOB, &kc->kc_cert_pem);
+	else if (kc->kc_cert_file != NULL)
+		curl_easy_setopt(h, CURLOPT_SSLCERT, kc->kc_cert_file);
+	if (kc->kc_key_pem.b_len > 0)
+		blob(h, CURLOPT_SSLKEY_BLOB, &kc->kc_key_pem);
+	else if (kc->kc_key_file != NULL)
+		curl_easy_setopt(h, CURLOPT_SSLKEY, kc->kc_key_file);
+}
+
+static void
+wipe(struct buf *b)
+{
+	if (b->b_data != NULL)
+		explicit_bzero(b->b_data, b->b_cap);
+	buf_free(b);
+}
+
+void
+kube_creds_free(struct kube_creds *kc)
+{
+	if (kc->kc_token != NULL)
+		explicit_bzero(kc->kc_token, strlen(kc->kc_token));
+	free(kc->kc_token);
+	free(kc->kc_server);
+	free(kc->kc_namespace);
+	free(kc->kc_source);
+	free(kc->kc_token_file);
+	free(kc->kc_ca_file);
+	free(kc->kc_cert_file);
+	free(kc->kc_key_file);
+	wipe(&kc->kc_ca_pem);
+	wipe(&kc->kc_key_pem);
+	wipe(&kc->kc_cert_pem);
+	memset(kc, 0, sizeof(*kc));
+}

@@ -1,0 +1,344 @@
+/*
+ * Reclaiming VMs whose runner finished (DESIGN §5): a pool VM that is
+ * Stopped is deleted with a uid precondition so the pool replaces it; a
+ * running or starting VM is never deleted.  VMs stuck in deletion by the
+ * pool finalizer (research/kubevirt.md §2.3) are released, and a class
+ * whose VMs power off right after boot is backed off (boot-loop guard).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "actuator.h"
+#include "log.h"
+#include "util.h"
+
+struct vm_op {
+	struct act_class *vo_class;
+	char vo_name[128];
+	bool vo_delete; /* else: finalizer patch */
+};
+
+const char *
+vm_state_name(enum vm_state s)
+{
+	switch (s) {
+	case VMS_STARTING:
+		return "starting";
+	case VMS_RUNNING:
+		return "running";
+	case VMS_STOPPED:
+		return "stopped";
+	case VMS_TERMINATING:
+		return "terminating";
+	case VMS_OTHER:
+	case VMS_COUNT:
+		break;
+	}
+	return "other";
+}
+
+void
+reclaim_setup(struct actuator *a)
+{
+	static const char *const cls[] = {"resource_class", NULL};
+	struct metric_family *vms, *rec, *fin, *loop;
+	struct act_class *ac;
+	size_t i;
+	int s;
+
+	vms = metrics_family(a->a_metrics, METRIC_GAUGE, "vms",
+	                     "Pool VMs by state, as last listed.",
+	                     (const char *[]){"resource_class", "state", NULL},
+	                     NULL, 0);
+	rec = metrics_family(
+	    a->a_metrics, METRIC_COUNTER, "reclaimed_vms_total",
+	    "Stopped VMs deleted so that the pool replaces them.", cls, NULL,
+	    0);
+	fin = metrics_family(
+	    a->a_metrics, METRIC_COUNTER, "finalizers_removed_total",
+	    "VMs released from a pool finalizer that kept them in deletion.",
+	    cls, NULL, 0);
+	loop = metrics_family(
+	    a->a_metrics, METRIC_GAUGE, "boot_loop",
+	    "1 while the class's VMs power off right after boot and reclaim "
+	    "is slowed down.",
+	    cls, NULL, 0);
+	for (i = 0; i < a->a_nclasses; i++) {
+		ac = &a->a_classes[i];
+		for (s = 0; s < VMS_COUNT; s++)
+			ac->ac_m_vms[s] = metric_series(
+			    vms,
+			    (const char *[]){ac->ac_conf->cc_name,
+			                     vm_state_name((enum vm_state)s)});
+		ac->ac_m_reclaimed =
+		    metric_series(rec, (const char *[]){ac->ac_conf->cc_name});
+		ac->ac_m_finalizers =
+		    metric_series(fin, (const char *[]){ac->ac_conf->cc_name});
+		ac->ac_m_boot_loop = metric_series(
+		    loop, (const char *[]){ac->ac_conf->cc_name});
+		backoff_init(&ac->ac_boot_backoff, BOOT_LOOP_BACKOFF_MS,
+		             BOOT_LOOP_BACKOFF_CAP_MS);
+	}
+}
+
+static const char *
+str_at(json_t *obj, const char *a, const char *b)
+{
+	return json_string_value(json_object_get(json_object_get(obj, a), b));
+}
+
+/* RFC 3339 seconds ("2026-11-27T21:04:29Z") to ms since the epoch. */
+static int
+parse_time_ms(const char *s, uint64_t *ms)
+{
+	struct tm tm;
+	const char *end;
+	time_t t;
+
+	if (s == NULL)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	if ((end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL)
+		return -1;
+	if ((t = timegm(&tm)) == (time_t)-1 || t < 0)
+		return -1;
+	*ms = (uint64_t)t * 1000;
+	return 0;
+}
+
+static enum vm_state
+classify(json_t *vm)
+{
+	const char *ps = str_at(vm, "status", "printableStatus");
+
+	if (json_object_get(json_object_get(vm, "metadata"),
+	                    "deletionTimestamp") != NULL)
+		return VMS_TERMINATING;
+	if (ps == NULL)
+		return VMS_STARTING;
+	if (strcmp(ps, "Stopped") == 0)
+		return VMS_STOPPED;
+	if (strcmp(ps, "Running") == 0)
+		return VMS_RUNNING;
+	if (strcmp(ps, "Provisioning") == 0 || strcmp(ps, "Starting") == 0 ||
+	    strcmp(ps, "WaitingForVolumeBinding") == 0)
+		return VMS_STARTING;
+	if (strcmp(ps, "Terminating") == 0 || strcmp(ps, "Stopping") == 0)
+		return VMS_TERMINATING;
+	return VMS_OTHER;
+}
+
+static void
+on_vm_op(struct actuator *a, void *arg, const struct kube_reply *r)
+{
+	struct vm_op *op = arg;
+	struct act_class *ac = op->vo_class;
+
+	(void)a;
+	ac->ac_deleting--;
+	if (r->kr_status >= 200 && r->kr_status < 300) {
+		if (op->vo_delete) {
+			metric_inc(ac->ac_m_reclaimed, 1);
+			log_info("reclaimed stopped VM %s of pool %s",
+			         op->vo_name, ac->ac_pool);
+		} else {
+			metric_inc(ac->ac_m_finalizers, 1);
+			log_info("released VM %s from the pool finalizer that "
+			         "kept it in deletion",
+			         op->vo_name);
+		}
+	} else if (r->kr_status == 404 || r->kr_status == 409 ||
+	           r->kr_status == 422)
+		/* Gone, or replaced by a new VM with the same name (uid
+		 * precondition), or changed since listed: nothing to do. */
+		log_debug("VM %s: %s", op->vo_name, r->kr_error);
+	else
+		log_warnx("VM %s of pool %s: %s %s failed: %s", op->vo_name,
+		          ac->ac_pool, kube_verbs[r->kr_verb].kv_verb,
+		          kube_verbs[r->kr_verb].kv_resource, r->kr_error);
+	free(op);
+}
+
+static void
+vm_send(struct actuator *a, struct act_class *ac, const char *name, bool del,
+        json_t *body)
+{
+	struct vm_op *op = xcalloc(1, sizeof(*op));
+	char path[512];
+
+	op->vo_class = ac;
+	op->vo_delete = del;
+	snprintf(op->vo_name, sizeof(op->vo_name), "%s", name);
+	snprintf(path, sizeof(path),
+	         VM_API "/namespaces/%s/virtualmachines/%s",
+	         kube_namespace(a->a_kube), name);
+	if (kube_send(a->a_kube, del ? KV_VM_DELETE : KV_VM_PATCH,
+	              del ? "DELETE" : "PATCH", path,
+	              del ? KUBE_CONTENT_JSON : KUBE_CONTENT_JSONPATCH, body,
+	              on_vm_op, op) == -1) {
+		free(op);
+		return;
+	}
+	ac->ac_deleting++;
+}
+
+static void
+delete_vm(struct actuator *a, struct act_class *ac, const char *name,
+          const char *uid)
+{
+	vm_send(a, ac, name, true,
+	        json_pack("{s:s,s:s,s:{s:s},s:s}", "kind", "DeleteOptions",
+	                  "apiVersion", "v1", "preconditions", "uid", uid,
+	                  "propagationPolicy", "Background"));
+}
+
+/* The pool only releases a deleted VM while it holds exactly `replicas`
+ * VMs; deleted above that count, the VM keeps the pool finalizer forever.
+ * Remove it, guarded by tests on uid and the finalizer list. */
+static void
+release_finalizer(struct actuator *a, struct act_class *ac, json_t *vm,
+                  const char *name, const char *uid)
+{
+	json_t *fins =
+	    json_object_get(json_object_get(vm, "metadata"), "finalizers");
+	json_t *keep = json_array(), *f;
+	size_t i;
+
+	json_array_foreach(
+	    fins, i, f) if (!json_is_string(f) ||
+	                    strcmp(json_string_value(f), POOL_FINALIZER) != 0)
+	    json_array_append(keep, f);
+	vm_send(a, ac, name, false,
+	        json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:O},{s:s,s:s,s:o}]", "op",
+	                  "test", "path", "/metadata/uid", "value", uid, "op",
+	                  "test", "path", "/metadata/finalizers", "value",
+	                  fins, "op", "replace", "path",
+	                  "/metadata/finalizers", "value", keep));
+}
+
+static bool
+has_pool_finalizer(json_t *vm)
+{
+	json_t *fins = json_object_get(json_object_get(vm, "metadata"),
+	                               "finalizers"),
+	       *f;
+	size_t i;
+
+	json_array_foreach(fins, i,
+	                   f) if (json_is_string(f) &&
+	                          strcmp(json_string_value(f),
+	                                 POOL_FINALIZER) == 0) return true;
+	return false;
+}
+
+static void
+boot_loop_clear(struct act_class *ac, const char *why)
+{
+	if (ac->ac_boot_loop)
+		log_info("VMs of %s stay up again (%s); reclaiming normally",
+		         ac->ac_conf->cc_name, why);
+	ac->ac_boot_loop = false;
+	ac->ac_short_streak = 0;
+	ac->ac_reclaim_not_before_ms = 0;
+	backoff_reset(&ac->ac_boot_backoff);
+	metric_set(ac->ac_m_boot_loop, 0);
+}
+
+/* Counts each stopped VM once towards the boot-loop guard. */
+static void
+note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
+             uint64_t lifetime_ms, uint64_t now)
+{
+	struct log_line ll;
+	uint64_t delay;
+	unsigned int i;
+
+	for (i = 0; i < SEEN_STOPPED_MAX; i++)
+		if (ac->ac_seen_stopped[i] != NULL &&
+		    strcmp(ac->ac_seen_stopped[i], uid) == 0)
+			return;
+	i = ac->ac_seen_next++ % SEEN_STOPPED_MAX;
+	free(ac->ac_seen_stopped[i]);
+	ac->ac_seen_stopped[i] = xstrdup(uid);
+	if (lifetime_ms >= a->a_flags->f_boot_loop_ms) {
+		boot_loop_clear(ac, "a VM ran past the boot-loop threshold");
+		return;
+	}
+	if (++ac->ac_short_streak < BOOT_LOOP_STREAK || ac->ac_boot_loop)
+		return;
+	ac->ac_boot_loop = true;
+	delay = backoff_next(&ac->ac_boot_backoff);
+	ac->ac_reclaim_not_before_ms = now + delay;
+	metric_set(ac->ac_m_boot_loop, 1);
+	log_begin(
+	    &ll, LOG_LVL_ERROR,
+	    "boot loop: VMs power off right after they start; the runner "
+	    "token, the CircleCI address or the VM image is probably wrong. "
+	    "Replacing stopped VMs slowly until one stays up");
+	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "pool", ac->ac_pool);
+	log_uint(&ll, "short_lived_vms", ac->ac_short_streak);
+	log_uint(&ll, "threshold_ms", a->a_flags->f_boot_loop_ms);
+	log_uint(&ll, "next_reclaim_in_ms", delay);
+	log_end(&ll);
+}
+
+void
+reclaim_class(struct actuator *a, struct act_class *ac, json_t *vms,
+              uint64_t now)
+{
+	uint64_t wall = wall_ms(), created, deleted, lifetime;
+	bool inflight = ac->ac_deleting > 0, deleted_one = false;
+	const char *name, *uid;
+	enum vm_state st;
+	json_t *vm;
+	size_t i;
+	int s;
+
+	memset(ac->ac_vms, 0, sizeof(ac->ac_vms));
+	json_array_foreach(vms, i, vm)
+	{
+		st = classify(vm);
+		ac->ac_vms[st]++;
+		name = str_at(vm, "metadata", "name");
+		uid = str_at(vm, "metadata", "uid");
+		if (name == NULL || uid == NULL ||
+		    parse_time_ms(str_at(vm, "metadata", "creationTimestamp"),
+		                  &created) == -1)
+			continue;
+		lifetime = wall > created ? wall - created : 0;
+		if (st == VMS_TERMINATING) {
+			if (!inflight && has_pool_finalizer(vm) &&
+			    !json_is_true(json_object_get(
+			        json_object_get(vm, "status"), "created")) &&
+			    parse_time_ms(
+			        str_at(vm, "metadata", "deletionTimestamp"),
+			        &deleted) == 0 &&
+			    wall > deleted + FINALIZER_GRACE_MS)
+				release_finalizer(a, ac, vm, name, uid);
+			continue;
+		}
+		if (st == VMS_RUNNING && ac->ac_boot_loop &&
+		    lifetime >= a->a_flags->f_boot_loop_ms)
+			boot_loop_clear(ac, "a VM has been running past the "
+			                    "boot-loop threshold");
+		if (st != VMS_STOPPED)
+			continue;
+		note_stopped(a, ac, uid, lifetime, now);
+		if (inflight)
+			continue; /* the last pass's deletes are in flight */
+		if (ac->ac_boot_loop) {
+			/* One probe per backoff period. */
+			if (now < ac->ac_reclaim_not_before_ms || deleted_one)
+				continue;
+			ac->ac_reclaim_not_before_ms =
+			    now + backoff_next(&ac->ac_boot_backoff);
+		}
+		delete_vm(a, ac, name, uid);
+		deleted_one = true;
+	}
+	for (s = 0; s < VMS_COUNT; s++)
+		metric_set(ac->ac_m_vms[s], ac->ac_vms[s]);
+}
