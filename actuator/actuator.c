@@ -37,10 +37,41 @@ sync_window_ms(const struct actuator *a)
 
 static bool
 class_synced(const struct actuator *a, const struct act_class *ac,
-             uint64_t now)
+    uint64_t now)
 {
+	if (a->a_kube != NULL)
+		return sync_class_healthy(a, ac, now);
 	return ac->ac_last_sync_ms != 0 &&
-	       now - ac->ac_last_sync_ms <= sync_window_ms(a);
+	    now - ac->ac_last_sync_ms <= sync_window_ms(a);
+}
+
+/* What /ready shows of a class's Kubernetes objects and VMs. */
+static void
+kube_detail(const struct actuator *a, const struct act_class *ac, json_t *o)
+{
+	json_t *vms;
+	int s;
+
+	if (a->a_kube == NULL)
+		return;
+	json_object_set_new(o, "secret",
+	    json_string(obj_state_name(ac->ac_secret_state)));
+	json_object_set_new(o, "pool_state",
+	    json_string(obj_state_name(ac->ac_pool_state)));
+	if (ac->ac_have_replicas)
+		json_object_set_new(o, "pool_replicas",
+		    json_integer(ac->ac_replicas));
+	json_object_set_new(o, "pool_ready_replicas",
+	    json_integer(ac->ac_ready_replicas));
+	vms = json_object();
+	for (s = 0; s < VMS_COUNT; s++)
+		json_object_set_new(vms, vm_state_name((enum vm_state)s),
+		    json_integer(ac->ac_vms[s]));
+	json_object_set_new(o, "vms", vms);
+	if (ac->ac_boot_loop)
+		json_object_set_new(o, "boot_loop", json_true());
+	if (ac->ac_error[0] != '\0')
+		json_object_set_new(o, "last_error", json_string(ac->ac_error));
 }
 
 static void
@@ -86,8 +117,9 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 				            ac->ac_demand_error)));
 			json_object_set_new(o, "demand", dem);
 		}
+		kube_detail(a, ac, o);
 		json_object_set_new(o, "synced",
-		                    json_boolean(class_synced(a, ac, now)));
+		    json_boolean(class_synced(a, ac, now)));
 		if (ac->ac_last_sync_ms != 0)
 			json_object_set_new(
 			    o, "last_sync_ms_ago",
@@ -108,8 +140,14 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 	else
 		h->hl_state = HEALTH_STARTING;
 	h->hl_uptime_ms = now - a->a_start_ms;
-	h->hl_detail = json_pack("{s:b,s:o}", "dry_run", a->a_flags->f_dry_run,
-	                         "classes", classes);
+	h->hl_detail = json_pack("{s:b,s:o}", "dry_run",
+	    a->a_flags->f_dry_run, "classes", classes);
+	if (a->a_kube != NULL) {
+		json_object_set_new(h->hl_detail, "namespace",
+		    json_string(kube_namespace(a->a_kube)));
+		json_object_set_new(h->hl_detail, "kubernetes_reachable",
+		    json_boolean(!kube_unreachable(a->a_kube)));
+	}
 	metrics_render(a->a_metrics, metrics_text);
 }
 

@@ -163,6 +163,7 @@ void sync_class(struct actuator *, struct act_class *, uint64_t now);
 bool sync_class_healthy(const struct actuator *, const struct act_class *,
                         uint64_t now);
 uint64_t sync_next_deadline(const struct actuator *);
+const char *obj_state_name(enum obj_state);
 
 /* reclaim.c */
 void reclaim_setup(struct actuator *);

@@ -15,7 +15,7 @@
 
 static void on_write(struct actuator *, void *, const struct kube_reply *);
 
-static const char *
+const char *
 obj_state_name(enum obj_state s)
 {
 	switch (s) {
