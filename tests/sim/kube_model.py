@@ -151,11 +151,11 @@ class Res:
     def forbidden(self, verb, ns, name, user, sub=None):
         what = self.plural + ("/" + sub if sub else "")
         head = '%s "%s"' % (self.qualified, name) if name else self.qualified
+        where = 'in the namespace "%s"' % ns if ns else "at the cluster scope"
         return ApiError(
             403, "Forbidden",
             '%s is forbidden: User "%s" cannot %s resource "%s" in API group '
-            '"%s" in the namespace "%s"' % (head, user, verb, what,
-                                            self.group, ns),
+            '"%s" %s' % (head, user, verb, what, self.group, where),
             self.details(name))
 
 
@@ -797,7 +797,8 @@ class PoolSchema:
                 m = pat.match(rule.get("rule", ""))
                 if m and not fn(m, inst):
                     errs.append((field_path(path), "Invalid value: %s: %s" % (
-                        json.dumps(inst), rule.get("message") or rule["rule"])))
+                        json.dumps(inst),
+                        rule.get("message") or rule["rule"])))
         if isinstance(inst, dict):
             props = sch.get("properties") or {}
             addl = sch.get("additionalProperties")
@@ -847,11 +848,13 @@ class PoolSchema:
             elif v == "minimum":
                 out.append((fp, "Invalid value: %s: %s in body should be "
                             "greater than or equal to %s" % (
-                                json.dumps(e.instance), fp, e.validator_value)))
+                                json.dumps(e.instance), fp,
+                                e.validator_value)))
             elif v == "maximum":
                 out.append((fp, "Invalid value: %s: %s in body should be "
                             "less than or equal to %s" % (
-                                json.dumps(e.instance), fp, e.validator_value)))
+                                json.dumps(e.instance), fp,
+                                e.validator_value)))
             elif v == "type":
                 want = e.validator_value
                 want = " or ".join(want) if isinstance(want, list) else want
@@ -1018,7 +1021,8 @@ def pool_webhook_errors(pool, old=None):
     if not isinstance(tmpl, dict):
         return [("spec.virtualMachineTemplate", "Required value: missing "
                  "virtual machine template.")]
-    errs += vm_spec_errors(tmpl.get("spec"), "spec.virtualMachineTemplate.spec")
+    errs += vm_spec_errors(tmpl.get("spec"),
+                           "spec.virtualMachineTemplate.spec")
     try:
         reqs = selector_from_label_selector(spec.get("selector"))
         labels = ((tmpl.get("metadata") or {}).get("labels") or {})
@@ -1076,7 +1080,8 @@ class Store:
         return self.objs[plural].get((ns, name))
 
     def items(self, plural, ns=None):
-        return [o for (n, _), o in sorted(self.objs[plural].items())
+        """Objects in insertion order (LIST sorts by namespace and name)."""
+        return [o for (n, _), o in self.objs[plural].items()
                 if ns is None or n == ns]
 
     def insert(self, plural, obj, now):
@@ -1198,6 +1203,8 @@ class VMState:
         self.runner_url = None
         self.last_poweroff = None
         self.history = []         # (t, event)
+        self.status_key = None    # what the last VM status was built from
+        self.status_obj = None
 
     def event(self, t, what):
         self.history.append((t, what))
@@ -1312,10 +1319,13 @@ class Runner(threading.Thread):
                 if task:
                     self._run_task(task)
                     return
-            wait = m.config["claim_interval_ms"] / 1000.0
-            if idle is not None:
-                wait = min(wait, booted + idle - time.time())
-            if self.stop.wait(max(wait, 0.001)):
+            if m.circle is None:
+                wait = None if idle is None else booted + idle - time.time()
+            else:
+                wait = m.config["claim_interval_ms"] / 1000.0
+                if idle is not None:
+                    wait = min(wait, booted + idle - time.time())
+            if self.stop.wait(None if wait is None else max(wait, 0.001)):
                 return
 
     def _run_task(self, task):
@@ -1354,7 +1364,10 @@ class Model:
         self.vms = {}             # VM uid -> VMState
         self.pool_failures = {}   # pool uid -> ReplicaFailure message
         self.revisions = {}       # (pool uid, revision name) -> template hash
-        self.counters = dict(ticks=0, claims=0, claim_errors=0, tasks_claimed=0,
+        self.seen_rv = -1
+        self.next_deadline = 0.0
+        self.counters = dict(ticks=0, syncs=0, claims=0, claim_errors=0,
+                             tasks_claimed=0,
                              tasks_finished=0, finish_errors=0, vms_created=0,
                              vms_deleted_by_pool=0, poweroffs=0, crashes=0,
                              vmi_restarts=0)
@@ -1379,10 +1392,20 @@ class Model:
         self.kick_event.set()
 
     def _loop(self):
+        """Runs a controller pass every tick_ms (sooner after a kick).  A
+        pass is skipped when nothing can have changed: no write since the
+        previous pass started and no boot deadline due (every state change
+        goes through the store and bumps its resourceVersion)."""
         while not self.stopping.is_set():
             try:
                 with self.lock:
-                    self.tick(time.time())
+                    now = time.time()
+                    self.counters["ticks"] += 1
+                    if self.store.rv != self.seen_rv or \
+                            now >= self.next_deadline:
+                        self.seen_rv = self.store.rv
+                        self.next_deadline = float("inf")
+                        self.tick(now)
             except Exception as e:  # keep the controllers alive, but say so
                 sys.stderr.write("kube-sim: controller error: %r\n" % e)
                 import traceback
@@ -1395,7 +1418,7 @@ class Model:
             self.counters[k] = self.counters.get(k, 0) + n
 
     def tick(self, now):
-        self.counters["ticks"] += 1
+        self.counters["syncs"] += 1
         for pool in self.store.items("virtualmachinepools"):
             if self.store.alive("virtualmachinepools", pool):
                 self._sync_pool(pool, now)
@@ -1852,6 +1875,8 @@ class Model:
             st.boot_at = now + self.config["boot_delay_ms"] / 1000.0
             self._set_phase(vmi, "Scheduled", now)
             phase = "Scheduled"
+        if phase == "Scheduled" and st.boot_at is not None:
+            self.next_deadline = min(self.next_deadline, st.boot_at)
         if phase == "Scheduled" and st.boot_at is not None and \
                 now >= st.boot_at:
             self._set_phase(vmi, "Running", now)
@@ -1906,6 +1931,12 @@ class Model:
         meta = vm["metadata"]
         spec = vm.get("spec") or {}
         phase = (vmi.get("status") or {}).get("phase") if vmi else None
+        key = (phase, bool(meta.get("deletionTimestamp")), st.waiting,
+               spec.get("runStrategy"), spec.get("running"),
+               meta.get("generation"))
+        if st.status_key == key and st.status_obj is vm.get("status") and \
+                st.status_obj is not None:
+            return  # nothing it depends on changed since it was written
         if meta.get("deletionTimestamp"):
             ps, reason, msg = "Terminating", "VMINotExists", \
                 "VMI does not exist"
@@ -1944,6 +1975,8 @@ class Model:
         if canon(status) != canon(old):
             vm["status"] = status
             self._write("virtualmachines", vm)
+        st.status_key = key
+        st.status_obj = vm.get("status")
 
     # Garbage collector -------------------------------------------------------
     def _collect_garbage(self, now):

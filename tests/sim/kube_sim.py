@@ -27,14 +27,16 @@ as auth = "cert" | "token" | "none".
 Served API (Kubernetes conventions; errors are v1 Status objects with reason
 NotFound, AlreadyExists, Conflict, Forbidden, Invalid, Unauthorized,
 BadRequest, MethodNotAllowed, UnsupportedMediaType, InternalError, ...):
-  /api/v1/namespaces/{ns}/secrets[/{name}]            GET LIST POST PUT PATCH DELETE
-  /apis/pool.kubevirt.io/{v1beta1|v1alpha1}/namespaces/{ns}/virtualmachinepools[/{name}]
-                                                      GET LIST POST PUT PATCH DELETE
-      .../virtualmachinepools/{name}/scale            GET PUT PATCH (autoscaling/v1 Scale)
-      .../virtualmachinepools/{name}/status           GET PUT PATCH
-  /apis/kubevirt.io/v1/namespaces/{ns}/virtualmachines[/{name}[/status]]
-                                                      GET LIST POST PUT PATCH DELETE
-  /apis/kubevirt.io/v1/namespaces/{ns}/virtualmachineinstances[/{name}]  GET LIST
+  /api/v1/namespaces/{ns}/secrets[/{name}]
+      GET LIST POST PUT PATCH DELETE
+  /apis/pool.kubevirt.io/{v1beta1|v1alpha1}/namespaces/{ns}/
+      virtualmachinepools[/{name}]           GET LIST POST PUT PATCH DELETE
+      virtualmachinepools/{name}/scale       GET PUT PATCH (autoscaling/v1)
+      virtualmachinepools/{name}/status      GET PUT PATCH
+  /apis/kubevirt.io/v1/namespaces/{ns}/
+      virtualmachines[/{name}]               GET LIST POST PUT PATCH DELETE
+      virtualmachines/{name}/status          GET PUT PATCH
+      virtualmachineinstances[/{name}]       GET LIST
   The same collections without /namespaces/{ns} list all namespaces.
   GET /version, GET /apis/{group}/{version} (discovery).
   - Objects carry metadata.uid, resourceVersion (one global counter, a
@@ -52,7 +54,12 @@ BadRequest, MethodNotAllowed, UnsupportedMediaType, InternalError, ...):
     stored one: 409 Conflict.  PUT of a custom resource without
     metadata.resourceVersion: 422 (custom resources forbid unconditional
     updates).  PUT/PATCH with a different metadata.uid: 409.  POST of an
-    existing name: 409 AlreadyExists.  A missing object: 404 NotFound.
+    existing name: 409 AlreadyExists; POST with metadata.resourceVersion
+    set: 500 "resourceVersion should not be set on objects to be created"
+    (kube-apiserver's answer).  A missing object: 404 NotFound.  A
+    resourceVersion only changes when the object does (no-op writes keep
+    it).  Unknown metadata fields (and unknown top-level Secret fields)
+    are rejected with 422 rather than dropped.
   - DELETE takes a DeleteOptions body (or query): preconditions.uid /
     preconditions.resourceVersion (mismatch: 409 Conflict "Precondition
     failed: ..."), propagationPolicy Background | Foreground (adds the
@@ -83,7 +90,9 @@ BadRequest, MethodNotAllowed, UnsupportedMediaType, InternalError, ...):
     are 422 Invalid whose message names every field path.
   - VirtualMachine writes are checked with the VM admitter's rules above.
 
-Controllers (every --tick-ms, and right after each API write):
+Controllers (every --tick-ms, and right after each API write; a pass is
+skipped when no object changed since the previous one and no boot is due,
+so an idle simulator costs next to no CPU):
   - Pool: finalizer pool.kubevirt.io/finalizer on the pool; owned VMs (by
     controller ownerReference uid, stopped and terminating included) named
     <pool>-<i>, lowest index not used by any VM in the namespace, with the
@@ -130,13 +139,18 @@ Controllers (every --tick-ms, and right after each API write):
     made outside the model lock.
 
 Control API (no auth, not journalled, JSON):
-  GET    /_sim/state    {"time", "resourceVersion", "config", "counters",
+  GET    /_sim/state    {"time", "resourceVersion", "config", "counters"
+                         (ticks = controller passes, syncs = passes that
+                         did work, claims, tasks_claimed, tasks_finished,
+                         poweroffs, crashes, vms_created,
+                         vms_deleted_by_pool, vmi_restarts, ...),
                          "pools": [{namespace, name, uid, replicas, status,
                           generation, resourceVersion, deletionTimestamp,
                           finalizers, scaleInStrategy, updateStrategy, paused,
                           replicaFailure}],
                          "vms": [{namespace, name, uid, printableStatus, ready,
-                          deletionTimestamp, finalizers, owner, resourceVersion,
+                          deletionTimestamp, finalizers, owner,
+                          resourceVersion,
                           runStrategy, revision, task (running task id),
                           tasks_done, created, booted, stopped (epoch floats),
                           boots, halted, waiting, runner_error, runner_name,
@@ -205,6 +219,13 @@ PATH_RE = re.compile(
 SUBRESOURCES = {"virtualmachinepools": ("scale", "status"),
                 "virtualmachines": ("status",)}
 VERBS = {"POST": "create", "PUT": "update", "PATCH": "patch"}
+OBJECT_META = {"name", "generateName", "namespace", "selfLink", "uid",
+               "resourceVersion", "generation", "creationTimestamp",
+               "deletionTimestamp", "deletionGracePeriodSeconds", "labels",
+               "annotations", "ownerReferences", "finalizers",
+               "managedFields"}
+SECRET_FIELDS = {"apiVersion", "kind", "metadata", "data", "stringData",
+                 "type", "immutable"}
 
 
 class Route:
@@ -282,7 +303,8 @@ class Api:
             fields.append((m.group(1).split(".")[1], m.group(2) != "!=",
                            m.group(3)))
         items = []
-        for o in self.store.items(r.res.plural, r.ns):
+        for o in sorted(self.store.items(r.res.plural, r.ns), key=lambda o: (
+                o["metadata"]["namespace"], o["metadata"]["name"])):
             meta = o["metadata"]
             if not km.selector_matches(reqs, meta.get("labels")):
                 continue
@@ -330,6 +352,13 @@ class Api:
                 errs.append(("metadata.name", 'Invalid value: "%s": %s'
                              % (name, e)))
         errs += km.validate_labels_annotations(meta, "metadata")
+        for k in sorted(set(meta) - OBJECT_META):
+            errs.append(("metadata." + k, 'Forbidden: unknown field '
+                         '"metadata.%s" (the API server would drop it)' % k))
+        if res.plural == "secrets":
+            for k in sorted(set(obj) - SECRET_FIELDS):
+                errs.append((k, 'Forbidden: unknown field "%s" (the API '
+                             'server would drop it)' % k))
         fins = meta.get("finalizers")
         if fins is not None and (not isinstance(fins, list) or not all(
                 isinstance(f, str) for f in fins)):
@@ -467,6 +496,10 @@ class Api:
         meta["namespace"] = r.ns
         if self.store.get(r.res.plural, r.ns, name) is not None:
             raise r.res.already_exists(name)
+        if meta.get("resourceVersion"):
+            raise ApiError(500, "InternalError", "Internal error occurred: "
+                           "resourceVersion should not be set on objects to "
+                           "be created")
         if r.res.status_sub:
             obj.pop("status", None)
         self.admit(r, obj, None)

@@ -166,6 +166,63 @@ class Client:
             self.conn.close()
 
 
+# research/kubevirt.md §1.5: the minimal valid v1.8 pool.
+POOL_EXAMPLE = """
+apiVersion: pool.kubevirt.io/v1beta1
+kind: VirtualMachinePool
+metadata:
+  name: circleci-runner
+spec:
+  replicas: 2
+  selector:
+    matchLabels:
+      app.kubernetes.io/name: circleci-runner
+      runners.example.com/pool: circleci-runner
+  scaleInStrategy:
+    opportunistic: {}
+  updateStrategy:
+    opportunistic: {}
+  virtualMachineTemplate:
+    metadata:
+      labels:
+        app.kubernetes.io/name: circleci-runner
+        runners.example.com/pool: circleci-runner
+    spec:
+      runStrategy: RerunOnFailure
+      template:
+        metadata:
+          labels:
+            app.kubernetes.io/name: circleci-runner
+            runners.example.com/pool: circleci-runner
+        spec:
+          terminationGracePeriodSeconds: 30
+          domain:
+            cpu: {cores: 2}
+            resources:
+              requests: {memory: 4Gi}
+            devices:
+              disks:
+              - name: containerdisk
+                disk: {bus: virtio}
+              - name: cloudinitdisk
+                disk: {bus: virtio}
+              interfaces:
+              - name: default
+                masquerade: {}
+          networks:
+          - name: default
+            pod: {}
+          volumes:
+          - name: containerdisk
+            containerDisk:
+              image: quay.io/containerdisks/ubuntu:22.04
+          - name: cloudinitdisk
+            cloudInitNoCloud:
+              secretRef:
+                name: circleci-runner-userdata
+"""
+
+
 def userdata(token, mode="single-task", idle=None, url=None):
     api = {"auth_token": token}
     if url:
@@ -471,6 +528,16 @@ class KubeSimTest(unittest.TestCase):
             "metadata": {"name": "Bad_Name"}})
         self.assert_status(status, body, 422, "Invalid")
         self.assertIn("metadata.name", body["message"])
+        status, body = self.api("POST", path, {
+            "metadata": {"name": "u", "label": {"a": "b"}}, "dat": {}})
+        self.assert_status(status, body, 422, "Invalid")
+        self.assertIn("metadata.label", body["message"])
+        self.assertIn('unknown field "dat"', body["message"])
+        # Re-POSTing an object read back from the server is a client bug.
+        status, body = self.api("POST", path, dict(a, metadata={
+            "name": "copy", "resourceVersion": stale}))
+        self.assert_status(status, body, 500, "InternalError")
+        self.assertIn("resourceVersion should not be set", body["message"])
         # The state lists secret names, never their data.
         st = json.dumps(self.state()["secrets"])
         self.assertIn('"name": "a"', st)
@@ -546,6 +613,17 @@ class KubeSimTest(unittest.TestCase):
             "disks[2].name")
         rejected(lambda b: b["metadata"].update(labels={"k": "a/b"}),
                  "metadata.labels")
+        msg = rejected(lambda b: vmi(b)["domain"]["resources"][
+            "requests"].update(memory="4 GiB"),
+            "spec.virtualMachineTemplate.spec.template.spec.domain."
+            "resources.requests.memory")
+        self.assertIn("should match", msg)
+        bad = pool_body("p")
+        bad["apiVersion"] = "pool.kubevirt.io/v2"
+        status, body = self.api("POST", path, bad)
+        self.assert_status(status, body, 400, "BadRequest")
+        self.assertIn("does not match the expected API version",
+                      body["message"])
         # A volume without a disk of its name is fine (KubeVirt adds one).
         ok = pool_body("p")
         vmi(ok)["domain"]["devices"]["disks"].pop(1)
@@ -577,9 +655,7 @@ class KubeSimTest(unittest.TestCase):
         self.assert_status(status, body, 422, "Invalid")
         self.assertIn("runStrategy", body["message"])
         # The research example pool is valid as is; v1alpha1 shares storage.
-        with open(os.path.join(HERE, "..", "..", "..", "shared", "research",
-                               "pool-example.json")) as f:
-            example = json.load(f)
+        example = yaml.safe_load(POOL_EXAMPLE)
         example["metadata"]["namespace"] = self.ns
         status, body = self.api("POST", path, example)
         self.assertEqual(status, 201, body)
@@ -676,6 +752,10 @@ class KubeSimTest(unittest.TestCase):
             return p if p.get("status", {}).get("readyReplicas") == 2 else 0
         p = wait_until(pool_ready, what="pool readyReplicas")
         self.assertEqual(p["status"]["replicas"], 2)
+        # Steady state: the controllers write nothing.
+        rv = self.state()["resourceVersion"]
+        self.settle()
+        self.assertEqual(self.state()["resourceVersion"], rv)
         self.assertEqual(p["metadata"]["finalizers"], [POOL_FIN])
         # Booting passes through Starting: a fresh VM is not Running yet.
         self.ctl("POST", "/_sim/config", {"boot_delay_ms": 60000})
@@ -772,10 +852,11 @@ class KubeSimTest(unittest.TestCase):
         status, body = self.api("DELETE", path, {
             "preconditions": {"uid": vms["ft-1"]["uid"]}})
         self.assertEqual(status, 200, body)
-        self.wait_vms(lambda v: v["ft-1"]["finalizers"] == [POOL_FIN],
-                      "VM controller finalizer gone")
+        self.wait_vms(lambda v: "ft-1" not in v or v["ft-1"][
+            "finalizers"] == [POOL_FIN], "VM controller finalizer gone")
         self.settle()
         v = self.vms()
+        self.assertIn("ft-1", v, "the pool released a VM at diff > 0")
         self.assertEqual(v["ft-1"]["printableStatus"], "Terminating")
         self.assertIsNotNone(v["ft-1"]["deletionTimestamp"])
         self.assertEqual(v["ft-1"]["finalizers"], [POOL_FIN])
