@@ -689,9 +689,13 @@ def parse_runner_config(userdata):
 
 
 def find_crd(explicit=None):
+    if explicit:
+        if not os.path.isfile(explicit):
+            raise FileNotFoundError("--crd %s: no such file" % explicit)
+        return os.path.abspath(explicit)
     here = os.path.dirname(os.path.abspath(__file__))
     repo = os.path.abspath(os.path.join(here, "..", ".."))
-    cands = [explicit, os.environ.get("RP_KUBEVIRT_CRD")]
+    cands = [os.environ.get("RP_KUBEVIRT_CRD")]
     for base in (os.environ.get("RP_SOURCE_DIR"), repo):
         if base:
             cands += [os.path.join(base, "tests", "schemas", CRD_NAME),

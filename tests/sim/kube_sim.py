@@ -1098,6 +1098,11 @@ def main(argv=None):
             ap.error("--%s must be >= 0" % k.replace("_", "-"))
     if a.tick_ms < 1:
         ap.error("--tick-ms must be >= 1")
+    for flag in ("tls_cert", "tls_key", "client_ca", "circleci_ca"):
+        path = getattr(a, flag)
+        if path and not os.access(path, os.R_OK):
+            ap.error("--%s %s: cannot read it" % (flag.replace("_", "-"),
+                                                   path))
     try:
         server = make_server(
             a.listen, dict(cert=a.tls_cert, key=a.tls_key), a.token,

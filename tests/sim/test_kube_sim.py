@@ -500,6 +500,15 @@ class KubeSimTest(unittest.TestCase):
         self.assertEqual(names(""), ["a", "b", "c"])
         status, body = self.api("GET", path + "?labelSelector=a%3D%3D%3D")
         self.assert_status(status, body, 400, "BadRequest")
+        status, page = self.api("GET", path + "?limit=2")
+        self.assertEqual([i["metadata"]["name"] for i in page["items"]],
+                         ["a", "b"])
+        self.assertEqual(page["metadata"]["remainingItemCount"], 1)
+        status, page = self.api("GET", path + "?limit=2&continue=" +
+                                page["metadata"]["continue"])
+        self.assertEqual([i["metadata"]["name"] for i in page["items"]],
+                         ["c"])
+        self.assertNotIn("continue", page["metadata"])
 
         status, a = self.api("GET", path + "/a")
         self.assertEqual(status, 200)
@@ -893,6 +902,27 @@ class KubeSimTest(unittest.TestCase):
         status, body = self.api("GET", path)
         self.assert_status(status, body, 404, "NotFound")
 
+    def test_terminating_vm_blocks_its_index(self):
+        self.make_pool("ix", 2)
+        vms = self.running(2)
+        self.ctl("POST", "/_sim/vm/%s/ix-1/poweroff" % self.ns)
+        self.wait_vms(lambda v: v["ix-1"]["printableStatus"] == "Stopped",
+                      "ix-1 Stopped")
+        self.scale("ix", 1)
+        self.api("DELETE", VMS % self.ns + "/ix-1", {
+            "preconditions": {"uid": vms["ix-1"]["uid"]}})
+        self.wait_vms(lambda v: v["ix-1"]["printableStatus"] ==
+                      "Terminating", "ix-1 Terminating")
+        # Scaling to 3: the new VM cannot take the terminating ix-1's name;
+        # once the count matches, the pool finalizes ix-1 and recreates it.
+        self.scale("ix", 3)
+        v = self.wait_vms(lambda v: len(v) == 3 and v["ix-1"]["uid"] != vms[
+            "ix-1"]["uid"] and v["ix-1"]["deletionTimestamp"] is None,
+            "ix-1 recreated")
+        self.assertEqual(sorted(v), ["ix-0", "ix-1", "ix-2"])
+        self.assertLessEqual(v["ix-2"]["created"], v["ix-1"]["created"])
+        self.assertEqual(v["ix-0"]["uid"], vms["ix-0"]["uid"])
+
     # Proactive scale-in: why the product sets opportunistic --------------
     def test_proactive_scale_in_kills_busy_vms(self):
         cls = self.circle_class("rt-" + self.ns, tasks=3, duration_ms=60000)
@@ -1156,6 +1186,46 @@ class KubeSimTest(unittest.TestCase):
         self.make_pool("cf", 1)
         v = self.running(1)
         self.assertLess(v["cf-0"]["booted"] - v["cf-0"]["created"], 0.2)
+
+
+class CommandLineTest(unittest.TestCase):
+    def run_sim(self, *args):
+        return subprocess.run([PYTHON, KUBE_SIM] + list(args),
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    def test_argument_errors(self):
+        tmp = tempfile.mkdtemp(prefix="kube-sim-cli-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        cert = os.path.join(tmp, "c.pem")
+        with open(cert, "w") as f:
+            f.write("not a certificate\n")
+        r = self.run_sim("--listen", "127.0.0.1:0", "--token", "t")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--tls-cert", r.stderr)
+        r = self.run_sim("--tls-cert", cert, "--tls-key", cert)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("give --token, --token-file or --client-ca", r.stderr)
+        r = self.run_sim("--tls-cert", cert, "--tls-key", cert, "--token",
+                         "t", "--crd", os.path.join(tmp, "missing.yaml"))
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("missing.yaml", r.stderr)
+        r = self.run_sim("--tls-cert", cert, "--tls-key", cert, "--token",
+                         "t", "--tick-ms", "0")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--tick-ms", r.stderr)
+        r = self.run_sim("--tls-cert", cert + ".absent", "--tls-key", cert,
+                         "--token", "t")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("c.pem.absent: cannot read it", r.stderr)
+        r = self.run_sim("--tls-cert", cert, "--tls-key", cert, "--token",
+                         "t", "--circleci", "ftp://x")
+        self.assertEqual(r.returncode, 2)
+        self.assertIn("--circleci must be an http(s) URL", r.stderr)
+        r = self.run_sim("--tls-cert", cert, "--tls-key", cert, "--token",
+                         "t")
+        self.assertEqual(r.returncode, 2)  # not a certificate
+        self.assertIn("error:", r.stderr)
 
 
 if __name__ == "__main__":
