@@ -136,7 +136,8 @@ so an idle simulator costs next to no CPU):
     (a bad token is a boot loop); a task -> runs duration_ms, POSTs
     /_sim/finish {"task": id}, powers off.  idle_timeout without a claim
     since boot -> powers off (also without --circleci).  HTTP calls are
-    made outside the model lock.
+    made outside the model lock.  api.url is recorded (runner_url in the
+    state) but the calls always go to --circleci.
 
 Control API (no auth, not journalled, JSON):
   GET    /_sim/state    {"time", "resourceVersion", "config", "counters"
@@ -174,13 +175,15 @@ Control API (no auth, not journalled, JSON):
                          404 NotFound; 422 Invalid; 429 TooManyRequests;
                          500 InternalError; 503/504 ...).  delay_ms alone
                          delays and then serves normally.
-  GET    /_sim/faults   [{id, spec, remaining, fired}]
+  GET    /_sim/faults   {"faults": [{id, spec, remaining, fired}]}
   DELETE /_sim/faults   clears all switches
   POST   /_sim/vm/{ns}/{name}/poweroff  the guest powers off now (409 unless
-                         its VMI is Running)
+                         its VMI is Running; 404 for an unknown VM)
   POST   /_sim/vm/{ns}/{name}/crash     the VMI fails (phase Failed)
+                         Both answer {"vm": name, "action": ...}.
   GET    /_sim/config, POST /_sim/config {"boot_delay_ms", "claim_interval_ms",
                          "tick_ms"} (any subset) -> the whole config
+  GET    /_sim/health   {"ok": true}
 """
 
 import argparse
