@@ -332,6 +332,30 @@ class T02LintAndTemplate(unittest.TestCase):
         for key in ("nodeSelector", "tolerations", "affinity", "podAnnotations"):
             self.assertIn(key, v)
 
+    def test_package(self):
+        with tempfile.TemporaryDirectory(prefix="rp-chart-pkg-") as d:
+            r = run_helm("package", CHART, "--destination", d)
+            self.assertEqual(r.returncode, 0, r.stderr)
+            (tgz,) = Path(d).glob("runner-provisioner-0.1.0.tgz")
+            r = run_helm("template", RELEASE, tgz, "--namespace", NAMESPACE, "-f", VALUES_DIR / "minimal.yaml")
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(r.stdout, render_text([VALUES_DIR / "minimal.yaml"]))
+
+    def test_readme_documents_every_value(self):
+        readme = (CHART / "README.md").read_text()
+        free_form = {"spec", "resources", "nodeSelector", "tolerations", "affinity", "podAnnotations",
+                     "annotations", "labels", "imagePullSecrets"}
+
+        def leaves(node, prefix=""):
+            for key, val in node.items():
+                path = prefix + key
+                if isinstance(val, dict) and key not in free_form:
+                    yield from leaves(val, path + ".")
+                else:
+                    yield path
+        missing = [p for p in leaves(chart_defaults()) if f"`{p}`" not in readme]
+        self.assertEqual(missing, [], "values missing from deploy/chart/README.md")
+
     def test_object_names_and_labels(self):
         docs = render([VALUES_DIR / "minimal.yaml"])
         self.assertEqual(only(docs, "Deployment")["metadata"]["name"], "runner-provisioner",
