@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Prepares a fresh Debian 12 machine to build, test and demo
+# runner-provisioner: the Debian packages it needs, then the chart-test tools
+# (helm, kubectl, kubernetes-models) via scripts/install-tools.sh.
+# Idempotent: packages already present are not reinstalled.
+#
+# Usage: scripts/setup.sh [--no-tools]
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+# Build: compiler, CMake and the -dev packages of every library we link.
+# Test: cmocka, the simulators' python3 modules, and the real tools the tests
+# run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
+packages=(
+	gcc make cmake pkg-config clang-format
+	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
+	libmicrohttpd-dev libcmocka-dev
+	python3 python3-yaml python3-jsonschema
+	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
+	procps util-linux valgrind unzip
+)
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then
+		"$@"
+	elif command -v sudo >/dev/null 2>&1; then
+		sudo "$@"
+	else
+		echo "setup: need root (or sudo) to run: $*" >&2
+		exit 1
+	fi
+}
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	echo "setup: installing ${missing[*]}"
+	as_root apt-get update -qq
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends "${missing[@]}" >/dev/null
+else
+	echo "setup: Debian packages present"
+fi
+
+if [ "${1:-}" != "--no-tools" ]; then
+	"$repo/scripts/install-tools.sh"
+fi
