@@ -49,7 +49,8 @@ RBAC_DEF = SRC / "actuator" / "kube_rbac.def"
 RELEASE = "runner-provisioner"
 NAMESPACE = "runner-provisioner"
 CONF_DIR = "/etc/runner-provisioner"
-RUN_DIR = "/run/runner-provisioner"
+RUN_MOUNT = "/run/runner-provisioner"
+RUN_DIR = RUN_MOUNT + "/ipc"  # created 0700 by the daemon inside the emptyDir
 INSTALL_HINT = "run scripts/install-tools.sh (installs helm, kubectl and kubernetes-models into .tools/)"
 
 # The daemon's flags (DESIGN §7); the Deployment may pass no other.
@@ -896,8 +897,8 @@ class T09Deployment(unittest.TestCase):
         self.assertEqual(conf_vol["projected"]["defaultMode"], 0o440)
         self.assertEqual([s["secret"]["name"] for s in conf_vol["projected"]["sources"]],
                          [only(docs, "Secret")["metadata"]["name"]])
-        self.assertIn("emptyDir", vols[mounts[RUN_DIR]["name"]])
-        self.assertEqual(set(mounts), {CONF_DIR, RUN_DIR})
+        self.assertIn("emptyDir", vols[mounts[RUN_MOUNT]["name"]])
+        self.assertEqual(set(mounts), {CONF_DIR, RUN_MOUNT})
         args = deployment_args(docs)
         self.assertEqual(args, {
             "--config": f"{CONF_DIR}/config.yaml", "--circle-token-file": f"{CONF_DIR}/circle-token",
