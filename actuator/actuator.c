@@ -23,7 +23,7 @@ struct act_class *
 act_class_find(struct actuator *a, const char *name)
 {
 	return bsearch(name, a->a_classes, a->a_nclasses,
-	               sizeof(*a->a_classes), class_cmp);
+	    sizeof(*a->a_classes), class_cmp);
 }
 
 /* A class is in sync when its pool matched the decision recently. */
@@ -36,8 +36,8 @@ sync_window_ms(const struct actuator *a)
 }
 
 static bool
-class_synced(const struct actuator *a, const struct act_class *ac,
-    uint64_t now)
+class_synced(
+    const struct actuator *a, const struct act_class *ac, uint64_t now)
 {
 	if (a->a_kube != NULL)
 		return sync_class_healthy(a, ac, now);
@@ -54,15 +54,15 @@ kube_detail(const struct actuator *a, const struct act_class *ac, json_t *o)
 
 	if (a->a_kube == NULL)
 		return;
-	json_object_set_new(o, "secret",
-	    json_string(obj_state_name(ac->ac_secret_state)));
-	json_object_set_new(o, "pool_state",
-	    json_string(obj_state_name(ac->ac_pool_state)));
+	json_object_set_new(
+	    o, "secret", json_string(obj_state_name(ac->ac_secret_state)));
+	json_object_set_new(
+	    o, "pool_state", json_string(obj_state_name(ac->ac_pool_state)));
 	if (ac->ac_have_replicas)
-		json_object_set_new(o, "pool_replicas",
-		    json_integer(ac->ac_replicas));
-	json_object_set_new(o, "pool_ready_replicas",
-	    json_integer(ac->ac_ready_replicas));
+		json_object_set_new(
+		    o, "pool_replicas", json_integer(ac->ac_replicas));
+	json_object_set_new(
+	    o, "pool_ready_replicas", json_integer(ac->ac_ready_replicas));
 	vms = json_object();
 	for (s = 0; s < VMS_COUNT; s++)
 		json_object_set_new(vms, vm_state_name((enum vm_state)s),
@@ -71,7 +71,8 @@ kube_detail(const struct actuator *a, const struct act_class *ac, json_t *o)
 	if (ac->ac_boot_loop)
 		json_object_set_new(o, "boot_loop", json_true());
 	if (ac->ac_error[0] != '\0')
-		json_object_set_new(o, "last_error", json_string(ac->ac_error));
+		json_object_set_new(
+		    o, "last_error", json_string(ac->ac_error));
 }
 
 static void
@@ -88,41 +89,36 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 		o = json_object();
 		json_object_set_new(o, "pool", json_string(ac->ac_pool));
 		if (ac->ac_have_target)
-			json_object_set_new(o, "target_replicas",
-			                    json_integer(ac->ac_target));
+			json_object_set_new(
+			    o, "target_replicas", json_integer(ac->ac_target));
 		if (ac->ac_holding)
 			json_object_set_new(o, "holding",
-			                    json_string(decision_reason_name(
-			                        ac->ac_hold_reason)));
+			    json_string(
+			        decision_reason_name(ac->ac_hold_reason)));
 		if (ac->ac_have_demand) {
 			dem = json_object();
-			json_object_set_new(dem, "ok",
-			                    json_boolean(ac->ac_demand_ok));
 			json_object_set_new(
-			    dem, "age_ms",
+			    dem, "ok", json_boolean(ac->ac_demand_ok));
+			json_object_set_new(dem, "age_ms",
 			    json_integer(
 			        (json_int_t)(now - ac->ac_demand_rx_ms)));
 			if (ac->ac_demand_ok) {
-				json_object_set_new(
-				    dem, "unclaimed_tasks",
+				json_object_set_new(dem, "unclaimed_tasks",
 				    json_integer(ac->ac_unclaimed));
-				json_object_set_new(
-				    dem, "running_tasks",
+				json_object_set_new(dem, "running_tasks",
 				    json_integer(ac->ac_running));
 			} else
-				json_object_set_new(
-				    dem, "error",
+				json_object_set_new(dem, "error",
 				    json_string(demand_error_name(
 				        (enum demand_error)
 				            ac->ac_demand_error)));
 			json_object_set_new(o, "demand", dem);
 		}
 		kube_detail(a, ac, o);
-		json_object_set_new(o, "synced",
-		    json_boolean(class_synced(a, ac, now)));
+		json_object_set_new(
+		    o, "synced", json_boolean(class_synced(a, ac, now)));
 		if (ac->ac_last_sync_ms != 0)
-			json_object_set_new(
-			    o, "last_sync_ms_ago",
+			json_object_set_new(o, "last_sync_ms_ago",
 			    json_integer(
 			        (json_int_t)(now - ac->ac_last_sync_ms)));
 		json_object_set_new(classes, ac->ac_conf->cc_name, o);
@@ -140,8 +136,8 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 	else
 		h->hl_state = HEALTH_STARTING;
 	h->hl_uptime_ms = now - a->a_start_ms;
-	h->hl_detail = json_pack("{s:b,s:o}", "dry_run",
-	    a->a_flags->f_dry_run, "classes", classes);
+	h->hl_detail = json_pack(
+	    "{s:b,s:o}", "dry_run", a->a_flags->f_dry_run, "classes", classes);
 	if (a->a_kube != NULL) {
 		json_object_set_new(h->hl_detail, "namespace",
 		    json_string(kube_namespace(a->a_kube)));
@@ -154,16 +150,14 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 static void
 classes_setup(struct actuator *a)
 {
-	static const char *const cls[] = {"resource_class", NULL};
+	static const char *const cls[] = { "resource_class", NULL };
 	struct metric_family *target, *holding;
 	struct act_class *ac;
 	size_t i;
 
 	target = metrics_family(a->a_metrics, METRIC_GAUGE, "target_replicas",
-	                        "Replica count decided for the pool.", cls,
-	                        NULL, 0);
-	holding = metrics_family(
-	    a->a_metrics, METRIC_GAUGE, "holding",
+	    "Replica count decided for the pool.", cls, NULL, 0);
+	holding = metrics_family(a->a_metrics, METRIC_GAUGE, "holding",
 	    "1 while the pool is held because demand failed or is stale.", cls,
 	    NULL, 0);
 	a->a_nclasses = a->a_conf->c_nclasses;
@@ -171,12 +165,12 @@ classes_setup(struct actuator *a)
 	for (i = 0; i < a->a_nclasses; i++) {
 		ac = &a->a_classes[i];
 		ac->ac_conf = &a->a_conf->c_classes[i];
-		pool_name(ac->ac_conf->cc_name, ac->ac_pool,
-		          sizeof(ac->ac_pool));
+		pool_name(
+		    ac->ac_conf->cc_name, ac->ac_pool, sizeof(ac->ac_pool));
 		ac->ac_m_target = metric_series(
-		    target, (const char *[]){ac->ac_conf->cc_name});
+		    target, (const char *[]){ ac->ac_conf->cc_name });
 		ac->ac_m_holding = metric_series(
-		    holding, (const char *[]){ac->ac_conf->cc_name});
+		    holding, (const char *[]){ ac->ac_conf->cc_name });
 	}
 }
 
@@ -206,8 +200,8 @@ ipc_setup(struct actuator *a, const char *run_dir)
 	    ipc_open(&a->a_sub, IPC_SUB_DIAL, url, &a->a_sub_fd) == -1)
 		return -1;
 	if (ipc_url(url, sizeof(url), run_dir, IPC_HEALTH) == -1 ||
-	    ipc_open(&a->a_health, IPC_RESPONDENT_DIAL, url,
-	             &a->a_health_fd) == -1)
+	    ipc_open(
+	        &a->a_health, IPC_RESPONDENT_DIAL, url, &a->a_health_fd) == -1)
 		return -1;
 	return 0;
 }
@@ -267,17 +261,17 @@ act_run(struct actuator *a, const char *run_dir)
 		extra[0].events = extra[1].events = extra[2].events =
 		    CURL_WAIT_POLLIN;
 		curl_multi_poll(a->a_multi, extra, 3,
-		                ms_until(deadline, now_ms()), &numfds);
+		    ms_until(deadline, now_ms()), &numfds);
 		now = now_ms();
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			demand_receive(a, now);
 		if (extra[2].revents & CURL_WAIT_POLLIN)
 			survey_answer(a->a_health, ROLE_ACTUATOR, &a->a_seq,
-			              health_fill, a);
+			    health_fill, a);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
 		    read(a->a_sigfd, &si, sizeof(si)) == sizeof(si)) {
-			log_info("stopping (%s)",
-			         strsignal((int)si.ssi_signo));
+			log_info(
+			    "stopping (%s)", strsignal((int)si.ssi_signo));
 			a->a_quit = true;
 		}
 	}

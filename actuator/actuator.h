@@ -160,16 +160,16 @@ void sync_teardown(struct actuator *);
 void sync_tick(struct actuator *, uint64_t now);
 /* Moves one class toward its decision: Secret, pool, replicas. */
 void sync_class(struct actuator *, struct act_class *, uint64_t now);
-bool sync_class_healthy(const struct actuator *, const struct act_class *,
-                        uint64_t now);
+bool sync_class_healthy(
+    const struct actuator *, const struct act_class *, uint64_t now);
 uint64_t sync_next_deadline(const struct actuator *);
 const char *obj_state_name(enum obj_state);
 
 /* reclaim.c */
 void reclaim_setup(struct actuator *);
 /* Handles one class's VMs from a fresh list (the items of its pool). */
-void reclaim_class(struct actuator *, struct act_class *, json_t *vms,
-                   uint64_t now);
+void reclaim_class(
+    struct actuator *, struct act_class *, json_t *vms, uint64_t now);
 const char *vm_state_name(enum vm_state);
 
 #endif

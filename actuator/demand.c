@@ -10,23 +10,23 @@
 void
 demand_setup(struct actuator *a)
 {
-	static const char *const reason[] = {"reason", NULL};
+	static const char *const reason[] = { "reason", NULL };
 	struct metric_family *rej;
 	size_t i;
 
-	rej = metrics_family(
-	    a->a_metrics, METRIC_COUNTER, "demand_messages_rejected_total",
+	rej = metrics_family(a->a_metrics, METRIC_COUNTER,
+	    "demand_messages_rejected_total",
 	    "Demand messages dropped as malformed, foreign or for an unknown "
 	    "resource class.",
 	    reason, NULL, 0);
 	for (i = 1; i < MSG_NERR; i++)
 		a->a_m_rejected[i] = metric_series(
-		    rej, (const char *[]){msg_err_name((enum msg_err)i)});
+		    rej, (const char *[]){ msg_err_name((enum msg_err)i) });
 	/* Slot 0 (MSG_OK) counts well-formed messages for unknown classes. */
 	a->a_m_rejected[0] =
-	    metric_series(rej, (const char *[]){"unknown_class"});
-	a->a_m_demand = metric_single(metrics_family(
-	    a->a_metrics, METRIC_COUNTER, "demand_messages_total",
+	    metric_series(rej, (const char *[]){ "unknown_class" });
+	a->a_m_demand = metric_single(metrics_family(a->a_metrics,
+	    METRIC_COUNTER, "demand_messages_total",
 	    "Demand messages accepted from the poller.", NULL, NULL, 0));
 }
 
@@ -40,8 +40,7 @@ log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 	log_str(&ll, "pool", ac->ac_pool);
 	log_str(&ll, "reason", decision_reason_name(why));
 	if (why == REASON_FAILED)
-		log_str(
-		    &ll, "poll_error",
+		log_str(&ll, "poll_error",
 		    demand_error_name((enum demand_error)ac->ac_demand_error));
 	if (why == REASON_STALE)
 		log_uint(&ll, "demand_age_ms", now - ac->ac_demand_rx_ms);
@@ -58,10 +57,10 @@ log_would_scale(const struct act_class *ac, uint32_t target)
 
 	if (ac->ac_have_target)
 		snprintf(msg, sizeof(msg), "would scale %s from %u to %u",
-		         ac->ac_pool, ac->ac_target, target);
+		    ac->ac_pool, ac->ac_target, target);
 	else
 		snprintf(msg, sizeof(msg), "would scale %s to %u", ac->ac_pool,
-		         target);
+		    target);
 	log_begin(&ll, LOG_LVL_INFO, msg);
 	if (ac->ac_have_target)
 		log_uint(&ll, "from", ac->ac_target);
@@ -121,7 +120,7 @@ act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 	}
 	if (ac->ac_holding && ac->ac_hold_reason != REASON_NO_DEMAND)
 		log_info("demand for %s is fresh again; no longer holding",
-		         cc->cc_name);
+		    cc->cc_name);
 	ac->ac_holding = false;
 	metric_set(ac->ac_m_holding, 0);
 	apply(a, ac, d.d_replicas, now);
@@ -137,20 +136,20 @@ demand_receive(struct actuator *a, uint64_t now)
 	nng_msg *m;
 
 	while (ipc_recv(a->a_sub, &m) == 1) {
-		e = msg_demand_decode(nng_msg_body(m), nng_msg_len(m), &hdr,
-		                      &d);
+		e = msg_demand_decode(
+		    nng_msg_body(m), nng_msg_len(m), &hdr, &d);
 		nng_msg_free(m);
 		if (e != MSG_OK) {
 			metric_inc(a->a_m_rejected[e], 1);
 			log_warnx("dropped a malformed demand message (%s)",
-			          msg_err_name(e));
+			    msg_err_name(e));
 			continue;
 		}
 		if ((ac = act_class_find(a, d.d_class)) == NULL) {
 			metric_inc(a->a_m_rejected[0], 1);
 			log_warnx("dropped demand for %s: not a configured "
 			          "resource class",
-			          d.d_class);
+			    d.d_class);
 			continue;
 		}
 		metric_inc(a->a_m_demand, 1);

@@ -9,7 +9,7 @@
 
 const struct kube_verb_info kube_verbs[KV_COUNT] = {
 #define KUBE_VERB(id, group, resource, verb)                                  \
-	[KV_##id] = {group, resource, verb},
+	[KV_##id] = { group, resource, verb },
 #include "kube_rbac.def"
 #undef KUBE_VERB
 };
@@ -42,24 +42,24 @@ struct kube {
 };
 
 struct kube *
-kube_new(struct actuator *a, struct kube_creds *kc, CURLM *multi,
-         struct metrics *m)
+kube_new(
+    struct actuator *a, struct kube_creds *kc, CURLM *multi, struct metrics *m)
 {
-	static const double lat[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
-	                             0.5,   1,    2.5,   5,    10};
+	static const double lat[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+		1, 2.5, 5, 10 };
 	struct kube *k = xcalloc(1, sizeof(*k));
 
 	k->k_act = a;
 	k->k_creds = kc;
 	k->k_multi = multi;
-	k->k_m_requests = metrics_family(
-	    m, METRIC_COUNTER, "kube_requests_total",
-	    "Kubernetes API requests by verb, resource and HTTP status "
-	    "(\"error\": no answer).",
-	    (const char *[]){"verb", "resource", "code", NULL}, NULL, 0);
-	k->k_m_duration = metric_single(metrics_family(
-	    m, METRIC_HISTOGRAM, "kube_request_duration_seconds",
-	    "Kubernetes API request latency.", NULL, lat, nitems(lat)));
+	k->k_m_requests =
+	    metrics_family(m, METRIC_COUNTER, "kube_requests_total",
+	        "Kubernetes API requests by verb, resource and HTTP status "
+	        "(\"error\": no answer).",
+	        (const char *[]){ "verb", "resource", "code", NULL }, NULL, 0);
+	k->k_m_duration = metric_single(metrics_family(m, METRIC_HISTOGRAM,
+	    "kube_request_duration_seconds", "Kubernetes API request latency.",
+	    NULL, lat, nitems(lat)));
 	return k;
 }
 
@@ -114,8 +114,8 @@ call_start(struct kube *k, struct kube_call *c)
 
 	kube_creds_refresh(k->k_creds, false);
 	if (k->k_creds->kc_token != NULL) {
-		line = xasprintf("Authorization: Bearer %s",
-		                 k->k_creds->kc_token);
+		line = xasprintf(
+		    "Authorization: Bearer %s", k->k_creds->kc_token);
 		h = curl_slist_append(h, line);
 		explicit_bzero(line, strlen(line));
 		free(line);
@@ -127,7 +127,7 @@ call_start(struct kube *k, struct kube_call *c)
 		free(line);
 	}
 	http_xfer_request(&c->kc_xfer, c->kc_method, c->kc_url, h,
-	                  c->kc_body != NULL ? xstrdup(c->kc_body) : NULL);
+	    c->kc_body != NULL ? xstrdup(c->kc_body) : NULL);
 	if (http_xfer_start(&c->kc_xfer, k->k_multi) == -1)
 		return -1;
 	k->k_inflight++;
@@ -136,8 +136,8 @@ call_start(struct kube *k, struct kube_call *c)
 
 int
 kube_send(struct kube *k, enum kube_verb verb, const char *method,
-          const char *path, const char *content_type, json_t *body, kube_cb cb,
-          void *arg)
+    const char *path, const char *content_type, json_t *body, kube_cb cb,
+    void *arg)
 {
 	struct kube_call *c;
 
@@ -152,10 +152,9 @@ kube_send(struct kube *k, enum kube_verb verb, const char *method,
 	c->kc_verb = verb;
 	c->kc_method = xstrdup(method);
 	c->kc_url = xasprintf("%s%s", k->k_creds->kc_server, path);
-	c->kc_content_type =
-	    body != NULL ? xstrdup(content_type != NULL ? content_type
-	                                                : KUBE_CONTENT_JSON)
-	                 : NULL;
+	c->kc_content_type = body != NULL
+	    ? xstrdup(content_type != NULL ? content_type : KUBE_CONTENT_JSON)
+	    : NULL;
 	c->kc_body = body != NULL ? json_dumps(body, JSON_COMPACT) : NULL;
 	json_decref(body);
 	c->kc_retried = false;
@@ -180,8 +179,8 @@ status_message(json_t *body)
 }
 
 static void
-note_outcome(struct kube *k, struct kube_call *c, json_t *body,
-             const char *why)
+note_outcome(
+    struct kube *k, struct kube_call *c, json_t *body, const char *why)
 {
 	const struct kube_verb_info *v = &kube_verbs[c->kc_verb];
 	long status = c->kc_xfer.x_status;
@@ -190,7 +189,7 @@ note_outcome(struct kube *k, struct kube_call *c, json_t *body,
 	if (c->kc_xfer.x_result != CURLE_OK) {
 		if (!k->k_unreachable) {
 			log_begin(&ll, LOG_LVL_ERROR,
-			          "cannot reach the Kubernetes API");
+			    "cannot reach the Kubernetes API");
 			log_str(&ll, "server", k->k_creds->kc_server);
 			log_str(&ll, "error", why);
 			log_end(&ll);
@@ -200,17 +199,16 @@ note_outcome(struct kube *k, struct kube_call *c, json_t *body,
 	}
 	if (k->k_unreachable)
 		log_info("the Kubernetes API at %s answers again",
-		         k->k_creds->kc_server);
+		    k->k_creds->kc_server);
 	k->k_unreachable = false;
 	if (status == 403 && !k->k_denied[c->kc_verb]) {
-		log_begin(
-		    &ll, LOG_LVL_ERROR,
+		log_begin(&ll, LOG_LVL_ERROR,
 		    "Kubernetes denied a request: grant this verb on this "
 		    "resource to the provisioner's Role");
 		log_str(&ll, "verb", v->kv_verb);
 		log_str(&ll, "resource", v->kv_resource);
-		log_str(&ll, "api_group",
-		        v->kv_group[0] ? v->kv_group : "core");
+		log_str(
+		    &ll, "api_group", v->kv_group[0] ? v->kv_group : "core");
 		log_str(&ll, "namespace", k->k_creds->kc_namespace);
 		log_str(&ll, "error", status_message(body));
 		log_end(&ll);
@@ -219,7 +217,7 @@ note_outcome(struct kube *k, struct kube_call *c, json_t *body,
 		k->k_denied[c->kc_verb] = false;
 	if (status == 401 && !k->k_unauthorized) {
 		log_begin(&ll, LOG_LVL_ERROR,
-		          "Kubernetes rejected the provisioner's credentials");
+		    "Kubernetes rejected the provisioner's credentials");
 		log_str(&ll, "source", k->k_creds->kc_source);
 		log_str(&ll, "error", status_message(body));
 		log_end(&ll);
@@ -238,12 +236,11 @@ count(struct kube *k, const struct kube_call *c)
 		snprintf(code, sizeof(code), "error");
 	else
 		snprintf(code, sizeof(code), "%ld", c->kc_xfer.x_status);
-	metric_inc(
-	    metric_series(k->k_m_requests,
-	                  (const char *[]){v->kv_verb, v->kv_resource, code}),
+	metric_inc(metric_series(k->k_m_requests,
+	               (const char *[]){ v->kv_verb, v->kv_resource, code }),
 	    1);
-	metric_observe(k->k_m_duration,
-	               (double)c->kc_xfer.x_duration_us / 1e6);
+	metric_observe(
+	    k->k_m_duration, (double)c->kc_xfer.x_duration_us / 1e6);
 }
 
 static void
@@ -266,13 +263,13 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 	}
 	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_body.b_len > 0)
 		body = json_loadb(c->kc_xfer.x_body.b_data,
-		                  c->kc_xfer.x_body.b_len, 0, NULL);
+		    c->kc_xfer.x_body.b_len, 0, NULL);
 	http_xfer_describe(&c->kc_xfer, why, sizeof(why));
 	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_status >= 300 &&
 	    json_is_string(json_object_get(body, "message"))) {
 		size_t n = strlen(why);
-		snprintf(why + n, sizeof(why) - n, ": %s",
-		         status_message(body));
+		snprintf(
+		    why + n, sizeof(why) - n, ": %s", status_message(body));
 		log_redact(why, sizeof(why));
 	}
 	note_outcome(k, c, body, why);

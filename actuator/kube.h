@@ -39,8 +39,8 @@ struct actuator;
 struct kube;
 
 /* Completion: runs once per request, in the actuator's loop. */
-typedef void (*kube_cb)(struct actuator *, void *arg,
-                        const struct kube_reply *);
+typedef void (*kube_cb)(
+    struct actuator *, void *arg, const struct kube_reply *);
 
 #define KUBE_TIMEOUT_MS        30000
 #define KUBE_BODY_MAX          (32 * 1024 * 1024)
@@ -52,15 +52,15 @@ typedef void (*kube_cb)(struct actuator *, void *arg,
 extern const struct kube_verb_info kube_verbs[KV_COUNT];
 
 /* creds and multi are borrowed and must outlive the client. */
-struct kube *kube_new(struct actuator *, struct kube_creds *, CURLM *,
-                      struct metrics *);
+struct kube *kube_new(
+    struct actuator *, struct kube_creds *, CURLM *, struct metrics *);
 void kube_free(struct kube *);
 /* Queues a request.  path starts with "/api" or "/apis"; body (may be
  * NULL) is taken.  cb gets the reply, also on failure.  0, or -1 when the
  * request could not be started (cb is not called). */
 int kube_send(struct kube *, enum kube_verb, const char *method,
-              const char *path, const char *content_type, json_t *body,
-              kube_cb cb, void *arg);
+    const char *path, const char *content_type, json_t *body, kube_cb cb,
+    void *arg);
 /* Delivers finished requests to their callbacks. */
 void kube_collect(struct kube *);
 int kube_inflight(const struct kube *);

@@ -33,8 +33,8 @@ kp_fail(struct kc_parse *kp, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(kp->kp_err, kp->kp_errlen, "kubeconfig %s: %s", kp->kp_path,
-	         msg);
+	snprintf(
+	    kp->kp_err, kp->kp_errlen, "kubeconfig %s: %s", kp->kp_path, msg);
 	return -1;
 }
 
@@ -70,7 +70,7 @@ str_field(json_t *obj, const char *key)
 
 static int
 load_pem(struct kc_parse *kp, json_t *obj, const char *data_key,
-         const char *file_key, struct buf *pem, char **file)
+    const char *file_key, struct buf *pem, char **file)
 {
 	const char *data = str_field(obj, data_key);
 	const char *path = str_field(obj, file_key);
@@ -93,8 +93,7 @@ set_server(struct kube_creds *kc, struct kc_parse *kp, const char *server)
 	if (server == NULL || server[0] == '\0')
 		return kp_fail(kp, "the cluster has no server address");
 	if (strncmp(server, "https://", 8) != 0)
-		return kp_fail(
-		    kp,
+		return kp_fail(kp,
 		    "server \"%s\" is not an https:// address; TLS is "
 		    "required",
 		    server);
@@ -117,22 +116,22 @@ parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
 	    ctx_name[0] == '\0')
 		return kp_fail(kp, "no current-context is set");
 	if ((ctx = named(root, "contexts", ctx_name, "context")) == NULL)
-		return kp_fail(kp, "current-context \"%s\" is not in contexts",
-		               ctx_name);
+		return kp_fail(
+		    kp, "current-context \"%s\" is not in contexts", ctx_name);
 	cluster_name = str_field(ctx, "cluster");
 	user_name = str_field(ctx, "user");
 	if (cluster_name == NULL ||
 	    (cluster = named(root, "clusters", cluster_name, "cluster")) ==
 	        NULL)
 		return kp_fail(kp, "context \"%s\": cluster \"%s\" not found",
-		               ctx_name, cluster_name ? cluster_name : "");
+		    ctx_name, cluster_name ? cluster_name : "");
 	if (set_server(kc, kp, str_field(cluster, "server")) == -1)
 		return -1;
 	kc->kc_insecure =
 	    json_is_true(json_object_get(cluster, "insecure-skip-tls-verify"));
 	if (load_pem(kp, cluster, "certificate-authority-data",
-	             "certificate-authority", &kc->kc_ca_pem,
-	             &kc->kc_ca_file) == -1)
+	        "certificate-authority", &kc->kc_ca_pem,
+	        &kc->kc_ca_file) == -1)
 		return -1;
 	if ((ns = str_field(ctx, "namespace")) != NULL && ns[0] != '\0')
 		kc->kc_namespace = xstrdup(ns);
@@ -140,19 +139,17 @@ parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
 		return 0; /* anonymous */
 	if ((user = named(root, "users", user_name, "user")) == NULL)
 		return kp_fail(kp, "context \"%s\": user \"%s\" not found",
-		               ctx_name, user_name);
+		    ctx_name, user_name);
 	if (json_object_get(user, "exec") != NULL ||
 	    json_object_get(user, "auth-provider") != NULL)
-		return kp_fail(
-		    kp,
+		return kp_fail(kp,
 		    "user \"%s\" authenticates with an exec plugin or auth "
 		    "provider, which runner-provisioner does not run; use a "
 		    "token, tokenFile or client certificate",
 		    user_name);
 	if (json_object_get(user, "username") != NULL ||
 	    json_object_get(user, "password") != NULL)
-		return kp_fail(
-		    kp,
+		return kp_fail(kp,
 		    "user \"%s\" uses basic authentication, which Kubernetes "
 		    "no longer supports; use a token or client certificate",
 		    user_name);
@@ -160,17 +157,16 @@ parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
 		kc->kc_token = xstrdup(tok);
 		log_secret_add(tok);
 	} else if ((tokfile = str_field(user, "tokenFile")) != NULL &&
-	           tokfile[0] != '\0')
+	    tokfile[0] != '\0')
 		kc->kc_token_file = resolve_path(kp, tokfile);
 	if (load_pem(kp, user, "client-certificate-data", "client-certificate",
-	             &kc->kc_cert_pem, &kc->kc_cert_file) == -1 ||
+	        &kc->kc_cert_pem, &kc->kc_cert_file) == -1 ||
 	    load_pem(kp, user, "client-key-data", "client-key",
-	             &kc->kc_key_pem, &kc->kc_key_file) == -1)
+	        &kc->kc_key_pem, &kc->kc_key_file) == -1)
 		return -1;
 	if ((kc->kc_cert_pem.b_len > 0 || kc->kc_cert_file != NULL) !=
 	    (kc->kc_key_pem.b_len > 0 || kc->kc_key_file != NULL))
-		return kp_fail(
-		    kp,
+		return kp_fail(kp,
 		    "user \"%s\" has a client certificate without a key, or "
 		    "a key without a certificate",
 		    user_name);
@@ -178,11 +174,12 @@ parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
 }
 
 static int
-load_kubeconfig(struct kube_creds *kc, const char *path, char *err,
-                size_t errlen)
+load_kubeconfig(
+    struct kube_creds *kc, const char *path, char *err, size_t errlen)
 {
 	struct kc_parse kp = {
-	    .kp_path = path, .kp_err = err, .kp_errlen = errlen};
+		.kp_path = path, .kp_err = err, .kp_errlen = errlen
+	};
 	struct y2j_error yerr;
 	struct y2j_doc *doc;
 	char tmp[PATH_MAX];
@@ -191,8 +188,8 @@ load_kubeconfig(struct kube_creds *kc, const char *path, char *err,
 	int rv;
 
 	if ((text = read_file(path, KUBECONFIG_MAX, &len)) == NULL) {
-		snprintf(err, errlen, "kubeconfig %s: %s", path,
-		         strerror(errno));
+		snprintf(
+		    err, errlen, "kubeconfig %s: %s", path, strerror(errno));
 		return -1;
 	}
 	strlcpy_rp(tmp, path, sizeof(tmp));
@@ -202,8 +199,7 @@ load_kubeconfig(struct kube_creds *kc, const char *path, char *err,
 	free(text);
 	if (doc == NULL) {
 		snprintf(err, errlen, "kubeconfig %s:%d:%d: %s", path,
-		         yerr.ye_mark.ym_line, yerr.ye_mark.ym_col,
-		         yerr.ye_msg);
+		    yerr.ye_mark.ym_line, yerr.ye_mark.ym_col, yerr.ye_msg);
 		return -1;
 	}
 	rv = parse_kubeconfig(kc, &kp, y2j_doc_root(doc));
@@ -222,14 +218,14 @@ load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
 	if (host == NULL || host[0] == '\0' || port == NULL ||
 	    port[0] == '\0') {
 		snprintf(err, errlen,
-		         "no Kubernetes credentials: not running in a cluster "
-		         "(KUBERNETES_SERVICE_HOST is unset) and neither "
-		         "--kubeconfig nor KUBECONFIG is set");
+		    "no Kubernetes credentials: not running in a cluster "
+		    "(KUBERNETES_SERVICE_HOST is unset) and neither "
+		    "--kubeconfig nor KUBECONFIG is set");
 		return -1;
 	}
 	kc->kc_server = strchr(host, ':') != NULL
-	                    ? xasprintf("https://[%s]:%s", host, port)
-	                    : xasprintf("https://%s:%s", host, port);
+	    ? xasprintf("https://[%s]:%s", host, port)
+	    : xasprintf("https://%s:%s", host, port);
 	kc->kc_token_file = xstrdup(KUBE_SA_DIR "/token");
 	kc->kc_ca_file = xstrdup(KUBE_SA_DIR "/ca.crt");
 	if ((ns = read_file(KUBE_SA_DIR "/namespace", 256, NULL)) != NULL) {
@@ -244,8 +240,8 @@ load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
 }
 
 int
-kube_creds_load(const struct flags *f, struct kube_creds *kc, char *err,
-                size_t errlen)
+kube_creds_load(
+    const struct flags *f, struct kube_creds *kc, char *err, size_t errlen)
 {
 	const char *path = f->f_kubeconfig;
 	char first[PATH_MAX];
@@ -271,7 +267,7 @@ kube_creds_load(const struct flags *f, struct kube_creds *kc, char *err,
 	if (kc->kc_token_file != NULL && kube_creds_refresh(kc, true) == -1 &&
 	    kc->kc_token == NULL) {
 		snprintf(err, errlen, "%s: cannot read the token file %s: %s",
-		         kc->kc_source, kc->kc_token_file, strerror(errno));
+		    kc->kc_source, kc->kc_token_file, strerror(errno));
 		return -1;
 	}
 	return 0;
@@ -290,13 +286,13 @@ kube_creds_refresh(struct kube_creds *kc, bool force)
 	kc->kc_token_read_ms = now;
 	if ((t = read_file(kc->kc_token_file, KUBE_TOKEN_MAX, NULL)) == NULL) {
 		log_warn("cannot read the Kubernetes token file %s",
-		         kc->kc_token_file);
+		    kc->kc_token_file);
 		return -1;
 	}
 	rstrip(t);
 	if (t[0] == '\0') {
 		log_warnx("the Kubernetes token file %s is empty",
-		          kc->kc_token_file);
+		    kc->kc_token_file);
 		free(t);
 		return -1;
 	}
@@ -306,8 +302,8 @@ kube_creds_refresh(struct kube_creds *kc, bool force)
 		return 0;
 	}
 	if (kc->kc_token != NULL)
-		log_info("Kubernetes token reloaded from %s",
-		         kc->kc_token_file);
+		log_info(
+		    "Kubernetes token reloaded from %s", kc->kc_token_file);
 	free(kc->kc_token);
 	kc->kc_token = t;
 	return 0;
@@ -317,7 +313,8 @@ static void
 blob(CURL *h, CURLoption opt, const struct buf *pem)
 {
 	struct curl_blob b = {
-	    .data = pem->b_data, .len = pem->b_len, .flags = CURL_BLOB_COPY};
+		.data = pem->b_data, .len = pem->b_len, .flags = CURL_BLOB_COPY
+	};
 
 	curl_easy_setopt(h, opt, &b);
 }

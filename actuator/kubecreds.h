@@ -38,8 +38,8 @@ struct kube_creds {
 /* kubecreds.c */
 /* Loads credentials per the flags.  0, or -1 with a message in err that
  * names the file and the problem. */
-int kube_creds_load(const struct flags *, struct kube_creds *, char *err,
-                    size_t errlen);
+int kube_creds_load(
+    const struct flags *, struct kube_creds *, char *err, size_t errlen);
 void kube_creds_free(struct kube_creds *);
 /* Re-reads the token file when it is due (or now, when force); keeps the
  * old token if the file cannot be read.  0, or -1 (logged). */

@@ -52,8 +52,8 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		return EXIT_PERMFAIL;
 	}
-	if (ipc_rundir(f.f_run_dir, rundir, sizeof(rundir), err,
-	               sizeof(err)) == -1) {
+	if (ipc_rundir(
+	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return EXIT_PERMFAIL;
 	}

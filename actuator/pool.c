@@ -32,8 +32,8 @@ child(json_t *obj, const char *key, bool array)
 static json_t *
 labels(const char *pool)
 {
-	return json_pack("{s:s,s:s}", LABEL_MANAGED_BY, MANAGED_BY,
-	                 LABEL_CLASS, pool);
+	return json_pack(
+	    "{s:s,s:s}", LABEL_MANAGED_BY, MANAGED_BY, LABEL_CLASS, pool);
 }
 
 /* The class's VMI spec with the cloud-init disk and, when the spec names
@@ -46,20 +46,17 @@ vmi_spec(const struct conf_class *cc, const char *secret)
 	domain = child(spec, "domain", false);
 	devices = child(domain, "devices", false);
 	json_array_append_new(child(devices, "disks", true),
-	                      json_pack("{s:s,s:{s:s}}", "name",
-	                                CLOUDINIT_VOLUME, "disk", "bus",
-	                                "virtio"));
+	    json_pack("{s:s,s:{s:s}}", "name", CLOUDINIT_VOLUME, "disk", "bus",
+	        "virtio"));
 	json_array_append_new(child(spec, "volumes", true),
-	                      json_pack("{s:s,s:{s:{s:s}}}", "name",
-	                                CLOUDINIT_VOLUME, "cloudInitNoCloud",
-	                                "secretRef", "name", secret));
+	    json_pack("{s:s,s:{s:{s:s}}}", "name", CLOUDINIT_VOLUME,
+	        "cloudInitNoCloud", "secretRef", "name", secret));
 	if (json_object_get(devices, "interfaces") == NULL &&
 	    json_object_get(spec, "networks") == NULL) {
 		json_object_set_new(devices, "interfaces",
-		                    json_pack("[{s:s,s:{}}]", "name",
-		                              "default", "masquerade"));
-		json_object_set_new(
-		    spec, "networks",
+		    json_pack(
+		        "[{s:s,s:{}}]", "name", "default", "masquerade"));
+		json_object_set_new(spec, "networks",
 		    json_pack("[{s:s,s:{}}]", "name", "default", "pod"));
 	}
 	return spec;
@@ -88,9 +85,9 @@ template_hash(json_t *tmpl, const char *userdata, char *out)
 
 int
 pool_objects_build(struct pool_objects *po, const struct conf_class *cc,
-                   const char *pool, const char *api_url)
+    const char *pool, const char *api_url)
 {
-	struct buf b64 = {0};
+	struct buf b64 = { 0 };
 	json_t *annotations;
 
 	memset(po, 0, sizeof(*po));
@@ -101,11 +98,10 @@ pool_objects_build(struct pool_objects *po, const struct conf_class *cc,
 	b64_encode(&b64, po->po_userdata, strlen(po->po_userdata));
 	po->po_userdata_b64 = buf_take(&b64);
 	annotations = json_pack("{s:s}", ANNOT_CLASS, cc->cc_name);
-	po->po_template = json_pack(
-	    "{s:{s:o,s:o},s:{s:s,s:{s:{s:o},s:o}}}", "metadata", "labels",
-	    labels(pool), "annotations", annotations, "spec", "runStrategy",
-	    "RerunOnFailure", "template", "metadata", "labels", labels(pool),
-	    "spec", vmi_spec(cc, po->po_secret));
+	po->po_template = json_pack("{s:{s:o,s:o},s:{s:s,s:{s:{s:o},s:o}}}",
+	    "metadata", "labels", labels(pool), "annotations", annotations,
+	    "spec", "runStrategy", "RerunOnFailure", "template", "metadata",
+	    "labels", labels(pool), "spec", vmi_spec(cc, po->po_secret));
 	template_hash(po->po_template, po->po_userdata, po->po_hash);
 	json_object_set_new(annotations, ANNOT_HASH, json_string(po->po_hash));
 	return 0;
@@ -117,8 +113,8 @@ pool_objects_free(struct pool_objects *po)
 	if (po->po_userdata != NULL)
 		explicit_bzero(po->po_userdata, strlen(po->po_userdata));
 	if (po->po_userdata_b64 != NULL)
-		explicit_bzero(po->po_userdata_b64,
-		               strlen(po->po_userdata_b64));
+		explicit_bzero(
+		    po->po_userdata_b64, strlen(po->po_userdata_b64));
 	free(po->po_userdata);
 	free(po->po_userdata_b64);
 	json_decref(po->po_template);
@@ -127,12 +123,11 @@ pool_objects_free(struct pool_objects *po)
 
 static json_t *
 metadata(const struct pool_objects *po, const struct conf_class *cc,
-         const char *name, const char *ns, const char *rv)
+    const char *name, const char *ns, const char *rv)
 {
-	json_t *m =
-	    json_pack("{s:s,s:s,s:o,s:{s:s,s:s}}", "name", name, "namespace",
-	              ns, "labels", labels(po->po_pool), "annotations",
-	              ANNOT_CLASS, cc->cc_name, ANNOT_HASH, po->po_hash);
+	json_t *m = json_pack("{s:s,s:s,s:o,s:{s:s,s:s}}", "name", name,
+	    "namespace", ns, "labels", labels(po->po_pool), "annotations",
+	    ANNOT_CLASS, cc->cc_name, ANNOT_HASH, po->po_hash);
 
 	if (rv != NULL)
 		json_object_set_new(m, "resourceVersion", json_string(rv));
@@ -141,26 +136,25 @@ metadata(const struct pool_objects *po, const struct conf_class *cc,
 
 json_t *
 pool_secret_json(const struct pool_objects *po, const struct conf_class *cc,
-                 const char *ns, const char *rv)
+    const char *ns, const char *rv)
 {
 	return json_pack("{s:s,s:s,s:o,s:s,s:{s:s}}", "apiVersion", "v1",
-	                 "kind", "Secret", "metadata",
-	                 metadata(po, cc, po->po_secret, ns, rv), "type",
-	                 "Opaque", "data", SECRET_KEY, po->po_userdata_b64);
+	    "kind", "Secret", "metadata",
+	    metadata(po, cc, po->po_secret, ns, rv), "type", "Opaque", "data",
+	    SECRET_KEY, po->po_userdata_b64);
 }
 
 json_t *
 pool_json(const struct pool_objects *po, const struct conf_class *cc,
-          const char *ns, uint32_t replicas, const char *rv)
+    const char *ns, uint32_t replicas, const char *rv)
 {
-	return json_pack(
-	    "{s:s,s:s,s:o,s:{s:I,s:{s:O},s:{s:{}},s:{s:{}},s:O}}",
+	return json_pack("{s:s,s:s,s:o,s:{s:I,s:{s:O},s:{s:{}},s:{s:{}},s:O}}",
 	    "apiVersion", "pool.kubevirt.io/v1beta1", "kind",
 	    "VirtualMachinePool", "metadata",
 	    metadata(po, cc, po->po_pool, ns, rv), "spec", "replicas",
 	    (json_int_t)replicas, "selector", "matchLabels",
-	    json_object_get(json_object_get(po->po_template, "metadata"),
-	                    "labels"),
+	    json_object_get(
+	        json_object_get(po->po_template, "metadata"), "labels"),
 	    "scaleInStrategy", "opportunistic", "updateStrategy",
 	    "opportunistic", "virtualMachineTemplate", po->po_template);
 }

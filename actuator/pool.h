@@ -38,15 +38,13 @@ struct pool_objects {
 /* pool.c */
 /* Builds the objects for cc.  0, or -1 (logged). */
 int pool_objects_build(struct pool_objects *, const struct conf_class *,
-                       const char *pool, const char *api_url);
+    const char *pool, const char *api_url);
 void pool_objects_free(struct pool_objects *);
 /* New JSON objects, ready to send. */
 json_t *pool_secret_json(const struct pool_objects *,
-                         const struct conf_class *, const char *ns,
-                         const char *resource_version);
+    const struct conf_class *, const char *ns, const char *resource_version);
 json_t *pool_json(const struct pool_objects *, const struct conf_class *,
-                  const char *ns, uint32_t replicas,
-                  const char *resource_version);
+    const char *ns, uint32_t replicas, const char *resource_version);
 /* The labels every object carries, and the selector: "k=v,k=v". */
 const char *pool_managed_selector(void);
 

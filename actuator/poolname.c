@@ -18,7 +18,7 @@ clean_part(const char *s, size_t n, bool no_double)
 		return false;
 	for (i = 0; i < n; i++) {
 		if (!(islower((unsigned char)s[i]) ||
-		      isdigit((unsigned char)s[i]) || s[i] == '-'))
+		        isdigit((unsigned char)s[i]) || s[i] == '-'))
 			return false;
 		if (no_double && i > 0 && s[i] == '-' && s[i - 1] == '-')
 			return false;
@@ -41,8 +41,8 @@ pool_name(const char *cls, char *out, size_t size)
 		if (clean_part(cls, nslen, true) &&
 		    clean_part(slash + 1, strlen(slash + 1), false) &&
 		    strlen(cls) + 1 <= POOL_NAME_MAX) {
-			snprintf(out, size, "%.*s--%s", (int)nslen, cls,
-			         slash + 1);
+			snprintf(
+			    out, size, "%.*s--%s", (int)nslen, cls, slash + 1);
 			return;
 		}
 	}
@@ -65,5 +65,5 @@ pool_name(const char *cls, char *out, size_t size)
 	name[n] = '\0';
 	SHA256((const unsigned char *)cls, strlen(cls), md);
 	snprintf(out, size, "%s%s%02x%02x%02x%02x", name, n > 0 ? "-" : "",
-	         md[0], md[1], md[2], md[3]);
+	    md[0], md[1], md[2], md[3]);
 }

@@ -42,44 +42,41 @@ vm_state_name(enum vm_state s)
 void
 reclaim_setup(struct actuator *a)
 {
-	static const char *const cls[] = {"resource_class", NULL};
+	static const char *const cls[] = { "resource_class", NULL };
 	struct metric_family *vms, *rec, *fin, *loop;
 	struct act_class *ac;
 	size_t i;
 	int s;
 
 	vms = metrics_family(a->a_metrics, METRIC_GAUGE, "vms",
-	                     "Pool VMs by state, as last listed.",
-	                     (const char *[]){"resource_class", "state", NULL},
-	                     NULL, 0);
-	rec = metrics_family(
-	    a->a_metrics, METRIC_COUNTER, "reclaimed_vms_total",
-	    "Stopped VMs deleted so that the pool replaces them.", cls, NULL,
-	    0);
-	fin = metrics_family(
-	    a->a_metrics, METRIC_COUNTER, "finalizers_removed_total",
+	    "Pool VMs by state, as last listed.",
+	    (const char *[]){ "resource_class", "state", NULL }, NULL, 0);
+	rec =
+	    metrics_family(a->a_metrics, METRIC_COUNTER, "reclaimed_vms_total",
+	        "Stopped VMs deleted so that the pool replaces them.", cls,
+	        NULL, 0);
+	fin = metrics_family(a->a_metrics, METRIC_COUNTER,
+	    "finalizers_removed_total",
 	    "VMs released from a pool finalizer that kept them in deletion.",
 	    cls, NULL, 0);
-	loop = metrics_family(
-	    a->a_metrics, METRIC_GAUGE, "boot_loop",
+	loop = metrics_family(a->a_metrics, METRIC_GAUGE, "boot_loop",
 	    "1 while the class's VMs power off right after boot and reclaim "
 	    "is slowed down.",
 	    cls, NULL, 0);
 	for (i = 0; i < a->a_nclasses; i++) {
 		ac = &a->a_classes[i];
 		for (s = 0; s < VMS_COUNT; s++)
-			ac->ac_m_vms[s] = metric_series(
-			    vms,
-			    (const char *[]){ac->ac_conf->cc_name,
-			                     vm_state_name((enum vm_state)s)});
-		ac->ac_m_reclaimed =
-		    metric_series(rec, (const char *[]){ac->ac_conf->cc_name});
-		ac->ac_m_finalizers =
-		    metric_series(fin, (const char *[]){ac->ac_conf->cc_name});
+			ac->ac_m_vms[s] = metric_series(vms,
+			    (const char *[]){ ac->ac_conf->cc_name,
+			        vm_state_name((enum vm_state)s) });
+		ac->ac_m_reclaimed = metric_series(
+		    rec, (const char *[]){ ac->ac_conf->cc_name });
+		ac->ac_m_finalizers = metric_series(
+		    fin, (const char *[]){ ac->ac_conf->cc_name });
 		ac->ac_m_boot_loop = metric_series(
-		    loop, (const char *[]){ac->ac_conf->cc_name});
+		    loop, (const char *[]){ ac->ac_conf->cc_name });
 		backoff_init(&ac->ac_boot_backoff, BOOT_LOOP_BACKOFF_MS,
-		             BOOT_LOOP_BACKOFF_CAP_MS);
+		    BOOT_LOOP_BACKOFF_CAP_MS);
 	}
 }
 
@@ -113,8 +110,8 @@ classify(json_t *vm)
 {
 	const char *ps = str_at(vm, "status", "printableStatus");
 
-	if (json_object_get(json_object_get(vm, "metadata"),
-	                    "deletionTimestamp") != NULL)
+	if (json_object_get(
+	        json_object_get(vm, "metadata"), "deletionTimestamp") != NULL)
 		return VMS_TERMINATING;
 	if (ps == NULL)
 		return VMS_STARTING;
@@ -142,28 +139,28 @@ on_vm_op(struct actuator *a, void *arg, const struct kube_reply *r)
 		if (op->vo_delete) {
 			metric_inc(ac->ac_m_reclaimed, 1);
 			log_info("reclaimed stopped VM %s of pool %s",
-			         op->vo_name, ac->ac_pool);
+			    op->vo_name, ac->ac_pool);
 		} else {
 			metric_inc(ac->ac_m_finalizers, 1);
 			log_info("released VM %s from the pool finalizer that "
 			         "kept it in deletion",
-			         op->vo_name);
+			    op->vo_name);
 		}
 	} else if (r->kr_status == 404 || r->kr_status == 409 ||
-	           r->kr_status == 422)
+	    r->kr_status == 422)
 		/* Gone, or replaced by a new VM with the same name (uid
 		 * precondition), or changed since listed: nothing to do. */
 		log_debug("VM %s: %s", op->vo_name, r->kr_error);
 	else
 		log_warnx("VM %s of pool %s: %s %s failed: %s", op->vo_name,
-		          ac->ac_pool, kube_verbs[r->kr_verb].kv_verb,
-		          kube_verbs[r->kr_verb].kv_resource, r->kr_error);
+		    ac->ac_pool, kube_verbs[r->kr_verb].kv_verb,
+		    kube_verbs[r->kr_verb].kv_resource, r->kr_error);
 	free(op);
 }
 
 static void
 vm_send(struct actuator *a, struct act_class *ac, const char *name, bool del,
-        json_t *body)
+    json_t *body)
 {
 	struct vm_op *op = xcalloc(1, sizeof(*op));
 	char path[512];
@@ -172,12 +169,12 @@ vm_send(struct actuator *a, struct act_class *ac, const char *name, bool del,
 	op->vo_delete = del;
 	snprintf(op->vo_name, sizeof(op->vo_name), "%s", name);
 	snprintf(path, sizeof(path),
-	         VM_API "/namespaces/%s/virtualmachines/%s",
-	         kube_namespace(a->a_kube), name);
+	    VM_API "/namespaces/%s/virtualmachines/%s",
+	    kube_namespace(a->a_kube), name);
 	if (kube_send(a->a_kube, del ? KV_VM_DELETE : KV_VM_PATCH,
-	              del ? "DELETE" : "PATCH", path,
-	              del ? KUBE_CONTENT_JSON : KUBE_CONTENT_JSONPATCH, body,
-	              on_vm_op, op) == -1) {
+	        del ? "DELETE" : "PATCH", path,
+	        del ? KUBE_CONTENT_JSON : KUBE_CONTENT_JSONPATCH, body,
+	        on_vm_op, op) == -1) {
 		free(op);
 		return;
 	}
@@ -186,12 +183,12 @@ vm_send(struct actuator *a, struct act_class *ac, const char *name, bool del,
 
 static void
 delete_vm(struct actuator *a, struct act_class *ac, const char *name,
-          const char *uid)
+    const char *uid)
 {
 	vm_send(a, ac, name, true,
-	        json_pack("{s:s,s:s,s:{s:s},s:s}", "kind", "DeleteOptions",
-	                  "apiVersion", "v1", "preconditions", "uid", uid,
-	                  "propagationPolicy", "Background"));
+	    json_pack("{s:s,s:s,s:{s:s},s:s}", "kind", "DeleteOptions",
+	        "apiVersion", "v1", "preconditions", "uid", uid,
+	        "propagationPolicy", "Background"));
 }
 
 /* The pool only releases a deleted VM while it holds exactly `replicas`
@@ -199,37 +196,33 @@ delete_vm(struct actuator *a, struct act_class *ac, const char *name,
  * Remove it, guarded by tests on uid and the finalizer list. */
 static void
 release_finalizer(struct actuator *a, struct act_class *ac, json_t *vm,
-                  const char *name, const char *uid)
+    const char *name, const char *uid)
 {
 	json_t *fins =
 	    json_object_get(json_object_get(vm, "metadata"), "finalizers");
 	json_t *keep = json_array(), *f;
 	size_t i;
 
-	json_array_foreach(
-	    fins, i, f) if (!json_is_string(f) ||
-	                    strcmp(json_string_value(f), POOL_FINALIZER) != 0)
+	json_array_foreach(fins, i, f) if (!json_is_string(f) ||
+	    strcmp(json_string_value(f), POOL_FINALIZER) != 0)
 	    json_array_append(keep, f);
 	vm_send(a, ac, name, false,
-	        json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:O},{s:s,s:s,s:o}]", "op",
-	                  "test", "path", "/metadata/uid", "value", uid, "op",
-	                  "test", "path", "/metadata/finalizers", "value",
-	                  fins, "op", "replace", "path",
-	                  "/metadata/finalizers", "value", keep));
+	    json_pack("[{s:s,s:s,s:s},{s:s,s:s,s:O},{s:s,s:s,s:o}]", "op",
+	        "test", "path", "/metadata/uid", "value", uid, "op", "test",
+	        "path", "/metadata/finalizers", "value", fins, "op", "replace",
+	        "path", "/metadata/finalizers", "value", keep));
 }
 
 static bool
 has_pool_finalizer(json_t *vm)
 {
-	json_t *fins = json_object_get(json_object_get(vm, "metadata"),
-	                               "finalizers"),
+	json_t *fins = json_object_get(
+	           json_object_get(vm, "metadata"), "finalizers"),
 	       *f;
 	size_t i;
 
-	json_array_foreach(fins, i,
-	                   f) if (json_is_string(f) &&
-	                          strcmp(json_string_value(f),
-	                                 POOL_FINALIZER) == 0) return true;
+	json_array_foreach(fins, i, f) if (json_is_string(f) &&
+	    strcmp(json_string_value(f), POOL_FINALIZER) == 0) return true;
 	return false;
 }
 
@@ -238,7 +231,7 @@ boot_loop_clear(struct act_class *ac, const char *why)
 {
 	if (ac->ac_boot_loop)
 		log_info("VMs of %s stay up again (%s); reclaiming normally",
-		         ac->ac_conf->cc_name, why);
+		    ac->ac_conf->cc_name, why);
 	ac->ac_boot_loop = false;
 	ac->ac_short_streak = 0;
 	ac->ac_reclaim_not_before_ms = 0;
@@ -249,7 +242,7 @@ boot_loop_clear(struct act_class *ac, const char *why)
 /* Counts each stopped VM once towards the boot-loop guard. */
 static void
 note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
-             uint64_t lifetime_ms, uint64_t now)
+    uint64_t lifetime_ms, uint64_t now)
 {
 	struct log_line ll;
 	uint64_t delay;
@@ -272,8 +265,7 @@ note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
 	delay = backoff_next(&ac->ac_boot_backoff);
 	ac->ac_reclaim_not_before_ms = now + delay;
 	metric_set(ac->ac_m_boot_loop, 1);
-	log_begin(
-	    &ll, LOG_LVL_ERROR,
+	log_begin(&ll, LOG_LVL_ERROR,
 	    "boot loop: VMs power off right after they start; the runner "
 	    "token, the CircleCI address or the VM image is probably wrong. "
 	    "Replacing stopped VMs slowly until one stays up");
@@ -286,8 +278,8 @@ note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
 }
 
 void
-reclaim_class(struct actuator *a, struct act_class *ac, json_t *vms,
-              uint64_t now)
+reclaim_class(
+    struct actuator *a, struct act_class *ac, json_t *vms, uint64_t now)
 {
 	uint64_t wall = wall_ms(), created, deleted, lifetime;
 	bool inflight = ac->ac_deleting > 0, deleted_one = false;
@@ -306,7 +298,7 @@ reclaim_class(struct actuator *a, struct act_class *ac, json_t *vms,
 		uid = str_at(vm, "metadata", "uid");
 		if (name == NULL || uid == NULL ||
 		    parse_time_ms(str_at(vm, "metadata", "creationTimestamp"),
-		                  &created) == -1)
+		        &created) == -1)
 			continue;
 		lifetime = wall > created ? wall - created : 0;
 		if (st == VMS_TERMINATING) {
@@ -322,8 +314,9 @@ reclaim_class(struct actuator *a, struct act_class *ac, json_t *vms,
 		}
 		if (st == VMS_RUNNING && ac->ac_boot_loop &&
 		    lifetime >= a->a_flags->f_boot_loop_ms)
-			boot_loop_clear(ac, "a VM has been running past the "
-			                    "boot-loop threshold");
+			boot_loop_clear(ac,
+			    "a VM has been running past the "
+			    "boot-loop threshold");
 		if (st != VMS_STOPPED)
 			continue;
 		note_stopped(a, ac, uid, lifetime, now);

@@ -100,7 +100,7 @@ pool_seen(struct act_class *ac, json_t *pool)
 			log_error("pool %s exists but is not managed by "
 			          "runner-provisioner (no %s=%s label): not "
 			          "touching it; rename or delete it",
-			          ac->ac_pool, LABEL_MANAGED_BY, MANAGED_BY);
+			    ac->ac_pool, LABEL_MANAGED_BY, MANAGED_BY);
 		ac->ac_pool_state = OBJ_FOREIGN;
 		return;
 	}
@@ -138,8 +138,8 @@ secret_seen(struct act_class *ac, json_t *secret)
 	set_rv(&ac->ac_secret_rv, secret);
 	ac->ac_secret_state =
 	    data != NULL && strcmp(data, ac->ac_obj.po_userdata_b64) == 0
-	        ? OBJ_CURRENT
-	        : OBJ_STALE;
+	    ? OBJ_CURRENT
+	    : OBJ_STALE;
 }
 
 /* Lists are applied to a class only if no write of that class finished
@@ -182,7 +182,7 @@ on_pools(struct actuator *a, void *arg, const struct kube_reply *r)
 		if (ac->ac_pool_state == OBJ_CURRENT ||
 		    ac->ac_pool_state == OBJ_STALE)
 			log_warnx("pool %s disappeared; creating it again",
-			          ac->ac_pool);
+			    ac->ac_pool);
 		ac->ac_pool_state = OBJ_MISSING;
 		ac->ac_have_replicas = false;
 	}
@@ -259,17 +259,17 @@ on_vms(struct actuator *a, void *arg, const struct kube_reply *r)
 
 static void
 list(struct actuator *a, enum kube_verb verb, const char *api,
-     const char *plural, kube_cb cb, bool *busy)
+    const char *plural, kube_cb cb, bool *busy)
 {
 	char path[512];
 
 	if (*busy)
 		return;
 	snprintf(path, sizeof(path), "%s/namespaces/%s/%s?labelSelector=%s",
-	         api, kube_namespace(a->a_kube), plural,
-	         LABEL_MANAGED_BY "%3D" MANAGED_BY);
+	    api, kube_namespace(a->a_kube), plural,
+	    LABEL_MANAGED_BY "%3D" MANAGED_BY);
 	if (kube_send(a->a_kube, verb, "GET", path, NULL, NULL, cb,
-	              (void *)(uintptr_t)a->a_write_seq) == 0)
+	        (void *)(uintptr_t)a->a_write_seq) == 0)
 		*busy = true;
 }
 
@@ -282,14 +282,14 @@ sync_tick(struct actuator *a, uint64_t now)
 		return;
 	if (now >= a->a_next_resync_ms) {
 		list(a, KV_POOL_LIST, POOL_API, "virtualmachinepools",
-		     on_pools, &a->a_pools_busy);
+		    on_pools, &a->a_pools_busy);
 		list(a, KV_VM_LIST, VM_API, "virtualmachines", on_vms,
-		     &a->a_vms_busy);
+		    &a->a_vms_busy);
 		a->a_next_resync_ms = now + RESYNC_MS;
 	}
 	if (now >= a->a_next_secret_list_ms) {
 		list(a, KV_SECRET_LIST, "/api/v1", "secrets", on_secrets,
-		     &a->a_secrets_busy);
+		    &a->a_secrets_busy);
 		a->a_next_secret_list_ms = now + SECRET_RESYNC_MS;
 	}
 	for (i = 0; i < a->a_nclasses; i++)
@@ -305,8 +305,8 @@ sync_next_deadline(const struct actuator *a)
 	if (a->a_kube == NULL)
 		return next;
 	next = a->a_next_resync_ms < a->a_next_secret_list_ms
-	           ? a->a_next_resync_ms
-	           : a->a_next_secret_list_ms;
+	    ? a->a_next_resync_ms
+	    : a->a_next_secret_list_ms;
 	for (i = 0; i < a->a_nclasses; i++)
 		if (a->a_classes[i].ac_retry_ms > 0 &&
 		    a->a_classes[i].ac_retry_ms < next)
@@ -334,8 +334,8 @@ struct write {
 
 static void
 send_write(struct actuator *a, struct act_class *ac, enum write_kind kind,
-           enum kube_verb verb, const char *method, const char *path,
-           const char *ctype, json_t *body, uint32_t to)
+    enum kube_verb verb, const char *method, const char *path,
+    const char *ctype, json_t *body, uint32_t to)
 {
 	struct write *w = xcalloc(1, sizeof(*w));
 
@@ -344,7 +344,7 @@ send_write(struct actuator *a, struct act_class *ac, enum write_kind kind,
 	w->w_from = ac->ac_replicas;
 	w->w_to = to;
 	if (kube_send(a->a_kube, verb, method, path, ctype, body, on_write,
-	              w) == -1) {
+	        w) == -1) {
 		free(w);
 		ac->ac_retry_ms = now_ms() + backoff_next(&ac->ac_backoff);
 		return;
@@ -367,61 +367,57 @@ sync_class(struct actuator *a, struct act_class *ac, uint64_t now)
 		return;
 	ns = kube_namespace(a->a_kube);
 	if (ac->ac_secret_state == OBJ_MISSING) {
-		snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets",
-		         ns);
-		send_write(
-		    a, ac, W_SECRET_CREATE, KV_SECRET_CREATE, "POST", path,
-		    KUBE_CONTENT_JSON,
+		snprintf(
+		    path, sizeof(path), "/api/v1/namespaces/%s/secrets", ns);
+		send_write(a, ac, W_SECRET_CREATE, KV_SECRET_CREATE, "POST",
+		    path, KUBE_CONTENT_JSON,
 		    pool_secret_json(&ac->ac_obj, ac->ac_conf, ns, NULL), 0);
 		return;
 	}
 	if (ac->ac_secret_state == OBJ_STALE) {
 		snprintf(path, sizeof(path),
-		         "/api/v1/namespaces/%s/secrets/%s", ns,
-		         ac->ac_obj.po_secret);
+		    "/api/v1/namespaces/%s/secrets/%s", ns,
+		    ac->ac_obj.po_secret);
 		send_write(a, ac, W_SECRET_UPDATE, KV_SECRET_UPDATE, "PUT",
-		           path, KUBE_CONTENT_JSON,
-		           pool_secret_json(&ac->ac_obj, ac->ac_conf, ns,
-		                            ac->ac_secret_rv),
-		           0);
+		    path, KUBE_CONTENT_JSON,
+		    pool_secret_json(
+		        &ac->ac_obj, ac->ac_conf, ns, ac->ac_secret_rv),
+		    0);
 		return;
 	}
 	replicas =
 	    ac->ac_have_target ? ac->ac_target : ac->ac_conf->cc_min_replicas;
 	if (ac->ac_pool_state == OBJ_MISSING) {
 		snprintf(path, sizeof(path),
-		         POOL_API "/namespaces/%s/virtualmachinepools", ns);
-		send_write(
-		    a, ac, W_POOL_CREATE, KV_POOL_CREATE, "POST", path,
+		    POOL_API "/namespaces/%s/virtualmachinepools", ns);
+		send_write(a, ac, W_POOL_CREATE, KV_POOL_CREATE, "POST", path,
 		    KUBE_CONTENT_JSON,
 		    pool_json(&ac->ac_obj, ac->ac_conf, ns, replicas, NULL),
 		    replicas);
 		return;
 	}
 	snprintf(path, sizeof(path),
-	         POOL_API "/namespaces/%s/virtualmachinepools/%s", ns,
-	         ac->ac_pool);
+	    POOL_API "/namespaces/%s/virtualmachinepools/%s", ns, ac->ac_pool);
 	if (ac->ac_pool_state == OBJ_STALE) {
 		/* New VMs get the new template; running ones are left alone
 		 * (updateStrategy opportunistic). */
 		send_write(a, ac, W_POOL_UPDATE, KV_POOL_UPDATE, "PUT", path,
-		           KUBE_CONTENT_JSON,
-		           pool_json(&ac->ac_obj, ac->ac_conf, ns,
-		                     ac->ac_have_replicas ? ac->ac_replicas
-		                                          : replicas,
-		                     ac->ac_pool_rv),
-		           0);
+		    KUBE_CONTENT_JSON,
+		    pool_json(&ac->ac_obj, ac->ac_conf, ns,
+		        ac->ac_have_replicas ? ac->ac_replicas : replicas,
+		        ac->ac_pool_rv),
+		    0);
 		return;
 	}
 	if (ac->ac_have_target &&
 	    (!ac->ac_have_replicas || ac->ac_replicas != ac->ac_target)) {
 		strlcpy_rp(path + strlen(path), "/scale",
-		           sizeof(path) - strlen(path));
+		    sizeof(path) - strlen(path));
 		send_write(a, ac, W_SCALE, KV_POOL_SCALE, "PATCH", path,
-		           KUBE_CONTENT_MERGE,
-		           json_pack("{s:{s:I}}", "spec", "replicas",
-		                     (json_int_t)ac->ac_target),
-		           ac->ac_target);
+		    KUBE_CONTENT_MERGE,
+		    json_pack("{s:{s:I}}", "spec", "replicas",
+		        (json_int_t)ac->ac_target),
+		    ac->ac_target);
 		return;
 	}
 	if (now - a->a_pools_listed_ms <= LIST_STALE_MS) {
@@ -438,15 +434,15 @@ get_object(struct actuator *a, struct act_class *ac, enum write_kind kind)
 
 	if (kind == W_SECRET_GET)
 		snprintf(path, sizeof(path),
-		         "/api/v1/namespaces/%s/secrets/%s", ns,
-		         ac->ac_obj.po_secret);
+		    "/api/v1/namespaces/%s/secrets/%s", ns,
+		    ac->ac_obj.po_secret);
 	else
 		snprintf(path, sizeof(path),
-		         POOL_API "/namespaces/%s/virtualmachinepools/%s", ns,
-		         ac->ac_pool);
+		    POOL_API "/namespaces/%s/virtualmachinepools/%s", ns,
+		    ac->ac_pool);
 	send_write(a, ac, kind,
-	           kind == W_SECRET_GET ? KV_SECRET_GET : KV_POOL_GET, "GET",
-	           path, NULL, NULL, 0);
+	    kind == W_SECRET_GET ? KV_SECRET_GET : KV_POOL_GET, "GET", path,
+	    NULL, NULL, 0);
 }
 
 static void
@@ -456,7 +452,7 @@ log_scaled(struct act_class *ac, uint32_t from, uint32_t to)
 	char msg[POOL_NAME_MAX + 64];
 
 	snprintf(msg, sizeof(msg), "scaled %s from %u to %u", ac->ac_pool,
-	         from, to);
+	    from, to);
 	log_begin(&ll, LOG_LVL_INFO, msg);
 	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
 	log_str(&ll, "pool", ac->ac_pool);
@@ -470,8 +466,8 @@ log_scaled(struct act_class *ac, uint32_t from, uint32_t to)
 
 /* Judges a successful answer; false when the reply needs a retry. */
 static bool
-write_succeeded(struct act_class *ac, const struct write *w,
-                const struct kube_reply *r)
+write_succeeded(
+    struct act_class *ac, const struct write *w, const struct kube_reply *r)
 {
 	json_t *b = r->kr_body;
 
@@ -482,11 +478,11 @@ write_succeeded(struct act_class *ac, const struct write *w,
 		secret_seen(ac, b);
 		if (w->w_kind == W_SECRET_CREATE)
 			log_info("created secret %s (cloud-init for %s)",
-			         ac->ac_obj.po_secret, ac->ac_conf->cc_name);
+			    ac->ac_obj.po_secret, ac->ac_conf->cc_name);
 		else if (w->w_kind == W_SECRET_UPDATE)
 			log_info("updated secret %s: VMs created from now on "
 			         "get the new cloud-init",
-			         ac->ac_obj.po_secret);
+			    ac->ac_obj.po_secret);
 		return true;
 	case W_POOL_CREATE:
 	case W_POOL_UPDATE:
@@ -494,7 +490,7 @@ write_succeeded(struct act_class *ac, const struct write *w,
 		pool_seen(ac, b);
 		if (w->w_kind == W_POOL_CREATE)
 			log_info("created pool %s for %s with %u replicas",
-			         ac->ac_pool, ac->ac_conf->cc_name, w->w_to);
+			    ac->ac_pool, ac->ac_conf->cc_name, w->w_to);
 		else if (w->w_kind == W_POOL_UPDATE)
 			log_info(
 			    "updated pool %s to the new configuration: new "
@@ -536,15 +532,15 @@ on_write(struct actuator *a, void *arg, const struct kube_reply *r)
 	}
 	if (r->kr_status == 409 ||
 	    (r->kr_status == 404 &&
-	     (w->w_kind == W_SCALE || w->w_kind == W_POOL_UPDATE ||
-	      w->w_kind == W_SECRET_UPDATE))) {
+	        (w->w_kind == W_SCALE || w->w_kind == W_POOL_UPDATE ||
+	            w->w_kind == W_SECRET_UPDATE))) {
 		/* Conflict: someone else wrote first, or it is gone: read
 		 * the object again (a GET that 404s marks it missing). */
 		enum write_kind get = is_secret ? W_SECRET_GET : W_POOL_GET;
 		log_info("%s %s changed under us (HTTP %ld); reading it again",
-		         is_secret ? "secret" : "pool",
-		         is_secret ? ac->ac_obj.po_secret : ac->ac_pool,
-		         r->kr_status);
+		    is_secret ? "secret" : "pool",
+		    is_secret ? ac->ac_obj.po_secret : ac->ac_pool,
+		    r->kr_status);
 		free(w);
 		get_object(a, ac, get);
 		return;
@@ -574,52 +570,50 @@ on_write(struct actuator *a, void *arg, const struct kube_reply *r)
 }
 
 bool
-sync_class_healthy(const struct actuator *a, const struct act_class *ac,
-                   uint64_t now)
+sync_class_healthy(
+    const struct actuator *a, const struct act_class *ac, uint64_t now)
 {
 	return ac->ac_last_sync_ms != 0 && !ac->ac_boot_loop &&
-	       now - ac->ac_last_sync_ms <= LIST_STALE_MS + RESYNC_MS &&
-	       a->a_kube != NULL;
+	    now - ac->ac_last_sync_ms <= LIST_STALE_MS + RESYNC_MS &&
+	    a->a_kube != NULL;
 }
 
 int
 sync_setup(struct actuator *a)
 {
-	static const char *const cls[] = {"resource_class", NULL};
+	static const char *const cls[] = { "resource_class", NULL };
 	struct metric_family *rep, *cur, *rdy, *scale;
 	struct act_class *ac;
 	size_t i;
 
 	rep = metrics_family(a->a_metrics, METRIC_GAUGE, "pool_replicas",
-	                     "The pool's spec.replicas, as last seen.", cls,
-	                     NULL, 0);
-	cur = metrics_family(
-	    a->a_metrics, METRIC_GAUGE, "pool_current_replicas",
+	    "The pool's spec.replicas, as last seen.", cls, NULL, 0);
+	cur = metrics_family(a->a_metrics, METRIC_GAUGE,
+	    "pool_current_replicas",
 	    "The pool's status.replicas (VMs it owns, stopped ones included).",
 	    cls, NULL, 0);
 	rdy = metrics_family(a->a_metrics, METRIC_GAUGE, "pool_ready_replicas",
-	                     "The pool's status.readyReplicas.", cls, NULL, 0);
-	scale = metrics_family(
-	    a->a_metrics, METRIC_COUNTER, "scale_events_total",
-	    "Replica changes written, by direction.",
-	    (const char *[]){"resource_class", "direction", NULL}, NULL, 0);
+	    "The pool's status.readyReplicas.", cls, NULL, 0);
+	scale = metrics_family(a->a_metrics, METRIC_COUNTER,
+	    "scale_events_total", "Replica changes written, by direction.",
+	    (const char *[]){ "resource_class", "direction", NULL }, NULL, 0);
 	for (i = 0; i < a->a_nclasses; i++) {
 		ac = &a->a_classes[i];
 		if (pool_objects_build(&ac->ac_obj, ac->ac_conf, ac->ac_pool,
-		                       a->a_flags->f_api_addr) == -1)
+		        a->a_flags->f_api_addr) == -1)
 			return -1;
 		backoff_init(&ac->ac_backoff, WRITE_BACKOFF_BASE_MS,
-		             WRITE_BACKOFF_CAP_MS);
-		ac->ac_m_replicas =
-		    metric_series(rep, (const char *[]){ac->ac_conf->cc_name});
-		ac->ac_m_status_replicas =
-		    metric_series(cur, (const char *[]){ac->ac_conf->cc_name});
-		ac->ac_m_ready_replicas =
-		    metric_series(rdy, (const char *[]){ac->ac_conf->cc_name});
+		    WRITE_BACKOFF_CAP_MS);
+		ac->ac_m_replicas = metric_series(
+		    rep, (const char *[]){ ac->ac_conf->cc_name });
+		ac->ac_m_status_replicas = metric_series(
+		    cur, (const char *[]){ ac->ac_conf->cc_name });
+		ac->ac_m_ready_replicas = metric_series(
+		    rdy, (const char *[]){ ac->ac_conf->cc_name });
 		ac->ac_m_scale_up = metric_series(
-		    scale, (const char *[]){ac->ac_conf->cc_name, "up"});
+		    scale, (const char *[]){ ac->ac_conf->cc_name, "up" });
 		ac->ac_m_scale_down = metric_series(
-		    scale, (const char *[]){ac->ac_conf->cc_name, "down"});
+		    scale, (const char *[]){ ac->ac_conf->cc_name, "down" });
 	}
 	reclaim_setup(a);
 	return 0;

@@ -40,33 +40,33 @@ struct strbuf {
 	size_t sb_cap;
 };
 
-static const char *const root_keys[] = {"resourceClass", NULL};
-static const char *const class_keys[] = {
-    "token", "idleTimeout", "minReplicas", "maxReplicas", "spec", NULL};
+static const char *const root_keys[] = { "resourceClass", NULL };
+static const char *const class_keys[] = { "token", "idleTimeout",
+	"minReplicas", "maxReplicas", "spec", NULL };
 
 static int perr(struct parse *, struct y2j_mark, const char *, const char *,
-                ...) __attribute__((format(printf, 4, 5)));
+    ...) __attribute__((format(printf, 4, 5)));
 static const char *type_name(const json_t *);
 static void path_join(char *, size_t, const char *, const char *);
 static size_t fold(char *, size_t, const char *);
 static size_t edit_distance(const char *, const char *);
 static const char *suggest(const char *, const char *const *);
 static int unknown_key(struct parse *, const json_t *, const char *,
-                       const char *, const char *const *);
+    const char *, const char *const *);
 static int is_key(const char *, const char *const *);
 static const char *class_name_problem(const char *, char *, size_t);
 static int parse_token(struct parse *, const json_t *, const char *,
-                       const char *, struct conf_class *);
+    const char *, struct conf_class *);
 static int parse_idle(struct parse *, const json_t *, const char *,
-                      const char *, struct conf_class *);
+    const char *, struct conf_class *);
 static int parse_replicas(struct parse *, const json_t *, const char *,
-                          const char *, json_int_t, uint32_t *);
-static int check_named(struct parse *, const json_t *, const char *,
-                       const char *, const char *);
-static int check_spec(struct parse *, const json_t *, const json_t *,
-                      const char *);
+    const char *, json_int_t, uint32_t *);
+static int check_named(
+    struct parse *, const json_t *, const char *, const char *, const char *);
+static int check_spec(
+    struct parse *, const json_t *, const json_t *, const char *);
 static int parse_class(struct parse *, const json_t *, const char *,
-                       const char *, struct conf_class *);
+    const char *, struct conf_class *);
 static int parse_root(struct parse *, struct conf *);
 static int class_cmp(const void *, const void *);
 static void class_clear(struct conf_class *);
@@ -76,8 +76,8 @@ static void sb_value(struct strbuf *, const char *, const json_t *);
 static void describe_spec(struct strbuf *, const json_t *);
 
 static int
-perr(struct parse *p, struct y2j_mark m, const char *path, const char *fmt,
-     ...)
+perr(
+    struct parse *p, struct y2j_mark m, const char *path, const char *fmt, ...)
 {
 	char msg[CONF_ERR_MAX];
 	va_list ap;
@@ -86,7 +86,7 @@ perr(struct parse *p, struct y2j_mark m, const char *path, const char *fmt,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	snprintf(p->p_err, p->p_errlen, "%s:%d:%d: %s%s%s", p->p_name,
-	         m.ym_line, m.ym_col, path, path[0] != '\0' ? ": " : "", msg);
+	    m.ym_line, m.ym_col, path, path[0] != '\0' ? ": " : "", msg);
 	return -1;
 }
 
@@ -196,7 +196,7 @@ is_key(const char *key, const char *const *known)
 
 static int
 unknown_key(struct parse *p, const json_t *obj, const char *path,
-            const char *key, const char *const *known)
+    const char *key, const char *const *known)
 {
 	const char *s, *const *k;
 	char q[Y2J_PATH_MAX], list[256];
@@ -204,27 +204,27 @@ unknown_key(struct parse *p, const json_t *obj, const char *path,
 
 	y2j_quote(q, sizeof(q), key);
 	if ((s = suggest(key, known)) != NULL)
-		return perr(p, m, path,
-		            "unknown key %s (did you mean \"%s\"?)", q, s);
+		return perr(
+		    p, m, path, "unknown key %s (did you mean \"%s\"?)", q, s);
 	if (known == class_keys && strcmp(key, "name") == 0)
 		return perr(p, m, path,
-		            "unknown key %s (the resource class "
-		            "name is the key of this mapping)",
-		            q);
+		    "unknown key %s (the resource class "
+		    "name is the key of this mapping)",
+		    q);
 	if (known == class_keys &&
 	    (strcmp(key, "domain") == 0 || strcmp(key, "volumes") == 0 ||
-	     strcmp(key, "networks") == 0))
+	        strcmp(key, "networks") == 0))
 		return perr(p, m, path,
-		            "unknown key %s (KubeVirt settings go "
-		            "under \"spec\")",
-		            q);
+		    "unknown key %s (KubeVirt settings go "
+		    "under \"spec\")",
+		    q);
 	list[0] = '\0';
 	for (k = known; *k != NULL; k++) {
 		if (k != known)
 			strlcpy_rp(list + strlen(list), ", ",
-			           sizeof(list) - strlen(list));
-		strlcpy_rp(list + strlen(list), *k,
-		           sizeof(list) - strlen(list));
+			    sizeof(list) - strlen(list));
+		strlcpy_rp(
+		    list + strlen(list), *k, sizeof(list) - strlen(list));
 	}
 	return perr(p, m, path, "unknown key %s (known keys: %s)", q, list);
 }
@@ -258,24 +258,23 @@ class_name_problem(const char *name, char *buf, size_t size)
 		    c == '_' || c == ':' || c == '+' || c == '-')
 			continue;
 		if (c >= 0x80)
-			snprintf(
-			    buf, size,
+			snprintf(buf, size,
 			    "contains a non-ASCII character; "
 			    "only letters, digits and . _ : + - are allowed");
 		else {
-			char ch[2] = {(char)c, '\0'}, q[16];
+			char ch[2] = { (char)c, '\0' }, q[16];
 
 			y2j_quote(q, sizeof(q), ch);
 			snprintf(buf, size,
-			         "contains %s; only letters, digits "
-			         "and . _ : + - are allowed",
-			         q);
+			    "contains %s; only letters, digits "
+			    "and . _ : + - are allowed",
+			    q);
 		}
 		return buf;
 	}
 #define ALNUM(ch)                                                             \
 	(((ch) >= 'A' && (ch) <= 'Z') || ((ch) >= 'a' && (ch) <= 'z') ||      \
-	 ((ch) >= '0' && (ch) <= '9'))
+	    ((ch) >= '0' && (ch) <= '9'))
 	if (!ALNUM(name[0]))
 		return "must start with a letter or digit";
 	if (!ALNUM(slash[1]))
@@ -297,7 +296,7 @@ conf_class_name_valid(const char *name)
 
 static int
 parse_token(struct parse *p, const json_t *obj, const char *path,
-            const char *key, struct conf_class *cc)
+    const char *key, struct conf_class *cc)
 {
 	const json_t *v = json_object_get(obj, key);
 	struct y2j_mark m = y2j_mark_member(p->p_doc, obj, key);
@@ -306,18 +305,17 @@ parse_token(struct parse *p, const json_t *obj, const char *path,
 
 	if (!json_is_string(v))
 		return perr(p, m, path, "must be a string, not %s%s",
-		            type_name(v),
-		            json_is_integer(v) || json_is_real(v)
-		                ? " (quote the token)"
-		                : "");
+		    type_name(v),
+		    json_is_integer(v) || json_is_real(v)
+		        ? " (quote the token)"
+		        : "");
 	s = json_string_value(v);
 	len = json_string_length(v);
 	if (len == 0)
 		return perr(p, m, path, "must not be empty");
 	for (i = 0; i < len; i++)
 		if ((unsigned char)s[i] <= ' ' || s[i] == 0x7f)
-			return perr(
-			    p, m, path,
+			return perr(p, m, path,
 			    "must not contain whitespace "
 			    "or control characters (a \"|\" block keeps its "
 			    "final newline; use \"|-\" or quotes)");
@@ -327,7 +325,7 @@ parse_token(struct parse *p, const json_t *obj, const char *path,
 
 static int
 parse_idle(struct parse *p, const json_t *obj, const char *path,
-           const char *key, struct conf_class *cc)
+    const char *key, struct conf_class *cc)
 {
 	const json_t *v = json_object_get(obj, key);
 	struct y2j_mark m = y2j_mark_member(p->p_doc, obj, key);
@@ -336,8 +334,8 @@ parse_idle(struct parse *p, const json_t *obj, const char *path,
 	uint64_t ns;
 
 	if (!json_is_string(v))
-		return perr(p, m, path,
-		            "must be a duration string such as \"10m\"");
+		return perr(
+		    p, m, path, "must be a duration string such as \"10m\"");
 	s = json_string_value(v);
 	if (strlen(s) != json_string_length(v))
 		return perr(p, m, path, "must not contain a NUL character");
@@ -351,8 +349,8 @@ parse_idle(struct parse *p, const json_t *obj, const char *path,
 	}
 	if (ns == 0)
 		return perr(p, m, path,
-		            "must be greater than 0 (use \"\" or "
-		            "leave it out for no idle timeout)");
+		    "must be greater than 0 (use \"\" or "
+		    "leave it out for no idle timeout)");
 	if (ns < 1000000)
 		return perr(p, m, path, "must be at least 1ms");
 	cc->cc_idle_timeout = xstrdup(s);
@@ -362,15 +360,15 @@ parse_idle(struct parse *p, const json_t *obj, const char *path,
 
 static int
 parse_replicas(struct parse *p, const json_t *obj, const char *path,
-               const char *key, json_int_t min, uint32_t *out)
+    const char *key, json_int_t min, uint32_t *out)
 {
 	const json_t *v = json_object_get(obj, key);
 	struct y2j_mark m = y2j_mark_member(p->p_doc, obj, key);
 	json_int_t n;
 
 	if (!json_is_integer(v))
-		return perr(
-		    p, m, path, "must be an integer, not %s%s", type_name(v),
+		return perr(p, m, path, "must be an integer, not %s%s",
+		    type_name(v),
 		    json_is_string(v) ? " (write it without quotes)" : "");
 	n = json_integer_value(v);
 	if (n < min)
@@ -385,7 +383,7 @@ parse_replicas(struct parse *p, const json_t *obj, const char *path,
  * is named "cloudinitdisk" (what: "disk" or "volume"). */
 static int
 check_named(struct parse *p, const json_t *obj, const char *key,
-            const char *path, const char *what)
+    const char *path, const char *what)
 {
 	const json_t *arr, *item, *name;
 	char apath[Y2J_PATH_MAX], ipath[Y2J_PATH_MAX], npath[Y2J_PATH_MAX];
@@ -396,34 +394,32 @@ check_named(struct parse *p, const json_t *obj, const char *key,
 	path_join(apath, sizeof(apath), path, key);
 	if (!json_is_array(arr))
 		return perr(p, y2j_mark_member(p->p_doc, obj, key), apath,
-		            "must be a sequence, not %s", type_name(arr));
+		    "must be a sequence, not %s", type_name(arr));
 	json_array_foreach(arr, i, item)
 	{
 		strlcpy_rp(ipath, apath, sizeof(ipath));
 		y2j_path_index(ipath, sizeof(ipath), i);
 		if (!json_is_object(item))
 			return perr(p, y2j_mark_item(p->p_doc, arr, i), ipath,
-			            "must be a mapping, not %s",
-			            type_name(item));
+			    "must be a mapping, not %s", type_name(item));
 		name = json_object_get(item, "name");
 		if (json_is_string(name) &&
 		    strcmp(json_string_value(name), CLOUDINIT_DISK) == 0) {
 			path_join(npath, sizeof(npath), ipath, "name");
 			return perr(p, y2j_mark_member(p->p_doc, item, "name"),
-			            npath,
-			            CLOUDINIT_MSG "remove the %s named \"%s\"",
-			            what, CLOUDINIT_DISK);
+			    npath, CLOUDINIT_MSG "remove the %s named \"%s\"",
+			    what, CLOUDINIT_DISK);
 		}
 		if (strcmp(what, "volume") != 0)
 			continue;
 		if (json_object_get(item, "cloudInitNoCloud") != NULL ||
 		    json_object_get(item, "cloudInitConfigDrive") != NULL) {
 			key = json_object_get(item, "cloudInitNoCloud") != NULL
-			          ? "cloudInitNoCloud"
-			          : "cloudInitConfigDrive";
+			    ? "cloudInitNoCloud"
+			    : "cloudInitConfigDrive";
 			path_join(npath, sizeof(npath), ipath, key);
 			return perr(p, y2j_mark_key(p->p_doc, item, key),
-			            npath, CLOUDINIT_MSG "remove this volume");
+			    npath, CLOUDINIT_MSG "remove this volume");
 		}
 	}
 	return 0;
@@ -431,32 +427,31 @@ check_named(struct parse *p, const json_t *obj, const char *key,
 
 /* Only what the provisioner relies on: it appends a disk and a volume. */
 static int
-check_spec(struct parse *p, const json_t *cls, const json_t *spec,
-           const char *path)
+check_spec(
+    struct parse *p, const json_t *cls, const json_t *spec, const char *path)
 {
 	const json_t *domain, *devices;
 	char dpath[Y2J_PATH_MAX], vpath[Y2J_PATH_MAX];
 
 	if (!json_is_object(spec))
 		return perr(p, y2j_mark_member(p->p_doc, cls, "spec"), path,
-		            "must be a mapping (a KubeVirt "
-		            "VirtualMachineInstanceSpec),"
-		            " not %s",
-		            type_name(spec));
+		    "must be a mapping (a KubeVirt "
+		    "VirtualMachineInstanceSpec),"
+		    " not %s",
+		    type_name(spec));
 	if ((domain = json_object_get(spec, "domain")) == NULL)
 		return perr(p, y2j_mark_node(p->p_doc, spec), path,
-		            "missing required key \"domain\" (a "
-		            "VirtualMachineInstanceSpec needs one)");
+		    "missing required key \"domain\" (a "
+		    "VirtualMachineInstanceSpec needs one)");
 	path_join(dpath, sizeof(dpath), path, "domain");
 	if (!json_is_object(domain))
 		return perr(p, y2j_mark_member(p->p_doc, spec, "domain"),
-		            dpath, "must be a mapping, not %s",
-		            type_name(domain));
+		    dpath, "must be a mapping, not %s", type_name(domain));
 	if ((devices = json_object_get(domain, "devices")) != NULL) {
 		path_join(vpath, sizeof(vpath), dpath, "devices");
 		if (!json_is_object(devices))
-			return perr(
-			    p, y2j_mark_member(p->p_doc, domain, "devices"),
+			return perr(p,
+			    y2j_mark_member(p->p_doc, domain, "devices"),
 			    vpath, "must be a mapping, not %s",
 			    type_name(devices));
 		if (check_named(p, devices, "disks", vpath, "disk") == -1)
@@ -467,7 +462,7 @@ check_spec(struct parse *p, const json_t *cls, const json_t *spec,
 
 static int
 parse_class(struct parse *p, const json_t *rc, const char *rcpath,
-            const char *name, struct conf_class *cc)
+    const char *name, struct conf_class *cc)
 {
 	json_t *cls = json_object_get(rc, name), *v;
 	const char *key;
@@ -483,8 +478,7 @@ parse_class(struct parse *p, const json_t *rc, const char *rcpath,
 	cc->cc_min_replicas = CONF_MIN_REPLICAS_DEFAULT;
 	cc->cc_max_replicas = CONF_MAX_REPLICAS_DEFAULT;
 	if (!json_is_object(cls))
-		return perr(
-		    p, y2j_mark_member(p->p_doc, rc, name), path,
+		return perr(p, y2j_mark_member(p->p_doc, rc, name), path,
 		    "must be a mapping with the class's settings (token, "
 		    "idleTimeout, minReplicas, maxReplicas, spec), not %s",
 		    type_name(cls));
@@ -499,12 +493,12 @@ parse_class(struct parse *p, const json_t *rc, const char *rcpath,
 				return -1;
 		} else if (strcmp(key, "minReplicas") == 0) {
 			if (parse_replicas(p, cls, kpath, key, 0,
-			                   &cc->cc_min_replicas) == -1)
+			        &cc->cc_min_replicas) == -1)
 				return -1;
 			have_min = 1;
 		} else if (strcmp(key, "maxReplicas") == 0) {
 			if (parse_replicas(p, cls, kpath, key, 1,
-			                   &cc->cc_max_replicas) == -1)
+			        &cc->cc_max_replicas) == -1)
 				return -1;
 			have_max = 1;
 		} else if (strcmp(key, "spec") == 0) {
@@ -515,28 +509,27 @@ parse_class(struct parse *p, const json_t *rc, const char *rcpath,
 			return unknown_key(p, cls, path, key, class_keys);
 	}
 	if (cc->cc_token == NULL)
-		return perr(
-		    p, y2j_mark_node(p->p_doc, cls), path,
+		return perr(p, y2j_mark_node(p->p_doc, cls), path,
 		    "missing required key \"token\" (the resource class "
 		    "token)");
 	if (cc->cc_min_replicas > cc->cc_max_replicas) {
 		if (have_max && have_min) {
 			path_join(kpath, sizeof(kpath), path, "maxReplicas");
-			return perr(
-			    p, y2j_mark_member(p->p_doc, cls, "maxReplicas"),
+			return perr(p,
+			    y2j_mark_member(p->p_doc, cls, "maxReplicas"),
 			    kpath, "must be >= minReplicas");
 		}
 		if (have_max) {
 			path_join(kpath, sizeof(kpath), path, "maxReplicas");
-			return perr(
-			    p, y2j_mark_member(p->p_doc, cls, "maxReplicas"),
+			return perr(p,
+			    y2j_mark_member(p->p_doc, cls, "maxReplicas"),
 			    kpath, "must be >= minReplicas (%d when not set)",
 			    CONF_MIN_REPLICAS_DEFAULT);
 		}
 		path_join(kpath, sizeof(kpath), path, "minReplicas");
 		return perr(p, y2j_mark_member(p->p_doc, cls, "minReplicas"),
-		            kpath, "must be <= maxReplicas (%d when not set)",
-		            CONF_MAX_REPLICAS_DEFAULT);
+		    kpath, "must be <= maxReplicas (%d when not set)",
+		    CONF_MAX_REPLICAS_DEFAULT);
 	}
 	if (cc->cc_spec == NULL) {
 		json_error_t jerr;
@@ -558,9 +551,9 @@ parse_root(struct parse *p, struct conf *c)
 
 	if (!json_is_object(root))
 		return perr(p, y2j_mark_node(p->p_doc, NULL), "",
-		            "the top level must be a mapping with the key "
-		            "\"resourceClass\", not %s",
-		            type_name(root));
+		    "the top level must be a mapping with the key "
+		    "\"resourceClass\", not %s",
+		    type_name(root));
 	json_object_foreach(root, key, v)
 	{
 		if (!is_key(key, root_keys))
@@ -568,34 +561,34 @@ parse_root(struct parse *p, struct conf *c)
 	}
 	if ((rc = json_object_get(root, "resourceClass")) == NULL)
 		return perr(p, y2j_mark_node(p->p_doc, root), "",
-		            "missing required key \"resourceClass\"");
+		    "missing required key \"resourceClass\"");
 	strlcpy_rp(path, "resourceClass", sizeof(path));
 	if (!json_is_object(rc))
-		return perr(
-		    p, y2j_mark_member(p->p_doc, root, "resourceClass"), path,
+		return perr(p,
+		    y2j_mark_member(p->p_doc, root, "resourceClass"), path,
 		    "must be a mapping from resource class names "
 		    "(\"namespace/name\") to their settings, not %s",
 		    type_name(rc));
 	if ((n = json_object_size(rc)) == 0)
 		return perr(p,
-		            y2j_mark_member(p->p_doc, root, "resourceClass"),
-		            path, "must list at least one resource class");
+		    y2j_mark_member(p->p_doc, root, "resourceClass"), path,
+		    "must list at least one resource class");
 	c->c_classes = xcalloc(n, sizeof(*c->c_classes));
 	i = 0;
 	json_object_foreach(rc, key, v)
 	{
 		if (i == CONF_CLASSES_LIMIT)
 			return perr(p, y2j_mark_key(p->p_doc, rc, key), path,
-			            "too many resource classes (at most %d)",
-			            CONF_CLASSES_LIMIT);
+			    "too many resource classes (at most %d)",
+			    CONF_CLASSES_LIMIT);
 		if ((problem = class_name_problem(key, why, sizeof(why))) !=
 		    NULL) {
 			y2j_quote(q, sizeof(q), key);
 			if (strchr(key, '/') == NULL &&
 			    (is_key(key, class_keys) ||
-			     strcmp(key, "name") == 0))
-				return perr(
-				    p, y2j_mark_key(p->p_doc, rc, key), path,
+			        strcmp(key, "name") == 0))
+				return perr(p, y2j_mark_key(p->p_doc, rc, key),
+				    path,
 				    "%s is not a resource class name: "
 				    "resourceClass maps each "
 				    "\"namespace/name\" "
@@ -605,12 +598,11 @@ parse_root(struct parse *p, struct conf *c)
 				    q);
 			path_join(path, sizeof(path), "resourceClass", key);
 			return perr(p, y2j_mark_key(p->p_doc, rc, key), path,
-			            "invalid resource class name: %s",
-			            problem);
+			    "invalid resource class name: %s", problem);
 		}
 		c->c_nclasses = i + 1;
-		if (parse_class(p, rc, "resourceClass", key,
-		                &c->c_classes[i]) == -1)
+		if (parse_class(
+		        p, rc, "resourceClass", key, &c->c_classes[i]) == -1)
 			return -1;
 		i++;
 	}
@@ -622,12 +614,12 @@ static int
 class_cmp(const void *a, const void *b)
 {
 	return strcmp(((const struct conf_class *)a)->cc_name,
-	              ((const struct conf_class *)b)->cc_name);
+	    ((const struct conf_class *)b)->cc_name);
 }
 
 struct conf *
-conf_parse(const char *name, const char *buf, size_t len, char *err,
-           size_t errlen)
+conf_parse(
+    const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
 	struct y2j_error yerr;
 	struct parse p;
@@ -635,7 +627,7 @@ conf_parse(const char *name, const char *buf, size_t len, char *err,
 
 	if (len > CONF_FILE_MAX) {
 		snprintf(err, errlen, "%s: larger than %d bytes", name,
-		         CONF_FILE_MAX);
+		    CONF_FILE_MAX);
 		return NULL;
 	}
 	memset(&p, 0, sizeof(p));
@@ -667,7 +659,7 @@ conf_load(const char *path, char *err, size_t errlen)
 	if ((buf = read_file(path, CONF_FILE_MAX + 1, &len)) == NULL) {
 		if (errno == EFBIG)
 			snprintf(err, errlen, "%s: larger than %d bytes", path,
-			         CONF_FILE_MAX);
+			    CONF_FILE_MAX);
 		else
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
@@ -715,7 +707,7 @@ conf_class_find(const struct conf *c, const char *name)
 	memset(&key, 0, sizeof(key));
 	key.cc_name = (char *)(uintptr_t)name;
 	return bsearch(&key, c->c_classes, c->c_nclasses,
-	               sizeof(*c->c_classes), class_cmp);
+	    sizeof(*c->c_classes), class_cmp);
 }
 
 void
@@ -752,8 +744,8 @@ sb_printf(struct strbuf *sb, const char *fmt, ...)
 
 	for (;;) {
 		va_start(ap, fmt);
-		n = vsnprintf(sb->sb_buf + sb->sb_len, sb->sb_cap - sb->sb_len,
-		              fmt, ap);
+		n = vsnprintf(
+		    sb->sb_buf + sb->sb_len, sb->sb_cap - sb->sb_len, fmt, ap);
 		va_end(ap);
 		if (n < 0)
 			fatalx("%s: vsnprintf", __func__);
@@ -782,8 +774,8 @@ sb_value(struct strbuf *sb, const char *label, const json_t *v)
 		}
 		sb_printf(sb, " %s=%s", label, s);
 	} else if (json_is_integer(v))
-		sb_printf(sb, " %s=%lld", label,
-		          (long long)json_integer_value(v));
+		sb_printf(
+		    sb, " %s=%lld", label, (long long)json_integer_value(v));
 	else if (json_is_real(v))
 		sb_printf(sb, " %s=%g", label, json_real_value(v));
 }
@@ -798,7 +790,7 @@ describe_spec(struct strbuf *sb, const json_t *spec)
 	json_array_foreach(json_object_get(spec, "volumes"), i, vol)
 	{
 		if ((v = json_object_get(json_object_get(vol, "containerDisk"),
-		                         "image")) != NULL)
+		         "image")) != NULL)
 			sb_value(sb, "image", v);
 		else if ((v = json_object_get(
 		              json_object_get(vol, "persistentVolumeClaim"),
@@ -806,7 +798,7 @@ describe_spec(struct strbuf *sb, const json_t *spec)
 			sb_value(sb, "pvc", v);
 		else if ((v = json_object_get(
 		              json_object_get(vol, "dataVolume"), "name")) !=
-		         NULL)
+		    NULL)
 			sb_value(sb, "dataVolume", v);
 	}
 	domain = json_object_get(spec, "domain");
@@ -814,8 +806,8 @@ describe_spec(struct strbuf *sb, const json_t *spec)
 	    json_object_get(json_object_get(domain, "resources"), "requests"),
 	    "memory");
 	if (v == NULL)
-		v = json_object_get(json_object_get(domain, "memory"),
-		                    "guest");
+		v = json_object_get(
+		    json_object_get(domain, "memory"), "guest");
 	sb_value(sb, "memory", v);
 	v = json_object_get(
 	    json_object_get(json_object_get(domain, "resources"), "requests"),
@@ -846,17 +838,17 @@ conf_summary(const struct conf *c)
 		if (cc->cc_idle_timeout == NULL)
 			strlcpy_rp(idle, "none", sizeof(idle));
 		else if (duration_parse(cc->cc_idle_timeout, &ns, why,
-		                        sizeof(why)) == 0 &&
-		         ns % 1000000 == 0)
-			duration_format_ms(cc->cc_idle_timeout_ms, idle,
-			                   sizeof(idle));
+		             sizeof(why)) == 0 &&
+		    ns % 1000000 == 0)
+			duration_format_ms(
+			    cc->cc_idle_timeout_ms, idle, sizeof(idle));
 		else
 			strlcpy_rp(idle, cc->cc_idle_timeout, sizeof(idle));
 		sb_printf(&sb,
-		          "%s: minReplicas=%u maxReplicas=%u "
-		          "idleTimeout=%s",
-		          cc->cc_name, cc->cc_min_replicas,
-		          cc->cc_max_replicas, idle);
+		    "%s: minReplicas=%u maxReplicas=%u "
+		    "idleTimeout=%s",
+		    cc->cc_name, cc->cc_min_replicas, cc->cc_max_replicas,
+		    idle);
 		describe_spec(&sb, cc->cc_spec);
 		if (json_equal(cc->cc_spec, def))
 			sb_printf(&sb, " (default spec)");

@@ -43,8 +43,8 @@ struct conf {
  * NULL with a one-line message naming file:line:col and key path in err. */
 struct conf *conf_load(const char *path, char *err, size_t errlen);
 /* As conf_load, from memory; name is used in messages. */
-struct conf *conf_parse(const char *name, const char *buf, size_t len,
-                        char *err, size_t errlen);
+struct conf *conf_parse(
+    const char *name, const char *buf, size_t len, char *err, size_t errlen);
 void conf_free(struct conf *);
 /* Borrowed pointer into conf, or NULL. */
 const struct conf_class *conf_class_find(const struct conf *, const char *);

@@ -1,8 +1,8 @@
 #include "decision.h"
 
 uint32_t
-decision_desired(uint32_t unclaimed, uint32_t running, uint32_t min,
-                 uint32_t max)
+decision_desired(
+    uint32_t unclaimed, uint32_t running, uint32_t min, uint32_t max)
 {
 	uint64_t sum = (uint64_t)unclaimed + running;
 

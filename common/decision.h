@@ -39,8 +39,8 @@ struct decision {
 };
 
 /* decision.c */
-uint32_t decision_desired(uint32_t unclaimed, uint32_t running, uint32_t min,
-                          uint32_t max);
+uint32_t decision_desired(
+    uint32_t unclaimed, uint32_t running, uint32_t min, uint32_t max);
 void decide(const struct decision_input *, struct decision *);
 const char *decision_reason_name(enum decision_reason);
 

@@ -23,14 +23,14 @@ struct unit {
 };
 
 static const struct unit units[] = {
-    {"ns", 1},
-    {"us", NS_PER_US},
-    {"\xc2\xb5s", NS_PER_US}, /* U+00B5 micro sign */
-    {"\xce\xbcs", NS_PER_US}, /* U+03BC Greek small letter mu */
-    {"ms", NS_PER_MS},
-    {"s", NS_PER_S},
-    {"m", NS_PER_M},
-    {"h", NS_PER_H},
+	{ "ns", 1 },
+	{ "us", NS_PER_US },
+	{ "\xc2\xb5s", NS_PER_US }, /* U+00B5 micro sign */
+	{ "\xce\xbcs", NS_PER_US }, /* U+03BC Greek small letter mu */
+	{ "ms", NS_PER_MS },
+	{ "s", NS_PER_S },
+	{ "m", NS_PER_M },
+	{ "h", NS_PER_H },
 };
 
 static int isdigit_c(char);
@@ -147,9 +147,9 @@ duration_parse(const char *s, uint64_t *nsp, char *err, size_t errlen)
 	}
 	if (*p == '\0') {
 		snprintf(err, errlen, "%s",
-		         *s == '\0'
-		             ? "empty duration"
-		             : "expected a number and a unit after the sign");
+		    *s == '\0'
+		        ? "empty duration"
+		        : "expected a number and a unit after the sign");
 		return -1;
 	}
 	while (*p != '\0') {
@@ -175,8 +175,8 @@ duration_parse(const char *s, uint64_t *nsp, char *err, size_t errlen)
 				break;
 		if (ulen == 0) {
 			snprintf(err, errlen,
-			         "missing unit (one of ns, us, "
-			         "ms, s, m, h)");
+			    "missing unit (one of ns, us, "
+			    "ms, s, m, h)");
 			return -1;
 		}
 		u = p;
@@ -189,9 +189,9 @@ duration_parse(const char *s, uint64_t *nsp, char *err, size_t errlen)
 		if (unit == 0) {
 			quote_bytes(q, sizeof(q), u, ulen);
 			snprintf(err, errlen,
-			         "unknown unit %s (one of ns, us, "
-			         "ms, s, m, h)",
-			         q);
+			    "unknown unit %s (one of ns, us, "
+			    "ms, s, m, h)",
+			    q);
 			return -1;
 		}
 		if (v > NS_MAX / unit)
@@ -219,12 +219,12 @@ duration_parse(const char *s, uint64_t *nsp, char *err, size_t errlen)
 
 syntax:
 	snprintf(err, errlen,
-	         "expected a number and a unit, such as \"10m\" "
-	         "or \"1h30m\"");
+	    "expected a number and a unit, such as \"10m\" "
+	    "or \"1h30m\"");
 	return -1;
 range:
-	snprintf(err, errlen,
-	         "out of range (at most 2562047h47m16.854775807s)");
+	snprintf(
+	    err, errlen, "out of range (at most 2562047h47m16.854775807s)");
 	return -1;
 }
 
@@ -252,17 +252,17 @@ duration_format_ms(uint64_t ms, char *buf, size_t size)
 	s %= 60;
 	fr[0] = '\0';
 	if (frac != 0) {
-		n = snprintf(fr, sizeof(fr), ".%03llu",
-		             (unsigned long long)frac);
+		n = snprintf(
+		    fr, sizeof(fr), ".%03llu", (unsigned long long)frac);
 		while (n > 1 && fr[n - 1] == '0')
 			fr[--n] = '\0';
 	}
 	if (h > 0)
 		snprintf(buf, size, "%lluh%llum%llu%ss", (unsigned long long)h,
-		         (unsigned long long)m, (unsigned long long)s, fr);
+		    (unsigned long long)m, (unsigned long long)s, fr);
 	else if (m > 0)
 		snprintf(buf, size, "%llum%llu%ss", (unsigned long long)m,
-		         (unsigned long long)s, fr);
+		    (unsigned long long)s, fr);
 	else
 		snprintf(buf, size, "%llu%ss", (unsigned long long)s, fr);
 }

@@ -28,31 +28,30 @@ enum {
 };
 
 static const struct option long_opts[] = {
-    {"config", required_argument, NULL, OPT_CONFIG},
-    {"circle-token-file", required_argument, NULL, OPT_TOKEN_FILE},
-    {"circleci-api-addr", required_argument, NULL, OPT_API_ADDR},
-    {"circleci-ca-file", required_argument, NULL, OPT_CA_FILE},
-    {"namespace", required_argument, NULL, OPT_NAMESPACE},
-    {"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
-    {"poll-interval", required_argument, NULL, OPT_POLL},
-    {"shutdown-grace", required_argument, NULL, OPT_GRACE},
-    {"boot-loop-threshold", required_argument, NULL, OPT_BOOT_LOOP},
-    {"ready-addr", required_argument, NULL, OPT_READY},
-    {"live-addr", required_argument, NULL, OPT_LIVE},
-    {"run-dir", required_argument, NULL, OPT_RUN_DIR},
-    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-    {"check-config", no_argument, NULL, OPT_CHECK},
-    {"dry-run", no_argument, NULL, OPT_DRY_RUN},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {"help", no_argument, NULL, OPT_HELP},
-    {NULL, 0, NULL, 0},
+	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "circle-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "circleci-api-addr", required_argument, NULL, OPT_API_ADDR },
+	{ "circleci-ca-file", required_argument, NULL, OPT_CA_FILE },
+	{ "namespace", required_argument, NULL, OPT_NAMESPACE },
+	{ "kubeconfig", required_argument, NULL, OPT_KUBECONFIG },
+	{ "poll-interval", required_argument, NULL, OPT_POLL },
+	{ "shutdown-grace", required_argument, NULL, OPT_GRACE },
+	{ "boot-loop-threshold", required_argument, NULL, OPT_BOOT_LOOP },
+	{ "ready-addr", required_argument, NULL, OPT_READY },
+	{ "live-addr", required_argument, NULL, OPT_LIVE },
+	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
+	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
+	{ "check-config", no_argument, NULL, OPT_CHECK },
+	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "version", no_argument, NULL, OPT_VERSION },
+	{ "help", no_argument, NULL, OPT_HELP },
+	{ NULL, 0, NULL, 0 },
 };
 
 void
 flags_usage(FILE *fp, const char *prog)
 {
-	fprintf(
-	    fp,
+	fprintf(fp,
 	    "usage: %s [flags]\n"
 	    "\n"
 	    "Keeps CircleCI machine runners as KubeVirt VMs: polls the "
@@ -139,19 +138,19 @@ flags_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
 
 static int
 parse_duration_ms(const char *flag, const char *arg, uint64_t min_ms,
-                  uint64_t *out, char *err, size_t errlen)
+    uint64_t *out, char *err, size_t errlen)
 {
 	char why[128];
 	uint64_t ns;
 
 	if (duration_parse(arg, &ns, why, sizeof(why)) == -1) {
 		snprintf(err, errlen, "%s: invalid duration \"%s\": %s", flag,
-		         arg, why);
+		    arg, why);
 		return -1;
 	}
 	if (ns / 1000000 < min_ms) {
 		snprintf(err, errlen, "%s: %s is too short (minimum %llums)",
-		         flag, arg, (unsigned long long)min_ms);
+		    flag, arg, (unsigned long long)min_ms);
 		return -1;
 	}
 	*out = ns / 1000000;
@@ -166,8 +165,8 @@ parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
 
 	if (strncmp(arg, "https://", 8) != 0) {
 		snprintf(err, errlen,
-		         "--circleci-api-addr: \"%s\" must be an https:// URL",
-		         arg);
+		    "--circleci-api-addr: \"%s\" must be an https:// URL",
+		    arg);
 		return -1;
 	}
 	while (n > 8 && arg[n - 1] == '/')
@@ -175,8 +174,7 @@ parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
 	host = arg + 8;
 	if ((size_t)(host - arg) >= n || strpbrk(arg, " \t\r\n?#") != NULL) {
 		snprintf(err, errlen,
-		         "--circleci-api-addr: \"%s\" is not a valid URL",
-		         arg);
+		    "--circleci-api-addr: \"%s\" is not a valid URL", arg);
 		return -1;
 	}
 	free(f->f_api_addr);
@@ -227,28 +225,24 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 			break;
 		case OPT_POLL:
 			if (parse_duration_ms("--poll-interval", optarg, 10,
-			                      &f->f_poll_interval_ms, err,
-			                      errlen) == -1)
+			        &f->f_poll_interval_ms, err, errlen) == -1)
 				return -1;
 			break;
 		case OPT_GRACE:
 			if (parse_duration_ms("--shutdown-grace", optarg, 0,
-			                      &f->f_shutdown_grace_ms, err,
-			                      errlen) == -1)
+			        &f->f_shutdown_grace_ms, err, errlen) == -1)
 				return -1;
 			break;
 		case OPT_BOOT_LOOP:
 			if (parse_duration_ms("--boot-loop-threshold", optarg,
-			                      0, &f->f_boot_loop_ms, err,
-			                      errlen) == -1)
+			        0, &f->f_boot_loop_ms, err, errlen) == -1)
 				return -1;
 			break;
 		case OPT_READY:
 		case OPT_LIVE:
-			if (flags_split_addr(optarg, host, sizeof(host),
-			                     &port) == -1) {
-				snprintf(
-				    err, errlen,
+			if (flags_split_addr(
+			        optarg, host, sizeof(host), &port) == -1) {
+				snprintf(err, errlen,
 				    "%s: \"%s\" is not HOST:PORT, :PORT or "
 				    "[IPv6]:PORT",
 				    c == OPT_READY ? "--ready-addr"
@@ -266,8 +260,7 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 			break;
 		case OPT_LOG_LEVEL:
 			if (log_level_parse(optarg, &f->f_log_level) == -1) {
-				snprintf(
-				    err, errlen,
+				snprintf(err, errlen,
 				    "--log-level: \"%s\" is not one of debug, "
 				    "info, warn, error",
 				    optarg);
@@ -288,19 +281,18 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 			break;
 		case ':':
 			snprintf(err, errlen, "%s: missing value",
-			         argv[optind - 1]);
+			    argv[optind - 1]);
 			return -1;
 		default:
 			snprintf(err, errlen,
-			         "unknown flag \"%s\" (see --help)",
-			         argv[optind - 1]);
+			    "unknown flag \"%s\" (see --help)",
+			    argv[optind - 1]);
 			return -1;
 		}
 	}
 	if (optind < argc) {
 		snprintf(err, errlen,
-		         "unexpected argument \"%s\" (see --help)",
-		         argv[optind]);
+		    "unexpected argument \"%s\" (see --help)", argv[optind]);
 		return -1;
 	}
 	return 0;

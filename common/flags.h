@@ -44,12 +44,12 @@ struct flags {
 /* flags.c */
 /* Fills f from argv (defaults first).  Returns 0, or -1 with a message in
  * err.  The strings point into argv or are static, except f_api_addr. */
-int flags_parse(struct flags *f, int argc, char **argv, char *err,
-                size_t errlen);
+int flags_parse(
+    struct flags *f, int argc, char **argv, char *err, size_t errlen);
 void flags_free(struct flags *);
 void flags_usage(FILE *, const char *prog);
 /* Parses "HOST:PORT", ":PORT", "[v6]:PORT".  host is "" for any address. */
-int flags_split_addr(const char *addr, char *host, size_t hostlen,
-                     uint16_t *port);
+int flags_split_addr(
+    const char *addr, char *host, size_t hostlen, uint16_t *port);
 
 #endif

@@ -54,8 +54,8 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 }
 
 void
-http_xfer_init(struct http_xfer *x, size_t max_body, uint64_t timeout_ms,
-               void *owner)
+http_xfer_init(
+    struct http_xfer *x, size_t max_body, uint64_t timeout_ms, void *owner)
 {
 	CURL *h;
 
@@ -75,8 +75,8 @@ http_xfer_init(struct http_xfer *x, size_t max_body, uint64_t timeout_ms,
 	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "https");
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS,
-	                 (long)HTTP_CONNECT_TIMEOUT_MS);
+	curl_easy_setopt(
+	    h, CURLOPT_CONNECTTIMEOUT_MS, (long)HTTP_CONNECT_TIMEOUT_MS);
 	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)timeout_ms);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, HTTP_USER_AGENT);
@@ -112,7 +112,7 @@ http_xfer_free(struct http_xfer *x)
 
 void
 http_xfer_request(struct http_xfer *x, const char *method, const char *url,
-                  struct curl_slist *headers, char *body)
+    struct curl_slist *headers, char *body)
 {
 	CURL *h = x->x_easy;
 
@@ -126,10 +126,10 @@ http_xfer_request(struct http_xfer *x, const char *method, const char *url,
 		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS,
-		                 body != NULL ? body : "");
+		curl_easy_setopt(
+		    h, CURLOPT_POSTFIELDS, body != NULL ? body : "");
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE,
-		                 body != NULL ? (long)strlen(body) : 0L);
+		    body != NULL ? (long)strlen(body) : 0L);
 	}
 }
 
@@ -140,8 +140,8 @@ http_xfer_start(struct http_xfer *x, CURLM *multi)
 
 	x->x_start_us = now_us();
 	if ((rc = curl_multi_add_handle(multi, x->x_easy)) != CURLM_OK) {
-		log_warnx("curl_multi_add_handle: %s",
-		          curl_multi_strerror(rc));
+		log_warnx(
+		    "curl_multi_add_handle: %s", curl_multi_strerror(rc));
 		return -1;
 	}
 	x->x_busy = true;
@@ -163,15 +163,15 @@ http_xfer_describe(const struct http_xfer *x, char *out, size_t size)
 {
 	if (x->x_too_big)
 		snprintf(out, size, "response body larger than %zu bytes",
-		         x->x_max_body);
+		    x->x_max_body);
 	else if (x->x_result == CURLE_OPERATION_TIMEDOUT)
 		snprintf(out, size, "timeout after %llu ms (%s)",
-		         (unsigned long long)(x->x_duration_us / 1000),
-		         x->x_errbuf[0] ? x->x_errbuf : "no answer");
+		    (unsigned long long)(x->x_duration_us / 1000),
+		    x->x_errbuf[0] ? x->x_errbuf : "no answer");
 	else if (x->x_result != CURLE_OK)
 		snprintf(out, size, "%s",
-		         x->x_errbuf[0] ? x->x_errbuf
-		                        : curl_easy_strerror(x->x_result));
+		    x->x_errbuf[0] ? x->x_errbuf
+		                   : curl_easy_strerror(x->x_result));
 	else
 		snprintf(out, size, "HTTP %ld", x->x_status);
 	log_redact(out, size);

@@ -37,15 +37,15 @@ struct http_xfer {
 /* http.c */
 /* Creates the easy handle with our defaults (TLS verification on, HTTPS
  * only, timeouts, keep-alive).  owner is stored for completions. */
-void http_xfer_init(struct http_xfer *, size_t max_body, uint64_t timeout_ms,
-                    void *owner);
+void http_xfer_init(
+    struct http_xfer *, size_t max_body, uint64_t timeout_ms, void *owner);
 void http_xfer_free(struct http_xfer *);
 /* Clears the previous answer and request headers/body; keeps the handle
  * and its connection. */
 void http_xfer_reset(struct http_xfer *);
 /* Takes ownership of headers and body (either may be NULL). */
 void http_xfer_request(struct http_xfer *, const char *method, const char *url,
-                       struct curl_slist *headers, char *body);
+    struct curl_slist *headers, char *body);
 int http_xfer_start(struct http_xfer *, CURLM *);
 /* Records the outcome of a finished transfer and detaches it. */
 void http_xfer_finish(struct http_xfer *, CURLM *, CURLcode);

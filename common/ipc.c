@@ -22,8 +22,8 @@
 #define SEND_TIMEOUT_MS 100
 
 int
-ipc_rundir(const char *flag_dir, char *out, size_t outlen, char *err,
-           size_t errlen)
+ipc_rundir(
+    const char *flag_dir, char *out, size_t outlen, char *err, size_t errlen)
 {
 	const char *xdg = getenv("XDG_RUNTIME_DIR");
 	struct stat st;
@@ -35,18 +35,18 @@ ipc_rundir(const char *flag_dir, char *out, size_t outlen, char *err,
 		n = snprintf(out, outlen, "%s/runner-provisioner", xdg);
 	else
 		n = snprintf(out, outlen, "/tmp/runner-provisioner-%u",
-		             (unsigned int)geteuid());
+		    (unsigned int)geteuid());
 	if (n < 0 || (size_t)n >= outlen ||
 	    (size_t)n + 1 + sizeof(IPC_DEMAND) + 6 >= IPC_URL_MAX) {
 		snprintf(err, errlen,
-		         "run dir \"%s\": path too long for a socket (max %d "
-		         "bytes)",
-		         flag_dir ? flag_dir : out, IPC_URL_MAX - 24);
+		    "run dir \"%s\": path too long for a socket (max %d "
+		    "bytes)",
+		    flag_dir ? flag_dir : out, IPC_URL_MAX - 24);
 		return -1;
 	}
 	if (mkdir(out, 0700) == -1 && errno != EEXIST) {
 		snprintf(err, errlen, "run dir %s: mkdir: %s", out,
-		         strerror(errno));
+		    strerror(errno));
 		return -1;
 	}
 	if (lstat(out, &st) == -1) {
@@ -58,16 +58,14 @@ ipc_rundir(const char *flag_dir, char *out, size_t outlen, char *err,
 		return -1;
 	}
 	if (st.st_uid != geteuid()) {
-		snprintf(
-		    err, errlen,
+		snprintf(err, errlen,
 		    "run dir %s belongs to uid %u, not to this process (uid "
 		    "%u); name a directory that does not exist yet",
 		    out, (unsigned int)st.st_uid, (unsigned int)geteuid());
 		return -1;
 	}
 	if ((st.st_mode & 077) != 0) {
-		snprintf(
-		    err, errlen,
+		snprintf(err, errlen,
 		    "run dir %s is accessible by other users (mode %04o); it "
 		    "must be private (0700)",
 		    out, (unsigned int)(st.st_mode & 07777));

@@ -26,8 +26,8 @@ enum ipc_role {
 /* Resolves the run directory (the flag, else $XDG_RUNTIME_DIR/
  * runner-provisioner, else /tmp/runner-provisioner-UID), creates it 0700
  * when missing and checks it is private.  0, or -1 with err. */
-int ipc_rundir(const char *flag_dir, char *out, size_t outlen, char *err,
-               size_t errlen);
+int ipc_rundir(
+    const char *flag_dir, char *out, size_t outlen, char *err, size_t errlen);
 /* Builds "ipc://<dir>/<name>"; -1 when too long for a socket path. */
 int ipc_url(char *out, size_t outlen, const char *dir, const char *name);
 /* Opens a socket for role on url.  Listeners replace a stale socket file

@@ -19,10 +19,10 @@ static char **log_secrets;
 static size_t log_nsecrets;
 
 static const char *const level_names[] = {
-    [LOG_LVL_DEBUG] = "debug",
-    [LOG_LVL_INFO] = "info",
-    [LOG_LVL_WARN] = "warn",
-    [LOG_LVL_ERROR] = "error",
+	[LOG_LVL_DEBUG] = "debug",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_WARN] = "warn",
+	[LOG_LVL_ERROR] = "error",
 };
 
 void
@@ -212,8 +212,8 @@ put_escaped(struct log_line *ll, const char *s, size_t n)
 				    (size_t)snprintf(esc, sizeof(esc), "\\r");
 				break;
 			default:
-				elen = (size_t)snprintf(esc, sizeof(esc),
-				                        "\\u%04x", u[i]);
+				elen = (size_t)snprintf(
+				    esc, sizeof(esc), "\\u%04x", u[i]);
 				break;
 			}
 		} else if (k == 0) {
@@ -256,8 +256,8 @@ field_fits(struct log_line *ll, const char *key, size_t vlen)
 }
 
 static void
-put_string_field(struct log_line *ll, const char *key, const char *val,
-                 size_t len)
+put_string_field(
+    struct log_line *ll, const char *key, const char *val, size_t len)
 {
 	char tmp[LOG_LINE_MAX];
 
@@ -293,11 +293,10 @@ log_begin(struct log_line *ll, enum log_level level, const char *msg)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	gmtime_r(&ts.tv_sec, &tm);
 	n = snprintf(head, sizeof(head),
-	             "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
-	             "\"level\":\"%s\"",
-	             tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
-	             tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L,
-	             level_names[level]);
+	    "{\"ts\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\","
+	    "\"level\":\"%s\"",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour,
+	    tm.tm_min, tm.tm_sec, ts.tv_nsec / 1000000L, level_names[level]);
 	put(ll, head, (size_t)n);
 	put_string_field(ll, "proc", log_proc, strlen(log_proc));
 	n = snprintf(head, sizeof(head), ",\"pid\":%ld", (long)getpid());
@@ -339,8 +338,8 @@ log_int(struct log_line *ll, const char *key, long long val)
 	char num[32];
 
 	if (ll->ll_on)
-		put_number(ll, key, num,
-		           snprintf(num, sizeof(num), "%lld", val));
+		put_number(
+		    ll, key, num, snprintf(num, sizeof(num), "%lld", val));
 }
 
 void
@@ -349,8 +348,8 @@ log_uint(struct log_line *ll, const char *key, unsigned long long val)
 	char num[32];
 
 	if (ll->ll_on)
-		put_number(ll, key, num,
-		           snprintf(num, sizeof(num), "%llu", val));
+		put_number(
+		    ll, key, num, snprintf(num, sizeof(num), "%llu", val));
 }
 
 void
@@ -366,8 +365,8 @@ log_double(struct log_line *ll, const char *key, double val)
 	char num[40];
 
 	if (ll->ll_on)
-		put_number(ll, key, num,
-		           snprintf(num, sizeof(num), "%.6g", val));
+		put_number(
+		    ll, key, num, snprintf(num, sizeof(num), "%.6g", val));
 }
 
 void
@@ -433,8 +432,8 @@ vlog_msg(enum log_level level, const char *err, const char *fmt, va_list ap)
 		int saved = errno;                                            \
 		va_list ap;                                                   \
 		va_start(ap, fmt);                                            \
-		vlog_msg(level, with_errno ? strerror(saved) : NULL, fmt,     \
-		         ap);                                                 \
+		vlog_msg(                                                     \
+		    level, with_errno ? strerror(saved) : NULL, fmt, ap);     \
 		va_end(ap);                                                   \
 		errno = saved;                                                \
 	}

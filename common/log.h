@@ -24,49 +24,46 @@ enum log_level {
 
 /* A line under construction; lives on the caller's stack. */
 struct log_line {
-	char		ll_buf[LOG_LINE_MAX];
-	size_t		ll_len;
-	bool		ll_on;		/* false: level filtered out */
-	bool		ll_truncated;
+	char ll_buf[LOG_LINE_MAX];
+	size_t ll_len;
+	bool ll_on; /* false: level filtered out */
+	bool ll_truncated;
 };
 
 /* log.c */
-void	log_init(const char *proc, enum log_level min);
-void	log_set_level(enum log_level min);
-bool	log_enabled(enum log_level);
-int	log_level_parse(const char *, enum log_level *);
+void log_init(const char *proc, enum log_level min);
+void log_set_level(enum log_level min);
+bool log_enabled(enum log_level);
+int log_level_parse(const char *, enum log_level *);
 const char *log_level_name(enum log_level);
 /* Copies secret; lines never contain it afterwards.  Short values ignored. */
-void	log_secret_add(const char *secret);
-void	log_secrets_clear(void);
+void log_secret_add(const char *secret);
+void log_secrets_clear(void);
 /* Redirects output (tests); -1 restores stderr. */
-void	log_set_fd(int fd);
+void log_set_fd(int fd);
 
-void	log_begin(struct log_line *, enum log_level, const char *msg);
-void	log_str(struct log_line *, const char *key, const char *val);
-void	log_strn(struct log_line *, const char *key, const char *val,
-	    size_t len);
-void	log_int(struct log_line *, const char *key, long long val);
-void	log_uint(struct log_line *, const char *key, unsigned long long val);
-void	log_bool(struct log_line *, const char *key, bool val);
-void	log_double(struct log_line *, const char *key, double val);
+void log_begin(struct log_line *, enum log_level, const char *msg);
+void log_str(struct log_line *, const char *key, const char *val);
+void log_strn(struct log_line *, const char *key, const char *val, size_t len);
+void log_int(struct log_line *, const char *key, long long val);
+void log_uint(struct log_line *, const char *key, unsigned long long val);
+void log_bool(struct log_line *, const char *key, bool val);
+void log_double(struct log_line *, const char *key, double val);
 /* Appends val, already valid JSON, verbatim (after secret redaction). */
-void	log_raw(struct log_line *, const char *key, const char *json);
-void	log_end(struct log_line *);
+void log_raw(struct log_line *, const char *key, const char *json);
+void log_end(struct log_line *);
 
-void	log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_debug(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_info(const char *, ...) __attribute__((format(printf, 1, 2)));
 /* warn: errno's text is appended as field "error"; warnx: nothing added. */
-void	log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
-void	fatal(const char *, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
-void	fatalx(const char *, ...)
-    __attribute__((format(printf, 1, 2), noreturn));
+void log_warn(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_warnx(const char *, ...) __attribute__((format(printf, 1, 2)));
+void log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
+void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
+void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
 /* Replaces every registered secret in buf (NUL-terminated, edited in place,
  * never grows past size).  Exposed for code that builds error text. */
-void	log_redact(char *buf, size_t size);
+void log_redact(char *buf, size_t size);
 
 #endif

@@ -76,8 +76,8 @@ metrics_free(struct metrics *m)
 
 struct metric_family *
 metrics_family(struct metrics *m, enum metric_type type, const char *name,
-               const char *help, const char *const *labels,
-               const double *buckets, size_t nbuckets)
+    const char *help, const char *const *labels, const double *buckets,
+    size_t nbuckets)
 {
 	struct metric_family *f = xcalloc(1, sizeof(*f));
 
@@ -95,8 +95,8 @@ metrics_family(struct metrics *m, enum metric_type type, const char *name,
 		memcpy(f->mf_bounds, buckets, nbuckets * sizeof(double));
 		f->mf_nbounds = nbuckets;
 	}
-	m->m_families = xrealloc(m->m_families, m->m_nfamilies + 1,
-	                         sizeof(*m->m_families));
+	m->m_families = xrealloc(
+	    m->m_families, m->m_nfamilies + 1, sizeof(*m->m_families));
 	m->m_families[m->m_nfamilies++] = f;
 	return f;
 }
@@ -196,7 +196,7 @@ render_escaped(struct buf *b, const char *s, bool help)
 /* {a="x",b="y"[,le="0.5"]} */
 static void
 render_labels(struct buf *b, const struct metric_family *f,
-              const struct metric_series *s, const char *le)
+    const struct metric_series *s, const char *le)
 {
 	size_t i;
 
@@ -215,9 +215,9 @@ render_labels(struct buf *b, const struct metric_family *f,
 
 static void
 render_histogram(struct buf *b, const struct metric_family *f,
-                 const struct metric_series *s)
+    const struct metric_series *s)
 {
-	struct buf le = {0};
+	struct buf le = { 0 };
 	size_t i;
 
 	for (i = 0; i < f->mf_nbounds; i++) {
@@ -243,7 +243,7 @@ render_histogram(struct buf *b, const struct metric_family *f,
 void
 metrics_render(const struct metrics *m, struct buf *b)
 {
-	static const char *const types[] = {"counter", "gauge", "histogram"};
+	static const char *const types[] = { "counter", "gauge", "histogram" };
 	const struct metric_family *f;
 	size_t i, j;
 
@@ -251,8 +251,8 @@ metrics_render(const struct metrics *m, struct buf *b)
 		f = m->m_families[i];
 		buf_printf(b, "# HELP %s ", f->mf_name);
 		render_escaped(b, f->mf_help, true);
-		buf_printf(b, "\n# TYPE %s %s\n", f->mf_name,
-		           types[f->mf_type]);
+		buf_printf(
+		    b, "\n# TYPE %s %s\n", f->mf_name, types[f->mf_type]);
 		for (j = 0; j < f->mf_nseries; j++) {
 			if (f->mf_type == METRIC_HISTOGRAM) {
 				render_histogram(b, f, f->mf_series[j]);
@@ -271,7 +271,7 @@ static bool
 name_char(char c, bool first)
 {
 	return isalpha((unsigned char)c) || c == '_' || c == ':' ||
-	       (!first && isdigit((unsigned char)c));
+	    (!first && isdigit((unsigned char)c));
 }
 
 /* Checks one sample line: name{l="v",...} value */
@@ -340,9 +340,9 @@ metrics_text_valid(const char *text, size_t len)
 		else if (*p == '#') {
 			if ((size_t)(nl - p) < 7 ||
 			    (strncmp(p, "# HELP ", 7) != 0 &&
-			     strncmp(p, "# TYPE ", 7) != 0) ||
+			        strncmp(p, "# TYPE ", 7) != 0) ||
 			    strncmp(p + 7, METRIC_PREFIX,
-			            sizeof(METRIC_PREFIX) - 1) != 0)
+			        sizeof(METRIC_PREFIX) - 1) != 0)
 				return -1;
 		} else if (sample_valid(p, nl) == -1)
 			return -1;

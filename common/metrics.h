@@ -31,13 +31,12 @@ void metrics_free(struct metrics *);
  * NULL; buckets: histogram upper bounds, ascending (copied).  The family is
  * owned by the registry. */
 struct metric_family *metrics_family(struct metrics *, enum metric_type,
-                                     const char *name, const char *help,
-                                     const char *const *labels,
-                                     const double *buckets, size_t nbuckets);
+    const char *name, const char *help, const char *const *labels,
+    const double *buckets, size_t nbuckets);
 /* The series for these label values (as many as the family has labels),
  * created at zero on first use; owned by the family, stable pointer. */
-struct metric_series *metric_series(struct metric_family *,
-                                    const char *const *values);
+struct metric_series *metric_series(
+    struct metric_family *, const char *const *values);
 void metric_inc(struct metric_series *, double);
 void metric_set(struct metric_series *, double);
 void metric_observe(struct metric_series *, double);

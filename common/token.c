@@ -32,35 +32,33 @@ token_load(const char *path, const char **source, char *err, size_t errlen)
 		*source = path;
 		if ((t = read_file(path, TOKEN_MAX, NULL)) == NULL) {
 			if (errno == ENOENT)
-				snprintf(
-				    err, errlen,
+				snprintf(err, errlen,
 				    "no CircleCI API token: CIRCLE_TOKEN is "
 				    "unset and %s does not exist",
 				    path);
 			else if (errno == EFBIG)
-				snprintf(
-				    err, errlen,
+				snprintf(err, errlen,
 				    "%s: CircleCI API token file is larger "
 				    "than %d bytes",
 				    path, TOKEN_MAX);
 			else
 				snprintf(err, errlen, "%s: %s", path,
-				         strerror(errno));
+				    strerror(errno));
 			return NULL;
 		}
 		rstrip(t);
 	}
 	if (t[0] == '\0') {
 		snprintf(err, errlen, "%s: the CircleCI API token is empty",
-		         *source);
+		    *source);
 		token_free(t);
 		return NULL;
 	}
 	if (token_valid(t) == -1) {
 		snprintf(err, errlen,
-		         "%s: the CircleCI API token contains whitespace or "
-		         "control characters",
-		         *source);
+		    "%s: the CircleCI API token contains whitespace or "
+		    "control characters",
+		    *source);
 		token_free(t);
 		return NULL;
 	}

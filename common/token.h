@@ -10,8 +10,8 @@
 /* Returns the token (a new string, caller frees with token_free) and
  * registers it with the logger's redaction list; or NULL with a message
  * naming the source in err.  *source is set to "CIRCLE_TOKEN" or path. */
-char *token_load(const char *path, const char **source, char *err,
-                 size_t errlen);
+char *token_load(
+    const char *path, const char **source, char *err, size_t errlen);
 /* Wipes and frees. */
 void token_free(char *);
 

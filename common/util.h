@@ -9,35 +9,35 @@
 #define nitems(a) (sizeof(a) / sizeof((a)[0]))
 
 /* Exit codes are a protocol between a child and its supervisor. */
-#define EXIT_PERMFAIL	100	/* bad configuration: do not restart */
-#define EXIT_TEMPFAIL	111	/* transient: restart with backoff */
+#define EXIT_PERMFAIL 100 /* bad configuration: do not restart */
+#define EXIT_TEMPFAIL 111 /* transient: restart with backoff */
 
 /* util.c */
 /* Allocation that cannot fail: out of memory is fatal. */
-void	*xmalloc(size_t);
-void	*xcalloc(size_t, size_t);
-void	*xrealloc(void *, size_t, size_t);
-char	*xstrdup(const char *);
-char	*xstrndup(const char *, size_t);
+void *xmalloc(size_t);
+void *xcalloc(size_t, size_t);
+void *xrealloc(void *, size_t, size_t);
+char *xstrdup(const char *);
+char *xstrndup(const char *, size_t);
 /* Returns a newly allocated string; caller frees. */
-char	*xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
+char *xasprintf(const char *, ...) __attribute__((format(printf, 1, 2)));
 
-uint64_t now_ms(void);		/* CLOCK_MONOTONIC, milliseconds */
-uint64_t now_us(void);		/* CLOCK_MONOTONIC, microseconds */
-uint64_t wall_ms(void);		/* CLOCK_REALTIME, milliseconds */
+uint64_t now_ms(void);  /* CLOCK_MONOTONIC, milliseconds */
+uint64_t now_us(void);  /* CLOCK_MONOTONIC, microseconds */
+uint64_t wall_ms(void); /* CLOCK_REALTIME, milliseconds */
 /* Milliseconds until deadline (0 if past), capped at INT32_MAX. */
-int	ms_until(uint64_t deadline_ms, uint64_t now);
+int ms_until(uint64_t deadline_ms, uint64_t now);
 
 /* Copies src into dst (size bytes, NUL-terminated); returns strlen(src). */
-size_t	strlcpy_rp(char *dst, const char *src, size_t size);
+size_t strlcpy_rp(char *dst, const char *src, size_t size);
 /* Removes trailing whitespace in place; returns s. */
-char	*rstrip(char *s);
+char *rstrip(char *s);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer.
  * Returns NULL with errno set (EFBIG when larger than max). */
-char	*read_file(const char *path, size_t max, size_t *lenp);
+char *read_file(const char *path, size_t max, size_t *lenp);
 
 /* A small xorshift generator; seeded per process. */
-void	rng_seed(uint64_t);
+void rng_seed(uint64_t);
 uint64_t rng_next(void);
 /* Uniform in [lo, hi]. */
 uint64_t rng_range(uint64_t lo, uint64_t hi);

@@ -88,7 +88,7 @@ struct conv {
 };
 
 static void set_err(struct y2j_error *, struct y2j_mark, const char *,
-                    const char *, ...) __attribute__((format(printf, 4, 5)));
+    const char *, ...) __attribute__((format(printf, 4, 5)));
 static struct y2j_mark mark_of(const yaml_mark_t *);
 static struct y2j_mark mark_at_offset(const char *, size_t, size_t);
 static void parser_err(struct builder *, const yaml_parser_t *);
@@ -107,8 +107,8 @@ static int parse_float(const char *, double *);
 static json_t *conv_scalar(struct conv *, const struct ynode *);
 static json_t *conv_node(struct conv *, const struct ynode *);
 static json_t *conv_map(struct conv *, const struct ynode *);
-static void record(struct conv *, const json_t *, const struct ynode *,
-                   struct y2j_mark);
+static void record(
+    struct conv *, const json_t *, const struct ynode *, struct y2j_mark);
 static int entry_cmp(const void *, const void *);
 static const struct entry *entry_find(const struct y2j_doc *, const json_t *);
 static int is_ident(const char *);
@@ -116,13 +116,13 @@ static void append(char *, size_t, const char *);
 
 static void
 set_err(struct y2j_error *err, struct y2j_mark mark, const char *path,
-        const char *fmt, ...)
+    const char *fmt, ...)
 {
 	va_list ap;
 
 	err->ye_mark = mark;
-	strlcpy_rp(err->ye_path, path != NULL ? path : "",
-	           sizeof(err->ye_path));
+	strlcpy_rp(
+	    err->ye_path, path != NULL ? path : "", sizeof(err->ye_path));
 	va_start(ap, fmt);
 	vsnprintf(err->ye_msg, sizeof(err->ye_msg), fmt, ap);
 	va_end(ap);
@@ -143,7 +143,7 @@ mark_of(const yaml_mark_t *m)
 static struct y2j_mark
 mark_at_offset(const char *buf, size_t len, size_t off)
 {
-	struct y2j_mark ym = {1, 1};
+	struct y2j_mark ym = { 1, 1 };
 	size_t i;
 
 	for (i = 0; i < off && i < len; i++) {
@@ -165,13 +165,13 @@ parser_err(struct builder *b, const yaml_parser_t *p)
 	problem = p->problem != NULL ? p->problem : "invalid YAML";
 	switch (p->error) {
 	case YAML_MEMORY_ERROR:
-		set_err(b->b_err, (struct y2j_mark){1, 1}, NULL,
-		        "out of memory");
+		set_err(b->b_err, (struct y2j_mark){ 1, 1 }, NULL,
+		    "out of memory");
 		return;
 	case YAML_READER_ERROR:
 		set_err(b->b_err,
-		        mark_at_offset(b->b_buf, b->b_len, p->problem_offset),
-		        NULL, "%s", problem);
+		    mark_at_offset(b->b_buf, b->b_len, p->problem_offset),
+		    NULL, "%s", problem);
 		return;
 	default:
 		break;
@@ -186,7 +186,7 @@ parser_err(struct builder *b, const yaml_parser_t *p)
 		set_err(b->b_err, pm, NULL, "%s (%s)", problem, p->context);
 	else
 		set_err(b->b_err, pm, NULL, "%s (%s started at %d:%d)",
-		        problem, p->context, cm.ym_line, cm.ym_col);
+		    problem, p->context, cm.ym_line, cm.ym_col);
 }
 
 /* "tag:yaml.org,2002:int" is shown as the user wrote it, "!!int". */
@@ -236,7 +236,7 @@ attach(struct builder *b, struct ynode *n, const char *anchor)
 	if (b->b_depth == 0) {
 		if (b->b_root != NULL) {
 			set_err(b->b_err, n->yn_mark, NULL,
-			        "unexpected second root node");
+			    "unexpected second root node");
 			ynode_free(n);
 			return -1;
 		}
@@ -245,17 +245,16 @@ attach(struct builder *b, struct ynode *n, const char *anchor)
 		parent = b->b_stack[b->b_depth - 1];
 		if (parent->yn_nkids == parent->yn_capkids) {
 			parent->yn_capkids = parent->yn_capkids == 0
-			                         ? 4
-			                         : parent->yn_capkids * 2;
-			parent->yn_kids =
-			    xrealloc(parent->yn_kids, parent->yn_capkids,
-			             sizeof(*parent->yn_kids));
+			    ? 4
+			    : parent->yn_capkids * 2;
+			parent->yn_kids = xrealloc(parent->yn_kids,
+			    parent->yn_capkids, sizeof(*parent->yn_kids));
 		}
 		parent->yn_kids[parent->yn_nkids++] = n;
 	}
 	if (anchor != NULL) {
-		b->b_anchors = xrealloc(b->b_anchors, b->b_nanchors + 1,
-		                        sizeof(*b->b_anchors));
+		b->b_anchors = xrealloc(
+		    b->b_anchors, b->b_nanchors + 1, sizeof(*b->b_anchors));
 		b->b_anchors[b->b_nanchors].a_name = xstrdup(anchor);
 		b->b_anchors[b->b_nanchors].a_node = n;
 		b->b_nanchors++;
@@ -263,11 +262,11 @@ attach(struct builder *b, struct ynode *n, const char *anchor)
 	b->b_total += n->yn_kind == YN_ALIAS ? n->yn_target->yn_weight : 1;
 	if (b->b_total > Y2J_NODES_MAX) {
 		set_err(b->b_err, n->yn_mark, NULL,
-		        n->yn_kind == YN_ALIAS
-		            ? "alias expansion makes the document larger than "
-		              "%d nodes"
-		            : "the document has more than %d nodes",
-		        Y2J_NODES_MAX);
+		    n->yn_kind == YN_ALIAS
+		        ? "alias expansion makes the document larger than "
+		          "%d nodes"
+		        : "the document has more than %d nodes",
+		    Y2J_NODES_MAX);
 		return -1;
 	}
 	return 0;
@@ -284,8 +283,8 @@ on_event(struct builder *b, const yaml_event_t *ev)
 	case YAML_DOCUMENT_START_EVENT:
 		if (++b->b_ndocs > 1) {
 			set_err(b->b_err, mark_of(&ev->start_mark), NULL,
-			        "multiple YAML documents (the file must hold "
-			        "exactly one)");
+			    "multiple YAML documents (the file must hold "
+			    "exactly one)");
 			return -1;
 		}
 		return 0;
@@ -304,14 +303,14 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		n = ynode_new(YN_ALIAS, &ev->start_mark);
 		for (i = b->b_nanchors; i > 0; i--)
 			if (strcmp(b->b_anchors[i - 1].a_name,
-			           (const char *)ev->data.alias.anchor) == 0)
+			        (const char *)ev->data.alias.anchor) == 0)
 				break;
 		if (i == 0 || !b->b_anchors[i - 1].a_node->yn_done) {
 			set_err(b->b_err, n->yn_mark, NULL,
-			        i == 0 ? "alias *%s refers to no anchor"
-			               : "alias *%s refers to a node that "
-			                 "contains it",
-			        (const char *)ev->data.alias.anchor);
+			    i == 0 ? "alias *%s refers to no anchor"
+			           : "alias *%s refers to a node that "
+			             "contains it",
+			    (const char *)ev->data.alias.anchor);
 			ynode_free(n);
 			return -1;
 		}
@@ -321,8 +320,8 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		n->yn_done = 1;
 		if (b->b_depth + n->yn_height > Y2J_DEPTH_MAX) {
 			set_err(b->b_err, n->yn_mark, NULL,
-			        "alias expansion nests deeper than %d levels",
-			        Y2J_DEPTH_MAX);
+			    "alias expansion nests deeper than %d levels",
+			    Y2J_DEPTH_MAX);
 			ynode_free(n);
 			return -1;
 		}
@@ -340,7 +339,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		}
 		if (b->b_depth == Y2J_DEPTH_MAX) {
 			set_err(b->b_err, n->yn_mark, NULL,
-			        "nested deeper than %d levels", Y2J_DEPTH_MAX);
+			    "nested deeper than %d levels", Y2J_DEPTH_MAX);
 			ynode_free(n);
 			return -1;
 		}
@@ -379,12 +378,12 @@ build(struct builder *b)
 	int rv = 0, done = 0;
 
 	if (yaml_parser_initialize(&parser) == 0) {
-		set_err(b->b_err, (struct y2j_mark){1, 1}, NULL,
-		        "out of memory");
+		set_err(b->b_err, (struct y2j_mark){ 1, 1 }, NULL,
+		    "out of memory");
 		return -1;
 	}
-	yaml_parser_set_input_string(&parser, (const unsigned char *)b->b_buf,
-	                             b->b_len);
+	yaml_parser_set_input_string(
+	    &parser, (const unsigned char *)b->b_buf, b->b_len);
 	while (!done) {
 		if (yaml_parser_parse(&parser, &ev) == 0) {
 			parser_err(b, &parser);
@@ -399,8 +398,8 @@ build(struct builder *b)
 	}
 	yaml_parser_delete(&parser);
 	if (rv == 0 && b->b_ndocs == 0) {
-		set_err(b->b_err, (struct y2j_mark){1, 1}, NULL,
-		        "the file holds no YAML document (it is empty)");
+		set_err(b->b_err, (struct y2j_mark){ 1, 1 }, NULL,
+		    "the file holds no YAML document (it is empty)");
 		rv = -1;
 	}
 	return rv;
@@ -416,8 +415,8 @@ static int
 is_null(const char *s)
 {
 	return strcmp(s, "") == 0 || strcmp(s, "~") == 0 ||
-	       strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
-	       strcmp(s, "NULL") == 0;
+	    strcmp(s, "null") == 0 || strcmp(s, "Null") == 0 ||
+	    strcmp(s, "NULL") == 0;
 }
 
 static int
@@ -505,8 +504,9 @@ parse_float(const char *s, double *v)
 	if (strcmp(p, ".inf") == 0 || strcmp(p, ".Inf") == 0 ||
 	    strcmp(p, ".INF") == 0)
 		return -2;
-	if (p == s && (strcmp(p, ".nan") == 0 || strcmp(p, ".NaN") == 0 ||
-	               strcmp(p, ".NAN") == 0))
+	if (p == s &&
+	    (strcmp(p, ".nan") == 0 || strcmp(p, ".NaN") == 0 ||
+	        strcmp(p, ".NAN") == 0))
 		return -2;
 	q = p;
 	while (*p >= '0' && *p <= '9')
@@ -560,8 +560,7 @@ conv_scalar(struct conv *c, const struct ynode *n)
 		if ((rv = parse_int(t, &iv)) == 0)
 			return json_integer(iv);
 		if (rv == -2) {
-			set_err(
-			    c->c_err, n->yn_mark, c->c_path,
+			set_err(c->c_err, n->yn_mark, c->c_path,
 			    "integer does not fit in 64 bits (quote it for "
 			    "a string)");
 			return NULL;
@@ -569,15 +568,14 @@ conv_scalar(struct conv *c, const struct ynode *n)
 		if ((rv = parse_float(t, &dv)) == 0)
 			return json_real(dv);
 		if (rv == -2) {
-			set_err(
-			    c->c_err, n->yn_mark, c->c_path,
+			set_err(c->c_err, n->yn_mark, c->c_path,
 			    "infinity and NaN cannot be represented in JSON "
 			    "(quote it for a string)");
 			return NULL;
 		}
 		if (rv == -3) {
 			set_err(c->c_err, n->yn_mark, c->c_path,
-			        "number out of range (quote it for a string)");
+			    "number out of range (quote it for a string)");
 			return NULL;
 		}
 		return json_stringn(t, n->yn_len);
@@ -603,7 +601,7 @@ conv_scalar(struct conv *c, const struct ynode *n)
 			return json_integer(iv);
 		if (rv == -2) {
 			set_err(c->c_err, n->yn_mark, c->c_path,
-			        "%s value does not fit in 64 bits", tn);
+			    "%s value does not fit in 64 bits", tn);
 			return NULL;
 		}
 		goto bad;
@@ -613,18 +611,18 @@ conv_scalar(struct conv *c, const struct ynode *n)
 			return json_real(dv);
 		if (rv == -2 || rv == -3) {
 			set_err(c->c_err, n->yn_mark, c->c_path, "%s value %s",
-			        tn,
-			        rv == -2 ? "is infinity or NaN, which JSON "
-			                   "cannot represent"
-			                 : "is out of range");
+			    tn,
+			    rv == -2 ? "is infinity or NaN, which JSON "
+			               "cannot represent"
+			             : "is out of range");
 			return NULL;
 		}
 		goto bad;
 	}
 	if (strcmp(n->yn_tag, TAG_PREFIX "map") == 0 ||
 	    strcmp(n->yn_tag, TAG_PREFIX "seq") == 0) {
-		set_err(c->c_err, n->yn_mark, c->c_path, "tag %s on a scalar",
-		        tn);
+		set_err(
+		    c->c_err, n->yn_mark, c->c_path, "tag %s on a scalar", tn);
 		return NULL;
 	}
 	set_err(c->c_err, n->yn_mark, c->c_path, UNSUPPORTED, tn);
@@ -639,22 +637,22 @@ bad:
 		kind = "an integer";
 	else
 		kind = "a number";
-	set_err(c->c_err, n->yn_mark, c->c_path, "%s value is not %s", tn,
-	        kind);
+	set_err(
+	    c->c_err, n->yn_mark, c->c_path, "%s value is not %s", tn, kind);
 	return NULL;
 }
 
 static void
-record(struct conv *c, const json_t *j, const struct ynode *n,
-       struct y2j_mark m)
+record(
+    struct conv *c, const json_t *j, const struct ynode *n, struct y2j_mark m)
 {
 	struct y2j_doc *d = c->c_doc;
 
 	if (d->d_nentries == d->d_capentries) {
 		d->d_capentries =
 		    d->d_capentries == 0 ? 16 : d->d_capentries * 2;
-		d->d_entries = xrealloc(d->d_entries, d->d_capentries,
-		                        sizeof(*d->d_entries));
+		d->d_entries = xrealloc(
+		    d->d_entries, d->d_capentries, sizeof(*d->d_entries));
 	}
 	d->d_entries[d->d_nentries].e_json = j;
 	d->d_entries[d->d_nentries].e_node = n;
@@ -675,38 +673,36 @@ conv_map(struct conv *c, const struct ynode *n)
 		k = resolve(n->yn_kids[i]);
 		v = n->yn_kids[i + 1];
 		if (k->yn_kind != YN_SCALAR) {
-			set_err(
-			    c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
+			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
 			    "a mapping key must be a scalar (JSON keys are "
 			    "strings)");
 			goto fail;
 		}
 		if (k->yn_plain && strcmp(k->yn_text, "<<") == 0 &&
 		    (k->yn_tag == NULL ||
-		     strcmp(k->yn_tag, TAG_PREFIX "merge") == 0)) {
+		        strcmp(k->yn_tag, TAG_PREFIX "merge") == 0)) {
 			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
-			        "merge keys are not supported (write the keys "
-			        "out, or use an alias for the whole mapping)");
+			    "merge keys are not supported (write the keys "
+			    "out, or use an alias for the whole mapping)");
 			goto fail;
 		}
 		if (k->yn_tag != NULL && strcmp(k->yn_tag, "!") != 0 &&
 		    strcmp(k->yn_tag, TAG_PREFIX "str") != 0) {
 			tag_name(tn, sizeof(tn), k->yn_tag);
-			set_err(
-			    c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
+			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
 			    "tag %s on a mapping key (JSON keys are strings)",
 			    tn);
 			goto fail;
 		}
 		if (strlen(k->yn_text) != k->yn_len) {
 			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
-			        "a mapping key contains a NUL character");
+			    "a mapping key contains a NUL character");
 			goto fail;
 		}
 		if (json_object_get(obj, k->yn_text) != NULL) {
 			y2j_quote(q, sizeof(q), k->yn_text);
 			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
-			        "duplicate key %s", q);
+			    "duplicate key %s", q);
 			goto fail;
 		}
 		y2j_path_key(c->c_path, sizeof(c->c_path), k->yn_text);
@@ -716,7 +712,7 @@ conv_map(struct conv *c, const struct ynode *n)
 			goto fail;
 		if (json_object_set_new(obj, k->yn_text, jv) == -1) {
 			set_err(c->c_err, n->yn_kids[i]->yn_mark, c->c_path,
-			        "a mapping key is not valid UTF-8");
+			    "a mapping key is not valid UTF-8");
 			goto fail;
 		}
 	}
@@ -742,7 +738,7 @@ conv_node(struct conv *c, const struct ynode *n)
 		if ((j = conv_scalar(c, t)) == NULL &&
 		    c->c_err->ye_msg[0] == '\0')
 			set_err(c->c_err, t->yn_mark, c->c_path,
-			        "a string is not valid UTF-8");
+			    "a string is not valid UTF-8");
 		return j;
 	}
 	want = t->yn_kind == YN_MAP ? TAG_PREFIX "map" : TAG_PREFIX "seq";
@@ -752,11 +748,11 @@ conv_node(struct conv *c, const struct ynode *n)
 		if (strcmp(t->yn_tag, TAG_PREFIX "map") == 0 ||
 		    strcmp(t->yn_tag, TAG_PREFIX "seq") == 0)
 			set_err(c->c_err, t->yn_mark, c->c_path,
-			        "tag %s on a %s", tn,
-			        t->yn_kind == YN_MAP ? "mapping" : "sequence");
+			    "tag %s on a %s", tn,
+			    t->yn_kind == YN_MAP ? "mapping" : "sequence");
 		else
-			set_err(c->c_err, t->yn_mark, c->c_path, UNSUPPORTED,
-			        tn);
+			set_err(
+			    c->c_err, t->yn_mark, c->c_path, UNSUPPORTED, tn);
 		return NULL;
 	}
 	if (t->yn_kind == YN_MAP)
@@ -797,7 +793,7 @@ entry_find(const struct y2j_doc *d, const json_t *j)
 		return NULL;
 	key.e_json = j;
 	return bsearch(&key, d->d_entries, d->d_nentries,
-	               sizeof(*d->d_entries), entry_cmp);
+	    sizeof(*d->d_entries), entry_cmp);
 }
 
 struct y2j_doc *
@@ -833,7 +829,7 @@ y2j_parse(const char *buf, size_t len, struct y2j_error *err)
 	}
 	if (d->d_nentries > 0)
 		qsort(d->d_entries, d->d_nentries, sizeof(*d->d_entries),
-		      entry_cmp);
+		    entry_cmp);
 out:
 	for (i = 0; i < b.b_nanchors; i++)
 		free(b.b_anchors[i].a_name);
@@ -866,7 +862,7 @@ y2j_mark_node(const struct y2j_doc *d, const json_t *node)
 	if (node == NULL)
 		return d->d_root_mark;
 	if ((e = entry_find(d, node)) == NULL)
-		return (struct y2j_mark){0, 0};
+		return (struct y2j_mark){ 0, 0 };
 	return e->e_mark;
 }
 
@@ -878,13 +874,13 @@ y2j_mark_key(const struct y2j_doc *d, const json_t *obj, const char *key)
 	size_t i;
 
 	if ((e = entry_find(d, obj)) == NULL || e->e_node->yn_kind != YN_MAP)
-		return (struct y2j_mark){0, 0};
+		return (struct y2j_mark){ 0, 0 };
 	for (i = 0; i + 1 < e->e_node->yn_nkids; i += 2) {
 		k = resolve(e->e_node->yn_kids[i]);
 		if (strcmp(k->yn_text, key) == 0)
 			return e->e_node->yn_kids[i]->yn_mark;
 	}
-	return (struct y2j_mark){0, 0};
+	return (struct y2j_mark){ 0, 0 };
 }
 
 struct y2j_mark
@@ -895,13 +891,13 @@ y2j_mark_member(const struct y2j_doc *d, const json_t *obj, const char *key)
 	size_t i;
 
 	if ((e = entry_find(d, obj)) == NULL || e->e_node->yn_kind != YN_MAP)
-		return (struct y2j_mark){0, 0};
+		return (struct y2j_mark){ 0, 0 };
 	for (i = 0; i + 1 < e->e_node->yn_nkids; i += 2) {
 		k = resolve(e->e_node->yn_kids[i]);
 		if (strcmp(k->yn_text, key) == 0)
 			return e->e_node->yn_kids[i + 1]->yn_mark;
 	}
-	return (struct y2j_mark){0, 0};
+	return (struct y2j_mark){ 0, 0 };
 }
 
 struct y2j_mark
@@ -911,7 +907,7 @@ y2j_mark_item(const struct y2j_doc *d, const json_t *arr, size_t i)
 
 	if ((e = entry_find(d, arr)) == NULL || e->e_node->yn_kind != YN_SEQ ||
 	    i >= e->e_node->yn_nkids)
-		return (struct y2j_mark){0, 0};
+		return (struct y2j_mark){ 0, 0 };
 	return e->e_node->yn_kids[i]->yn_mark;
 }
 
@@ -919,11 +915,11 @@ static int
 is_ident(const char *s)
 {
 	if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-	      *s == '_'))
+	        *s == '_'))
 		return 0;
 	for (s++; *s != '\0'; s++)
 		if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') ||
-		      (*s >= '0' && *s <= '9') || *s == '_'))
+		        (*s >= '0' && *s <= '9') || *s == '_'))
 			return 0;
 	return 1;
 }

@@ -57,13 +57,13 @@ json_t *y2j_doc_root(const struct y2j_doc *);
  * itself (an object or array of the tree). */
 struct y2j_mark y2j_mark_node(const struct y2j_doc *, const json_t *node);
 /* Where the key, or its value, of member key of obj was written. */
-struct y2j_mark y2j_mark_key(const struct y2j_doc *, const json_t *obj,
-                             const char *key);
-struct y2j_mark y2j_mark_member(const struct y2j_doc *, const json_t *obj,
-                                const char *key);
+struct y2j_mark y2j_mark_key(
+    const struct y2j_doc *, const json_t *obj, const char *key);
+struct y2j_mark y2j_mark_member(
+    const struct y2j_doc *, const json_t *obj, const char *key);
 /* Where item i of arr was written. */
-struct y2j_mark y2j_mark_item(const struct y2j_doc *, const json_t *arr,
-                              size_t i);
+struct y2j_mark y2j_mark_item(
+    const struct y2j_doc *, const json_t *arr, size_t i);
 
 /*
  * Key paths as messages print them: resourceClass."my-org/x".spec.volumes[0]

@@ -9,9 +9,9 @@
 #include "util.h"
 
 static const char *const kind_paths[FETCH_NKINDS] = {
-    [FETCH_UNCLAIMED] = "/api/v3/runner/tasks",
-    [FETCH_RUNNING] = "/api/v3/runner/tasks/running",
-    [FETCH_CHECK] = "/api/v3/runner",
+	[FETCH_UNCLAIMED] = "/api/v3/runner/tasks",
+	[FETCH_RUNNING] = "/api/v3/runner/tasks/running",
+	[FETCH_CHECK] = "/api/v3/runner",
 };
 
 static struct curl_slist *shared_headers;
@@ -36,17 +36,17 @@ void
 fetch_init(struct poller *p)
 {
 	struct poll_class *pc;
-	struct buf url = {0};
+	struct buf url = { 0 };
 	char *hdr;
 	size_t i;
 	int k;
 
 	if ((p->p_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
-	curl_multi_setopt(p->p_multi, CURLMOPT_MAX_HOST_CONNECTIONS,
-	                  (long)POLL_HOST_CONNS);
-	curl_multi_setopt(p->p_multi, CURLMOPT_MAXCONNECTS,
-	                  (long)POLL_HOST_CONNS * 2);
+	curl_multi_setopt(
+	    p->p_multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)POLL_HOST_CONNS);
+	curl_multi_setopt(
+	    p->p_multi, CURLMOPT_MAXCONNECTS, (long)POLL_HOST_CONNS * 2);
 	hdr = xasprintf("Circle-Token: %s", p->p_token);
 	shared_headers = curl_slist_append(NULL, hdr);
 	explicit_bzero(hdr, strlen(hdr));
@@ -57,19 +57,20 @@ fetch_init(struct poller *p)
 		pc = &p->p_classes[i];
 		for (k = 0; k < FETCH_NKINDS; k++) {
 			buf_reset(&url);
-			buf_printf(&url, "%s%s?resource-class=",
-			           p->p_flags->f_api_addr, kind_paths[k]);
+			buf_printf(&url,
+			    "%s%s?resource-class=", p->p_flags->f_api_addr,
+			    kind_paths[k]);
 			http_query_escape(&url, pc->pc_conf->cc_name);
 			pc->pc_url[k] = xstrdup(buf_str(&url));
 			http_xfer_init(&pc->pc_xfer[k], POLL_BODY_MAX,
-			               POLL_TIMEOUT_MS, pc);
-			curl_easy_setopt(pc->pc_xfer[k].x_easy, CURLOPT_URL,
-			                 pc->pc_url[k]);
+			    POLL_TIMEOUT_MS, pc);
+			curl_easy_setopt(
+			    pc->pc_xfer[k].x_easy, CURLOPT_URL, pc->pc_url[k]);
 			curl_easy_setopt(pc->pc_xfer[k].x_easy,
-			                 CURLOPT_HTTPHEADER, shared_headers);
+			    CURLOPT_HTTPHEADER, shared_headers);
 			if (p->p_flags->f_circleci_ca_file != NULL)
-				curl_easy_setopt(
-				    pc->pc_xfer[k].x_easy, CURLOPT_CAINFO,
+				curl_easy_setopt(pc->pc_xfer[k].x_easy,
+				    CURLOPT_CAINFO,
 				    p->p_flags->f_circleci_ca_file);
 		}
 	}
@@ -113,8 +114,8 @@ fetch_start(struct poller *p, struct poll_class *pc)
 	if (start(p, &pc->pc_xfer[FETCH_UNCLAIMED]) == -1)
 		return -1;
 	if (start(p, &pc->pc_xfer[FETCH_RUNNING]) == -1) {
-		curl_multi_remove_handle(p->p_multi,
-		                         pc->pc_xfer[FETCH_UNCLAIMED].x_easy);
+		curl_multi_remove_handle(
+		    p->p_multi, pc->pc_xfer[FETCH_UNCLAIMED].x_easy);
 		pc->pc_xfer[FETCH_UNCLAIMED].x_busy = false;
 		return -1;
 	}
@@ -142,8 +143,8 @@ count_request(struct poller *p, enum fetch_kind k, const struct http_xfer *x)
 	else
 		snprintf(code, sizeof(code), "%ld", x->x_status);
 	metric_inc(metric_series(p->p_m_requests,
-	                         (const char *[]){fetch_kind_name(k), code}),
-	           1);
+	               (const char *[]){ fetch_kind_name(k), code }),
+	    1);
 	metric_observe(p->p_m_duration[k], (double)x->x_duration_us / 1e6);
 }
 

@@ -50,13 +50,13 @@ main(int argc, char **argv)
 	}
 	/* Runner tokens belong to the actuator; this side never needs them. */
 	conf_drop_tokens(p.p_conf);
-	if ((p.p_token = token_load(f.f_circle_token_file, &source, err,
-	                            sizeof(err))) == NULL) {
+	if ((p.p_token = token_load(
+	         f.f_circle_token_file, &source, err, sizeof(err))) == NULL) {
 		log_error("%s", err);
 		return EXIT_PERMFAIL;
 	}
-	if (ipc_rundir(f.f_run_dir, rundir, sizeof(rundir), err,
-	               sizeof(err)) == -1) {
+	if (ipc_rundir(
+	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return EXIT_PERMFAIL;
 	}

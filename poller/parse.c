@@ -9,12 +9,12 @@
 #include "poller.h"
 
 static const char *const count_keys[] = {
-    [FETCH_UNCLAIMED] = "unclaimed_task_count",
-    [FETCH_RUNNING] = "running_runner_tasks",
+	[FETCH_UNCLAIMED] = "unclaimed_task_count",
+	[FETCH_RUNNING] = "running_runner_tasks",
 };
 
 static void fail(struct fetch_result *r, enum demand_error e, const char *fmt,
-                 ...) __attribute__((format(printf, 3, 4)));
+    ...) __attribute__((format(printf, 3, 4)));
 
 static void
 fail(struct fetch_result *r, enum demand_error e, const char *fmt, ...)
@@ -43,8 +43,8 @@ error_message(const struct http_xfer *x, char *out, size_t size)
 }
 
 void
-parse_result(const struct http_xfer *x, enum fetch_kind kind,
-             struct fetch_result *r)
+parse_result(
+    const struct http_xfer *x, enum fetch_kind kind, struct fetch_result *r)
 {
 	const char *key = count_keys[kind];
 	char msg[160];
@@ -57,7 +57,7 @@ parse_result(const struct http_xfer *x, enum fetch_kind kind,
 	    x->x_status > 0 && x->x_status < 600 ? (uint16_t)x->x_status : 0;
 	if (x->x_too_big) {
 		fail(r, DEMAND_ERR_PARSE,
-		     "response body larger than %zu bytes", x->x_max_body);
+		    "response body larger than %zu bytes", x->x_max_body);
 		return;
 	}
 	if (x->x_result != CURLE_OK) {
@@ -70,22 +70,22 @@ parse_result(const struct http_xfer *x, enum fetch_kind kind,
 		error_message(x, msg, sizeof(msg));
 		if (x->x_status == 401 || x->x_status == 403)
 			fail(r, DEMAND_ERR_AUTH, "HTTP %ld%s", x->x_status,
-			     msg);
+			    msg);
 		else if (x->x_status == 429) {
 			fail(r, DEMAND_ERR_RATE_LIMITED, "HTTP 429%s", msg);
 			r->fr_have_retry_after =
-			    http_retry_after_ms(x->x_retry_after,
-			                        &r->fr_retry_after_ms) == 0;
+			    http_retry_after_ms(
+			        x->x_retry_after, &r->fr_retry_after_ms) == 0;
 		} else
 			fail(r, DEMAND_ERR_HTTP, "HTTP %ld%s", x->x_status,
-			     msg);
+			    msg);
 		return;
 	}
 	j = json_loadb(buf_str(&x->x_body), x->x_body.b_len,
-	               JSON_REJECT_DUPLICATES, &jerr);
+	    JSON_REJECT_DUPLICATES, &jerr);
 	if (j == NULL) {
 		fail(r, DEMAND_ERR_PARSE, "malformed JSON at line %d: %s",
-		     jerr.line, jerr.text);
+		    jerr.line, jerr.text);
 		return;
 	}
 	v = json_object_get(j, key);
@@ -97,7 +97,7 @@ parse_result(const struct http_xfer *x, enum fetch_kind kind,
 		fail(r, DEMAND_ERR_PARSE, "\"%s\" is not an integer", key);
 	else if ((n = json_integer_value(v)) < 0 || n > MSG_COUNT_MAX)
 		fail(r, DEMAND_ERR_PARSE, "\"%s\" out of range: %lld", key,
-		     (long long)n);
+		    (long long)n);
 	else {
 		r->fr_ok = true;
 		r->fr_count = (uint32_t)n;

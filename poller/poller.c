@@ -16,8 +16,8 @@
 #define SPAN_SCALER "worker loop scaler"
 
 static const char *const fetch_failed_msg[2] = {
-    [FETCH_UNCLAIMED] = "failed to get unclaimed tasks",
-    [FETCH_RUNNING] = "failed to get running tasks",
+	[FETCH_UNCLAIMED] = "failed to get unclaimed tasks",
+	[FETCH_RUNNING] = "failed to get running tasks",
 };
 
 /* A class counts as healthy when it succeeded within this window. */
@@ -31,10 +31,10 @@ ready_window_ms(const struct poller *p)
 
 static void
 publish(struct poller *p, struct poll_class *pc, bool ok,
-        enum demand_error err, uint16_t status)
+    enum demand_error err, uint16_t status)
 {
 	struct msg_demand d;
-	struct buf b = {0};
+	struct buf b = { 0 };
 
 	memset(&d, 0, sizeof(d));
 	d.d_cycle = p->p_cycle;
@@ -63,9 +63,8 @@ class_succeeded(struct poller *p, struct poll_class *pc, uint64_t now)
 		log_info("CircleCI polling recovered for %s", cc->cc_name);
 	pc->pc_unclaimed = pc->pc_result[FETCH_UNCLAIMED].fr_count;
 	pc->pc_running = pc->pc_result[FETCH_RUNNING].fr_count;
-	pc->pc_desired =
-	    decision_desired(pc->pc_unclaimed, pc->pc_running,
-	                     cc->cc_min_replicas, cc->cc_max_replicas);
+	pc->pc_desired = decision_desired(pc->pc_unclaimed, pc->pc_running,
+	    cc->cc_min_replicas, cc->cc_max_replicas);
 	pc->pc_have_success = true;
 	pc->pc_last_success_ms = now;
 	pc->pc_last_error = DEMAND_ERR_NONE;
@@ -92,8 +91,8 @@ class_succeeded(struct poller *p, struct poll_class *pc, uint64_t now)
 
 /* How long to leave the class alone after this failure. */
 static uint64_t
-failure_delay(struct poller *p, struct poll_class *pc,
-              const struct fetch_result *worst)
+failure_delay(
+    struct poller *p, struct poll_class *pc, const struct fetch_result *worst)
 {
 	switch (worst->fr_error) {
 	case DEMAND_ERR_AUTH:
@@ -145,14 +144,14 @@ class_failed(struct poller *p, struct poll_class *pc, uint64_t now)
 	/* A rejected token is a configuration error: say so once per change,
 	 * not every cycle. */
 	repeat = worst->fr_error == DEMAND_ERR_AUTH &&
-	         pc->pc_last_error == DEMAND_ERR_AUTH &&
-	         pc->pc_last_status == worst->fr_http_status;
+	    pc->pc_last_error == DEMAND_ERR_AUTH &&
+	    pc->pc_last_status == worst->fr_http_status;
 	for (k = FETCH_UNCLAIMED; k <= FETCH_RUNNING; k++) {
 		r = &pc->pc_result[k];
 		if (r->fr_ok)
 			continue;
 		log_begin(&ll, repeat ? LOG_LVL_DEBUG : LOG_LVL_ERROR,
-		          fetch_failed_msg[k]);
+		    fetch_failed_msg[k]);
 		log_str(&ll, "span", SPAN_SCALER);
 		log_str(&ll, "loop_name", "scaler");
 		log_str(&ll, "resource_class", pc->pc_conf->cc_name);
@@ -183,7 +182,7 @@ class_failed(struct poller *p, struct poll_class *pc, uint64_t now)
 
 void
 poller_fetched(struct poller *p, struct poll_class *pc, enum fetch_kind k,
-               const struct fetch_result *r)
+    const struct fetch_result *r)
 {
 	uint64_t now = now_ms();
 
@@ -198,8 +197,8 @@ poller_fetched(struct poller *p, struct poll_class *pc, enum fetch_kind k,
 }
 
 void
-poller_checked(struct poller *p, struct poll_class *pc,
-               const struct http_xfer *x)
+poller_checked(
+    struct poller *p, struct poll_class *pc, const struct http_xfer *x)
 {
 	const char *name = pc->pc_conf->cc_name;
 	char why[256];
@@ -208,11 +207,11 @@ poller_checked(struct poller *p, struct poll_class *pc,
 	http_xfer_describe(x, why, sizeof(why));
 	if (x->x_result != CURLE_OK || x->x_too_big ||
 	    (x->x_status != 200 && x->x_status != 401 && x->x_status != 403 &&
-	     x->x_status != 404)) {
+	        x->x_status != 404)) {
 		log_warnx("could not check resource class %s at %s (%s); "
 		          "checking again in %ds",
-		          name, p->p_flags->f_api_addr, why,
-		          POLL_CHECK_RETRY_MS / 1000);
+		    name, p->p_flags->f_api_addr, why,
+		    POLL_CHECK_RETRY_MS / 1000);
 		pc->pc_check_not_before_ms = now_ms() + POLL_CHECK_RETRY_MS;
 		return;
 	}
@@ -228,15 +227,15 @@ poller_checked(struct poller *p, struct poll_class *pc,
 		log_error("CircleCI rejected the API token checking resource "
 		          "class %s (%s): task polling will fail until "
 		          "CIRCLE_TOKEN / the circle-token secret is fixed",
-		          name, why);
+		    name, why);
 	else if (parse_runner_count(x, &runners) == -1)
 		log_warnx("resource class %s: unexpected runner list answer "
 		          "from %s",
-		          name, p->p_flags->f_api_addr);
+		    name, p->p_flags->f_api_addr);
 	else
 		log_info("resource class %s found at %s (%zu runners "
 		         "registered)",
-		         name, p->p_flags->f_api_addr, runners);
+		    name, p->p_flags->f_api_addr, runners);
 	(void)p;
 }
 
@@ -256,7 +255,7 @@ cycle_start(struct poller *p, uint64_t now)
 			/* Paused by backoff or Retry-After: the actuator is
 			 * told the class is held, not that demand is 0. */
 			publish(p, pc, false, pc->pc_hold_error,
-			        pc->pc_hold_status);
+			    pc->pc_hold_status);
 			continue;
 		}
 		if (fetch_start(p, pc) == -1)
@@ -265,11 +264,11 @@ cycle_start(struct poller *p, uint64_t now)
 }
 
 static bool
-class_healthy(const struct poller *p, const struct poll_class *pc,
-              uint64_t now)
+class_healthy(
+    const struct poller *p, const struct poll_class *pc, uint64_t now)
 {
 	return pc->pc_have_success && pc->pc_last_error != DEMAND_ERR_AUTH &&
-	       now - pc->pc_last_success_ms <= ready_window_ms(p);
+	    now - pc->pc_last_success_ms <= ready_window_ms(p);
 }
 
 static const char *
@@ -296,35 +295,33 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 	for (i = 0; i < p->p_nclasses; i++) {
 		pc = &p->p_classes[i];
 		o = json_object();
-		json_object_set_new(o, "status",
-		                    json_string(class_status(p, pc, now)));
+		json_object_set_new(
+		    o, "status", json_string(class_status(p, pc, now)));
 		if (pc->pc_have_success) {
 			json_object_set_new(o, "unclaimed_tasks",
-			                    json_integer(pc->pc_unclaimed));
-			json_object_set_new(o, "running_tasks",
-			                    json_integer(pc->pc_running));
-			json_object_set_new(o, "desired_vms",
-			                    json_integer(pc->pc_desired));
+			    json_integer(pc->pc_unclaimed));
 			json_object_set_new(
-			    o, "last_success_ms_ago",
+			    o, "running_tasks", json_integer(pc->pc_running));
+			json_object_set_new(
+			    o, "desired_vms", json_integer(pc->pc_desired));
+			json_object_set_new(o, "last_success_ms_ago",
 			    json_integer(
 			        (json_int_t)(now - pc->pc_last_success_ms)));
 		}
 		if (pc->pc_last_error != DEMAND_ERR_NONE) {
-			json_object_set_new(o, "last_error",
-			                    json_string(pc->pc_last_text));
+			json_object_set_new(
+			    o, "last_error", json_string(pc->pc_last_text));
 			if (pc->pc_not_before_ms > now)
-				json_object_set_new(
-				    o, "retry_in_ms",
+				json_object_set_new(o, "retry_in_ms",
 				    json_integer(
 				        (json_int_t)(pc->pc_not_before_ms -
-				                     now)));
+				            now)));
 		}
 		json_object_set_new(classes, pc->pc_conf->cc_name, o);
 		if (class_healthy(p, pc, now))
 			healthy++;
 		else if (pc->pc_last_error != DEMAND_ERR_NONE ||
-		         pc->pc_have_success)
+		    pc->pc_have_success)
 			failed++;
 	}
 	if (healthy == p->p_nclasses)
@@ -336,23 +333,22 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 	else
 		h->hl_state = HEALTH_STARTING;
 	h->hl_uptime_ms = now - p->p_start_ms;
-	h->hl_detail =
-	    json_pack("{s:I,s:I,s:o}", "poll_interval_ms",
-	              (json_int_t)p->p_flags->f_poll_interval_ms, "cycle",
-	              (json_int_t)p->p_cycle, "classes", classes);
+	h->hl_detail = json_pack("{s:I,s:I,s:o}", "poll_interval_ms",
+	    (json_int_t)p->p_flags->f_poll_interval_ms, "cycle",
+	    (json_int_t)p->p_cycle, "classes", classes);
 	metrics_render(p->p_metrics, metrics_text);
 }
 
 static void
 metrics_setup(struct poller *p)
 {
-	static const char *const cls[] = {"resource_class", NULL};
-	static const char *const req[] = {"endpoint", "code", NULL};
-	static const char *const ep[] = {"endpoint", NULL};
-	static const char *const res[] = {"resource_class", "result", NULL};
-	static const double lat[] = {0.01, 0.025, 0.05, 0.1, 0.25,
-	                             0.5,  1,     2.5,  5,   10};
-	static const double lag[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1};
+	static const char *const cls[] = { "resource_class", NULL };
+	static const char *const req[] = { "endpoint", "code", NULL };
+	static const char *const ep[] = { "endpoint", NULL };
+	static const char *const res[] = { "resource_class", "result", NULL };
+	static const double lat[] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
+		2.5, 5, 10 };
+	static const double lag[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1 };
 	struct metric_family *unclaimed, *running, *desired, *polls, *dur,
 	    *pub;
 	struct poll_class *pc;
@@ -360,53 +356,48 @@ metrics_setup(struct poller *p)
 	int k;
 
 	p->p_metrics = metrics_new();
-	unclaimed = metrics_family(
-	    p->p_metrics, METRIC_GAUGE, "tasks_unclaimed",
-	    "Unclaimed (queued) tasks, as last polled.", cls, NULL, 0);
-	running =
-	    metrics_family(p->p_metrics, METRIC_GAUGE, "tasks_running",
-	                   "Running tasks, as last polled.", cls, NULL, 0);
-	desired = metrics_family(
-	    p->p_metrics, METRIC_GAUGE, "desired_vms",
+	unclaimed =
+	    metrics_family(p->p_metrics, METRIC_GAUGE, "tasks_unclaimed",
+	        "Unclaimed (queued) tasks, as last polled.", cls, NULL, 0);
+	running = metrics_family(p->p_metrics, METRIC_GAUGE, "tasks_running",
+	    "Running tasks, as last polled.", cls, NULL, 0);
+	desired = metrics_family(p->p_metrics, METRIC_GAUGE, "desired_vms",
 	    "clamp(unclaimed + running, minReplicas, maxReplicas).", cls, NULL,
 	    0);
 	polls = metrics_family(p->p_metrics, METRIC_COUNTER, "polls_total",
-	                       "Poll cycles per resource class by result.",
-	                       res, NULL, 0);
-	p->p_m_requests = metrics_family(
-	    p->p_metrics, METRIC_COUNTER, "circleci_requests_total",
+	    "Poll cycles per resource class by result.", res, NULL, 0);
+	p->p_m_requests = metrics_family(p->p_metrics, METRIC_COUNTER,
+	    "circleci_requests_total",
 	    "CircleCI API requests by endpoint and HTTP status (\"error\": no "
 	    "answer).",
 	    req, NULL, 0);
 	dur = metrics_family(p->p_metrics, METRIC_HISTOGRAM,
-	                     "circleci_request_duration_seconds",
-	                     "CircleCI API request latency.", ep, lat,
-	                     nitems(lat));
+	    "circleci_request_duration_seconds",
+	    "CircleCI API request latency.", ep, lat, nitems(lat));
 	for (k = 0; k < FETCH_NKINDS; k++)
-		p->p_m_duration[k] = metric_series(
-		    dur,
-		    (const char *[]){fetch_kind_name((enum fetch_kind)k)});
-	p->p_m_lag = metric_single(metrics_family(
-	    p->p_metrics, METRIC_HISTOGRAM, "poll_loop_lag_seconds",
+		p->p_m_duration[k] = metric_series(dur,
+		    (const char *[]){ fetch_kind_name((enum fetch_kind)k) });
+	p->p_m_lag = metric_single(metrics_family(p->p_metrics,
+	    METRIC_HISTOGRAM, "poll_loop_lag_seconds",
 	    "How late each poll cycle started against its schedule.", NULL,
 	    lag, nitems(lag)));
-	pub = metrics_family(
-	    p->p_metrics, METRIC_COUNTER, "demand_published_total",
+	pub = metrics_family(p->p_metrics, METRIC_COUNTER,
+	    "demand_published_total",
 	    "Demand messages sent to the actuator, by result.",
-	    (const char *[]){"result", NULL}, NULL, 0);
-	p->p_m_published_ok = metric_series(pub, (const char *[]){"ok"});
+	    (const char *[]){ "result", NULL }, NULL, 0);
+	p->p_m_published_ok = metric_series(pub, (const char *[]){ "ok" });
 	p->p_m_published_failed =
-	    metric_series(pub, (const char *[]){"failed"});
+	    metric_series(pub, (const char *[]){ "failed" });
 	for (i = 0; i < p->p_nclasses; i++) {
 		pc = &p->p_classes[i];
-		const char *v[] = {pc->pc_conf->cc_name};
+		const char *v[] = { pc->pc_conf->cc_name };
 		pc->pc_m_unclaimed = metric_series(unclaimed, v);
 		pc->pc_m_running = metric_series(running, v);
 		pc->pc_m_desired = metric_series(desired, v);
 		pc->pc_m_ok =
-		    metric_series(polls, (const char *[]){v[0], "ok"});
+		    metric_series(polls, (const char *[]){ v[0], "ok" });
 		pc->pc_m_failed =
-		    metric_series(polls, (const char *[]){v[0], "failed"});
+		    metric_series(polls, (const char *[]){ v[0], "failed" });
 	}
 }
 
@@ -436,8 +427,8 @@ ipc_setup(struct poller *p, const char *run_dir)
 	    ipc_open(&p->p_pub, IPC_PUB_LISTEN, url, NULL) == -1)
 		return -1;
 	if (ipc_url(url, sizeof(url), run_dir, IPC_HEALTH) == -1 ||
-	    ipc_open(&p->p_health, IPC_RESPONDENT_DIAL, url,
-	             &p->p_health_fd) == -1)
+	    ipc_open(
+	        &p->p_health, IPC_RESPONDENT_DIAL, url, &p->p_health_fd) == -1)
 		return -1;
 	return 0;
 }
@@ -452,11 +443,10 @@ poller_setup_classes(struct poller *p)
 	for (i = 0; i < p->p_nclasses; i++) {
 		p->p_classes[i].pc_conf = &p->p_conf->c_classes[i];
 		backoff_init(&p->p_classes[i].pc_backoff,
-		             p->p_flags->f_poll_interval_ms,
-		             p->p_flags->f_poll_interval_ms >
-		                     POLL_BACKOFF_CAP_MS
-		                 ? p->p_flags->f_poll_interval_ms
-		                 : POLL_BACKOFF_CAP_MS);
+		    p->p_flags->f_poll_interval_ms,
+		    p->p_flags->f_poll_interval_ms > POLL_BACKOFF_CAP_MS
+		        ? p->p_flags->f_poll_interval_ms
+		        : POLL_BACKOFF_CAP_MS);
 	}
 }
 
@@ -481,8 +471,7 @@ poller_run(struct poller *p, const char *run_dir)
 		now = now_ms();
 		if (now >= p->p_next_cycle_ms) {
 			metric_observe(p->p_m_lag,
-			               (double)(now - p->p_next_cycle_ms) /
-			                   1000.0);
+			    (double)(now - p->p_next_cycle_ms) / 1000.0);
 			cycle_start(p, now);
 			p->p_next_cycle_ms += interval;
 			if (p->p_next_cycle_ms <= now) /* fell behind */
@@ -499,11 +488,11 @@ poller_run(struct poller *p, const char *run_dir)
 		curl_multi_poll(p->p_multi, extra, 2, timeout, &numfds);
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			survey_answer(p->p_health, ROLE_POLLER, &p->p_seq,
-			              health_fill, p);
+			    health_fill, p);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
 		    read(p->p_sigfd, &si, sizeof(si)) == sizeof(si)) {
-			log_info("stopping (%s)",
-			         strsignal((int)si.ssi_signo));
+			log_info(
+			    "stopping (%s)", strsignal((int)si.ssi_signo));
 			p->p_quit = true;
 		}
 	}

@@ -115,15 +115,15 @@ const char *fetch_kind_name(enum fetch_kind);
 
 /* parse.c */
 /* Judges a finished transfer of kind into r. */
-void parse_result(const struct http_xfer *, enum fetch_kind,
-                  struct fetch_result *r);
+void parse_result(
+    const struct http_xfer *, enum fetch_kind, struct fetch_result *r);
 /* Reads the runner list of the start-up check; -1 when malformed. */
 int parse_runner_count(const struct http_xfer *, size_t *count);
 
 /* poller.c, called by fetch.c */
 void poller_fetched(struct poller *, struct poll_class *, enum fetch_kind,
-                    const struct fetch_result *);
-void poller_checked(struct poller *, struct poll_class *,
-                    const struct http_xfer *);
+    const struct fetch_result *);
+void poller_checked(
+    struct poller *, struct poll_class *, const struct http_xfer *);
 
 #endif

@@ -20,7 +20,7 @@ put_u8(struct buf *b, uint8_t v)
 static void
 put_u16(struct buf *b, uint16_t v)
 {
-	uint8_t p[2] = {(uint8_t)v, (uint8_t)(v >> 8)};
+	uint8_t p[2] = { (uint8_t)v, (uint8_t)(v >> 8) };
 
 	buf_append(b, p, sizeof(p));
 }
@@ -57,7 +57,7 @@ static uint32_t
 get_u32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	    (uint32_t)p[3] << 24;
 }
 
 static uint64_t
@@ -110,8 +110,8 @@ msg_demand_encode(const struct msg_demand *d, uint32_t seq, struct buf *out)
 }
 
 void
-msg_health_query_encode(const struct msg_health_query *q, uint32_t seq,
-                        struct buf *out)
+msg_health_query_encode(
+    const struct msg_health_query *q, uint32_t seq, struct buf *out)
 {
 	size_t at = hdr_start(out, MSG_HEALTH_QUERY, seq);
 
@@ -165,7 +165,7 @@ msg_hdr_decode(const void *data, size_t len, struct msg_hdr *h)
 
 static enum msg_err
 hdr_expect(const void *data, size_t len, struct msg_hdr *h, enum msg_kind kind,
-           size_t fixed)
+    size_t fixed)
 {
 	enum msg_err e;
 
@@ -179,8 +179,8 @@ hdr_expect(const void *data, size_t len, struct msg_hdr *h, enum msg_kind kind,
 }
 
 enum msg_err
-msg_demand_decode(const void *data, size_t len, struct msg_hdr *h,
-                  struct msg_demand *d)
+msg_demand_decode(
+    const void *data, size_t len, struct msg_hdr *h, struct msg_demand *d)
 {
 	const uint8_t *p = (const uint8_t *)data + MSG_HDR_LEN;
 	enum msg_err e;
@@ -222,7 +222,7 @@ msg_demand_decode(const void *data, size_t len, struct msg_hdr *h,
 
 enum msg_err
 msg_health_query_decode(const void *data, size_t len, struct msg_hdr *h,
-                        struct msg_health_query *q)
+    struct msg_health_query *q)
 {
 	enum msg_err e;
 
@@ -236,8 +236,8 @@ msg_health_query_decode(const void *data, size_t len, struct msg_hdr *h,
 }
 
 enum msg_err
-msg_health_decode(const void *data, size_t len, struct msg_hdr *h,
-                  struct msg_health *hl)
+msg_health_decode(
+    const void *data, size_t len, struct msg_hdr *h, struct msg_health *hl)
 {
 	const uint8_t *p = (const uint8_t *)data + MSG_HDR_LEN;
 	uint32_t dlen, mlen;
@@ -286,10 +286,14 @@ const char *
 msg_err_name(enum msg_err e)
 {
 	static const char *const names[MSG_NERR] = {
-	    [MSG_OK] = "ok",        [MSG_ESHORT] = "short",
-	    [MSG_EMAGIC] = "magic", [MSG_EVERSION] = "version",
-	    [MSG_EKIND] = "kind",   [MSG_ELEN] = "length",
-	    [MSG_ERANGE] = "range", [MSG_ETEXT] = "text",
+		[MSG_OK] = "ok",
+		[MSG_ESHORT] = "short",
+		[MSG_EMAGIC] = "magic",
+		[MSG_EVERSION] = "version",
+		[MSG_EKIND] = "kind",
+		[MSG_ELEN] = "length",
+		[MSG_ERANGE] = "range",
+		[MSG_ETEXT] = "text",
 	};
 
 	return (unsigned int)e < MSG_NERR ? names[e] : "unknown";
@@ -318,9 +322,9 @@ demand_error_name(enum demand_error e)
 const char *
 health_role_name(enum health_role r)
 {
-	return r == ROLE_POLLER     ? "poller"
-	       : r == ROLE_ACTUATOR ? "actuator"
-	                            : "unknown";
+	return r == ROLE_POLLER  ? "poller"
+	    : r == ROLE_ACTUATOR ? "actuator"
+	                         : "unknown";
 }
 
 const char *

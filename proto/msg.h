@@ -105,23 +105,23 @@ struct msg_health {
 
 /* msg.c */
 /* Encoders append one whole message to out. */
-void msg_demand_encode(const struct msg_demand *, uint32_t seq,
-                       struct buf *out);
-void msg_health_query_encode(const struct msg_health_query *, uint32_t seq,
-                             struct buf *out);
+void msg_demand_encode(
+    const struct msg_demand *, uint32_t seq, struct buf *out);
+void msg_health_query_encode(
+    const struct msg_health_query *, uint32_t seq, struct buf *out);
 /* detail is serialised (borrowed); metrics must be valid exposition text. */
-void msg_health_encode(const struct msg_health *, uint32_t seq,
-                       struct buf *out);
+void msg_health_encode(
+    const struct msg_health *, uint32_t seq, struct buf *out);
 
 /* Decoders check everything; kind must be the expected one. */
 enum msg_err msg_hdr_decode(const void *, size_t, struct msg_hdr *);
-enum msg_err msg_demand_decode(const void *, size_t, struct msg_hdr *,
-                               struct msg_demand *);
-enum msg_err msg_health_query_decode(const void *, size_t, struct msg_hdr *,
-                                     struct msg_health_query *);
+enum msg_err msg_demand_decode(
+    const void *, size_t, struct msg_hdr *, struct msg_demand *);
+enum msg_err msg_health_query_decode(
+    const void *, size_t, struct msg_hdr *, struct msg_health_query *);
 /* On MSG_OK the caller owns the detail and metrics: msg_health_clear(). */
-enum msg_err msg_health_decode(const void *, size_t, struct msg_hdr *,
-                               struct msg_health *);
+enum msg_err msg_health_decode(
+    const void *, size_t, struct msg_hdr *, struct msg_health *);
 void msg_health_clear(struct msg_health *);
 
 const char *msg_err_name(enum msg_err);

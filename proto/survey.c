@@ -6,10 +6,10 @@
 
 int
 survey_answer(nng_socket s, enum health_role role, uint32_t *seq,
-              survey_fill_fn fill, void *arg)
+    survey_fill_fn fill, void *arg)
 {
 	struct msg_health_query q;
-	struct buf metrics = {0}, out = {0};
+	struct buf metrics = { 0 }, out = { 0 };
 	struct msg_health h;
 	struct msg_hdr hdr;
 	enum msg_err e;
@@ -17,12 +17,12 @@ survey_answer(nng_socket s, enum health_role role, uint32_t *seq,
 	int n = 0;
 
 	while (ipc_recv(s, &m) == 1) {
-		e = msg_health_query_decode(nng_msg_body(m), nng_msg_len(m),
-		                            &hdr, &q);
+		e = msg_health_query_decode(
+		    nng_msg_body(m), nng_msg_len(m), &hdr, &q);
 		nng_msg_free(m);
 		if (e != MSG_OK) {
 			log_warnx("dropped a malformed health query (%s)",
-			          msg_err_name(e));
+			    msg_err_name(e));
 			continue;
 		}
 		memset(&h, 0, sizeof(h));

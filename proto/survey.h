@@ -10,13 +10,13 @@
 
 /* Fills h's state, uptime and detail (a new JSON object, released by
  * survey_answer) and appends the process's metrics text. */
-typedef void (*survey_fill_fn)(void *arg, struct msg_health *h,
-                               struct buf *metrics_text);
+typedef void (*survey_fill_fn)(
+    void *arg, struct msg_health *h, struct buf *metrics_text);
 
 /* survey.c */
 /* Answers every health query waiting on s.  Malformed queries are logged
  * and dropped.  Returns the number answered. */
-int survey_answer(nng_socket s, enum health_role, uint32_t *seq,
-                  survey_fill_fn, void *arg);
+int survey_answer(
+    nng_socket s, enum health_role, uint32_t *seq, survey_fill_fn, void *arg);
 
 #endif

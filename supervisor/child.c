@@ -16,8 +16,8 @@ extern char **environ;
 
 /* Each side holds only its own secret: the actuator never sees the
  * CircleCI token, the poller never sees the Kubernetes credentials. */
-static const char *const poller_env_drop[] = {"KUBECONFIG=", NULL};
-static const char *const actuator_env_drop[] = {"CIRCLE_TOKEN=", NULL};
+static const char *const poller_env_drop[] = { "KUBECONFIG=", NULL };
+static const char *const actuator_env_drop[] = { "CIRCLE_TOKEN=", NULL };
 
 const char *
 child_state_name(enum child_state s)
@@ -40,21 +40,20 @@ child_state_name(enum child_state s)
 int
 child_init(struct supervisor *s, const char *self_dir)
 {
-	static const char *const labels[] = {"child", NULL};
+	static const char *const labels[] = { "child", NULL };
 	struct metric_family *restarts, *up, *loop;
 	struct child *c;
 	size_t i;
 
-	restarts = metrics_family(
-	    s->s_metrics, METRIC_COUNTER, "child_restarts_total",
-	    "Times a child process was restarted.", labels, NULL, 0);
-	up = metrics_family(s->s_metrics, METRIC_GAUGE, "child_up",
-	                    "1 while the child process is running.", labels,
-	                    NULL, 0);
-	loop = metrics_family(
-	    s->s_metrics, METRIC_GAUGE, "child_crash_looping",
-	    "1 while the child keeps dying and restarts are slowed down.",
+	restarts = metrics_family(s->s_metrics, METRIC_COUNTER,
+	    "child_restarts_total", "Times a child process was restarted.",
 	    labels, NULL, 0);
+	up = metrics_family(s->s_metrics, METRIC_GAUGE, "child_up",
+	    "1 while the child process is running.", labels, NULL, 0);
+	loop =
+	    metrics_family(s->s_metrics, METRIC_GAUGE, "child_crash_looping",
+	        "1 while the child keeps dying and restarts are slowed down.",
+	        labels, NULL, 0);
 	s->s_children[0].c_name = "poller";
 	s->s_children[0].c_role = ROLE_POLLER;
 	s->s_children[1].c_name = "actuator";
@@ -65,18 +64,18 @@ child_init(struct supervisor *s, const char *self_dir)
 		    xasprintf("%s/runner-provisioner-%s", self_dir, c->c_name);
 		if (access(c->c_path, X_OK) == -1) {
 			log_error("cannot run the %s: %s: %s", c->c_name,
-			          c->c_path, strerror(errno));
+			    c->c_path, strerror(errno));
 			return -1;
 		}
 		c->c_state = CHILD_DOWN;
 		c->c_quick_restart = true;
 		backoff_init(&c->c_backoff, CHILD_RESTART_BASE_MS,
-		             CHILD_RESTART_CAP_MS);
+		    CHILD_RESTART_CAP_MS);
 		c->c_m_restarts =
-		    metric_series(restarts, (const char *[]){c->c_name});
-		c->c_m_up = metric_series(up, (const char *[]){c->c_name});
+		    metric_series(restarts, (const char *[]){ c->c_name });
+		c->c_m_up = metric_series(up, (const char *[]){ c->c_name });
 		c->c_m_crash_loop =
-		    metric_series(loop, (const char *[]){c->c_name});
+		    metric_series(loop, (const char *[]){ c->c_name });
 	}
 	return 0;
 }
@@ -145,8 +144,8 @@ child_spawn(struct supervisor *s, struct child *c)
 		argv[i + 1] = s->s_child_argv[i];
 	argv[i + 1] = "--run-dir";
 	argv[i + 2] = (char *)(uintptr_t)s->s_run_dir;
-	env = child_env(c->c_role == ROLE_POLLER ? poller_env_drop
-	                                         : actuator_env_drop);
+	env = child_env(
+	    c->c_role == ROLE_POLLER ? poller_env_drop : actuator_env_drop);
 	pid = fork();
 	if (pid == 0)
 		child_exec(c->c_path, argv, env, parent);
@@ -171,12 +170,12 @@ static void
 describe_exit(char *buf, size_t size, int status)
 {
 	if (WIFEXITED(status))
-		snprintf(buf, size, "exited with status %d",
-		         WEXITSTATUS(status));
+		snprintf(
+		    buf, size, "exited with status %d", WEXITSTATUS(status));
 	else if (WIFSIGNALED(status))
 		snprintf(buf, size, "killed by signal %d (%s)%s",
-		         WTERMSIG(status), strsignal(WTERMSIG(status)),
-		         WCOREDUMP(status) ? ", core dumped" : "");
+		    WTERMSIG(status), strsignal(WTERMSIG(status)),
+		    WCOREDUMP(status) ? ", core dumped" : "");
 	else
 		snprintf(buf, size, "ended with wait status %#x", status);
 }
@@ -211,8 +210,7 @@ child_died(struct supervisor *s, struct child *c, int status)
 	}
 	if (WIFEXITED(status) && WEXITSTATUS(status) == EXIT_PERMFAIL) {
 		c->c_state = CHILD_FAILED;
-		log_begin(
-		    &ll, LOG_LVL_ERROR,
+		log_begin(&ll, LOG_LVL_ERROR,
 		    "child failed permanently and will not be restarted; fix "
 		    "the cause reported above and restart runner-provisioner");
 		log_str(&ll, "child", c->c_name);
@@ -237,9 +235,9 @@ child_died(struct supervisor *s, struct child *c, int status)
 			log_error("the %s is crash-looping (%d deaths within "
 			          "%ds); restarting it every %ds until it "
 			          "stays up",
-			          c->c_name, CRASH_LOOP_DEATHS,
-			          CRASH_LOOP_WINDOW_MS / 1000,
-			          CRASH_LOOP_DELAY_MS / 1000);
+			    c->c_name, CRASH_LOOP_DEATHS,
+			    CRASH_LOOP_WINDOW_MS / 1000,
+			    CRASH_LOOP_DELAY_MS / 1000);
 		c->c_crash_loop = true;
 		delay = CRASH_LOOP_DELAY_MS;
 	}
@@ -294,8 +292,9 @@ child_tick(struct supervisor *s, uint64_t now)
 		return;
 	for (i = 0; i < nitems(s->s_children); i++) {
 		c = &s->s_children[i];
-		if (c->c_state == CHILD_DOWN || (c->c_state == CHILD_WAITING &&
-		                                 now >= c->c_next_start_ms)) {
+		if (c->c_state == CHILD_DOWN ||
+		    (c->c_state == CHILD_WAITING &&
+		        now >= c->c_next_start_ms)) {
 			if (c->c_state == CHILD_WAITING) {
 				c->c_restarts++;
 				metric_inc(c->c_m_restarts, 1);

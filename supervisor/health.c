@@ -13,28 +13,28 @@
 int
 health_init(struct supervisor *s)
 {
-	static const char *const reason[] = {"reason", NULL};
-	static const double lat_buckets[] = {0.001, 0.005, 0.01,
-	                                     0.05,  0.1,   0.5};
+	static const char *const reason[] = { "reason", NULL };
+	static const double lat_buckets[] = { 0.001, 0.005, 0.01, 0.05, 0.1,
+		0.5 };
 	struct metric_family *rej;
 	char url[IPC_URL_MAX];
 	size_t i;
 
-	rej = metrics_family(
-	    s->s_metrics, METRIC_COUNTER, "health_messages_rejected_total",
+	rej = metrics_family(s->s_metrics, METRIC_COUNTER,
+	    "health_messages_rejected_total",
 	    "Health answers from children dropped as malformed or foreign.",
 	    reason, NULL, 0);
 	for (i = 1; i < MSG_NERR; i++)
 		s->s_m_rejected[i] = metric_series(
-		    rej, (const char *[]){msg_err_name((enum msg_err)i)});
-	s->s_m_rejected[0] = metric_series(rej, (const char *[]){"sender"});
-	s->s_m_survey_lat = metric_single(metrics_family(
-	    s->s_metrics, METRIC_HISTOGRAM, "health_answer_seconds",
+		    rej, (const char *[]){ msg_err_name((enum msg_err)i) });
+	s->s_m_rejected[0] = metric_series(rej, (const char *[]){ "sender" });
+	s->s_m_survey_lat = metric_single(metrics_family(s->s_metrics,
+	    METRIC_HISTOGRAM, "health_answer_seconds",
 	    "Time from a health survey to a child's answer.", NULL,
 	    lat_buckets, nitems(lat_buckets)));
 	if (ipc_url(url, sizeof(url), s->s_run_dir, IPC_HEALTH) == -1 ||
-	    ipc_open(&s->s_survey, IPC_SURVEYOR_LISTEN, url,
-	             &s->s_survey_fd) == -1)
+	    ipc_open(
+	        &s->s_survey, IPC_SURVEYOR_LISTEN, url, &s->s_survey_fd) == -1)
 		return -1;
 	return 0;
 }
@@ -56,15 +56,15 @@ static uint64_t survey_sent_ms;
 void
 health_survey(struct supervisor *s, uint64_t now)
 {
-	struct msg_health_query q = {.q_sent_ms = wall_ms()};
-	struct buf b = {0};
+	struct msg_health_query q = { .q_sent_ms = wall_ms() };
+	struct buf b = { 0 };
 	bool fast;
 
 	if (now < s->s_next_survey_ms)
 		return;
 	fast = child_unanswered(s);
 	nng_socket_set_ms(s->s_survey, NNG_OPT_SURVEYOR_SURVEYTIME,
-	                  fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
+	    fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
 	msg_health_query_encode(&q, ++s->s_seq, &b);
 	ipc_send(s->s_survey, b.b_data, b.b_len);
 	buf_free(&b);
@@ -74,8 +74,8 @@ health_survey(struct supervisor *s, uint64_t now)
 }
 
 static void
-store_answer(struct supervisor *s, struct child *c, struct msg_health *h,
-             uint64_t now)
+store_answer(
+    struct supervisor *s, struct child *c, struct msg_health *h, uint64_t now)
 {
 	struct log_line ll;
 
@@ -90,8 +90,8 @@ store_answer(struct supervisor *s, struct child *c, struct msg_health *h,
 	c->c_health = *h;
 	c->c_have_health = true;
 	c->c_last_answer_ms = now;
-	metric_observe(s->s_m_survey_lat,
-	               (double)(now - survey_sent_ms) / 1000.0);
+	metric_observe(
+	    s->s_m_survey_lat, (double)(now - survey_sent_ms) / 1000.0);
 }
 
 void
@@ -105,14 +105,14 @@ health_receive(struct supervisor *s, uint64_t now)
 	int peer;
 
 	while (ipc_recv(s->s_survey, &m) == 1) {
-		e = msg_health_decode(nng_msg_body(m), nng_msg_len(m), &hdr,
-		                      &h);
+		e = msg_health_decode(
+		    nng_msg_body(m), nng_msg_len(m), &hdr, &h);
 		peer = ipc_peer_pid(m);
 		nng_msg_free(m);
 		if (e != MSG_OK) {
 			metric_inc(s->s_m_rejected[e], 1);
 			log_warnx("dropped a malformed health answer (%s)",
-			          msg_err_name(e));
+			    msg_err_name(e));
 			continue;
 		}
 		c = child_by_pid(s, (pid_t)hdr.h_pid);
@@ -122,7 +122,7 @@ health_receive(struct supervisor *s, uint64_t now)
 			metric_inc(s->s_m_rejected[0], 1);
 			log_warnx("dropped a health answer from pid %u (peer "
 			          "pid %d), which is not a running child",
-			          hdr.h_pid, peer);
+			    hdr.h_pid, peer);
 			msg_health_clear(&h);
 			continue;
 		}
@@ -148,8 +148,7 @@ health_check(struct supervisor *s, uint64_t now)
 		                          : c->c_started_ms;
 		if (now - ref < HEALTH_KILL_MS)
 			continue;
-		log_begin(
-		    &ll, LOG_LVL_ERROR,
+		log_begin(&ll, LOG_LVL_ERROR,
 		    "child stopped answering health surveys; killing it");
 		log_str(&ll, "child", c->c_name);
 		log_int(&ll, "child_pid", c->c_pid);
@@ -164,8 +163,8 @@ bool
 health_child_ready(const struct child *c, uint64_t now)
 {
 	return c->c_state == CHILD_RUNNING && c->c_have_health &&
-	       now - c->c_last_answer_ms <= HEALTH_FRESH_MS &&
-	       c->c_health.hl_state == HEALTH_OK;
+	    now - c->c_last_answer_ms <= HEALTH_FRESH_MS &&
+	    c->c_health.hl_state == HEALTH_OK;
 }
 
 bool
@@ -213,41 +212,38 @@ health_report(const struct supervisor *s, uint64_t now)
 	for (i = 0; i < nitems(s->s_children); i++) {
 		c = &s->s_children[i];
 		o = json_object();
-		json_object_set_new(o, "state",
-		                    json_string(child_state_name(c->c_state)));
+		json_object_set_new(
+		    o, "state", json_string(child_state_name(c->c_state)));
 		if (c->c_pid > 0)
 			json_object_set_new(o, "pid", json_integer(c->c_pid));
-		json_object_set_new(o, "restarts",
-		                    json_integer(c->c_restarts));
-		json_object_set_new(o, "crash_looping",
-		                    json_boolean(c->c_crash_loop));
+		json_object_set_new(
+		    o, "restarts", json_integer(c->c_restarts));
+		json_object_set_new(
+		    o, "crash_looping", json_boolean(c->c_crash_loop));
 		if (c->c_last_exit[0] != '\0')
-			json_object_set_new(o, "last_exit",
-			                    json_string(c->c_last_exit));
-		if (c->c_have_health) {
 			json_object_set_new(
-			    o, "health",
+			    o, "last_exit", json_string(c->c_last_exit));
+		if (c->c_have_health) {
+			json_object_set_new(o, "health",
 			    json_string(health_state_name(
 			        (enum health_state)c->c_health.hl_state)));
-			json_object_set_new(
-			    o, "last_answer_ms_ago",
+			json_object_set_new(o, "last_answer_ms_ago",
 			    json_integer(
 			        (json_int_t)(now - c->c_last_answer_ms)));
 			json_object_set(o, "detail", c->c_health.hl_detail);
 		}
-		json_object_set_new(o, "ready",
-		                    json_boolean(health_child_ready(c, now)));
+		json_object_set_new(
+		    o, "ready", json_boolean(health_child_ready(c, now)));
 		if (!health_child_ready(c, now)) {
 			snprintf(why, sizeof(why), "%s: %s", c->c_name,
-			         child_reason(c, now));
+			    child_reason(c, now));
 			json_array_append_new(reasons, json_string(why));
 		}
 		json_object_set_new(children, c->c_name, o);
 	}
 	if (s->s_quit)
 		json_array_append_new(reasons, json_string("shutting down"));
-	json_object_set_new(
-	    root, "status",
+	json_object_set_new(root, "status",
 	    json_string(health_ready(s, now) ? "ready" : "not ready"));
 	json_object_set_new(root, "reasons", reasons);
 	json_object_set_new(root, "children", children);
@@ -265,6 +261,6 @@ health_metrics(const struct supervisor *s, struct buf *b)
 		c = &s->s_children[i];
 		if (c->c_state == CHILD_RUNNING && c->c_have_health)
 			buf_append(b, c->c_health.hl_metrics,
-			           c->c_health.hl_metrics_len);
+			    c->c_health.hl_metrics_len);
 	}
 }

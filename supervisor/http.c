@@ -64,13 +64,13 @@ listen_on(const char *addr, char *where, size_t wherelen)
 	}
 	for (ai = res; ai != NULL; ai = ai->ai_next) {
 		fd = socket(ai->ai_family,
-		            ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		    ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd == -1)
 			continue;
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 		if (ai->ai_family == AF_INET6 && host[0] == '\0')
-			setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
-			           sizeof(off));
+			setsockopt(
+			    fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
 		    listen(fd, 64) == 0)
 			break;
@@ -82,15 +82,14 @@ listen_on(const char *addr, char *where, size_t wherelen)
 	freeaddrinfo(res);
 	if (fd == -1 && host[0] == '\0' && hints.ai_family == AF_INET6) {
 		/* No IPv6 in this network namespace: plain IPv4. */
-		struct sockaddr_in sin = {.sin_family = AF_INET,
-		                          .sin_port = htons(port),
-		                          .sin_addr.s_addr =
-		                              htonl(INADDR_ANY)};
-		fd = socket(AF_INET,
-		            SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		struct sockaddr_in sin = { .sin_family = AF_INET,
+			.sin_port = htons(port),
+			.sin_addr.s_addr = htonl(INADDR_ANY) };
+		fd = socket(
+		    AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (fd != -1) {
-			setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on,
-			           sizeof(on));
+			setsockopt(
+			    fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 			if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ==
 			        -1 ||
 			    listen(fd, 64) == -1) {
@@ -120,13 +119,13 @@ listen_on(const char *addr, char *where, size_t wherelen)
 
 static enum MHD_Result
 respond(struct MHD_Connection *conn, unsigned int code, const char *type,
-        char *body /* taken */)
+    char *body /* taken */)
 {
 	struct MHD_Response *r;
 	enum MHD_Result ret;
 
-	r = MHD_create_response_from_buffer(strlen(body), body,
-	                                    MHD_RESPMEM_MUST_FREE);
+	r = MHD_create_response_from_buffer(
+	    strlen(body), body, MHD_RESPMEM_MUST_FREE);
 	if (r == NULL) {
 		free(body);
 		return MHD_NO;
@@ -155,12 +154,12 @@ json_text(json_t *j /* taken */)
 
 static enum MHD_Result
 handle(void *cls, struct MHD_Connection *conn, const char *url,
-       const char *method, const char *version, const char *upload_data,
-       size_t *upload_data_size, void **con_cls)
+    const char *method, const char *version, const char *upload_data,
+    size_t *upload_data_size, void **con_cls)
 {
 	struct endpoint *ep = cls;
 	struct sup_http *h = ep->e_http;
-	struct buf b = {0};
+	struct buf b = { 0 };
 	uint64_t now = now_ms();
 	json_t *j;
 
@@ -170,33 +169,32 @@ handle(void *cls, struct MHD_Connection *conn, const char *url,
 	(void)con_cls;
 	if (strcmp(method, "GET") != 0 && strcmp(method, "HEAD") != 0)
 		return respond(conn, MHD_HTTP_METHOD_NOT_ALLOWED, "text/plain",
-		               xstrdup("method not allowed\n"));
+		    xstrdup("method not allowed\n"));
 	if ((ep->e_serves & ENDPOINT_LIVE) && strcmp(url, "/live") == 0) {
 		j = json_pack("{s:s,s:I}", "status", "alive", "uptime_ms",
-		              (json_int_t)(now - h->h_sup->s_start_ms));
-		return respond(conn, MHD_HTTP_OK, "application/json",
-		               json_text(j));
+		    (json_int_t)(now - h->h_sup->s_start_ms));
+		return respond(
+		    conn, MHD_HTTP_OK, "application/json", json_text(j));
 	}
 	if ((ep->e_serves & ENDPOINT_READY) && strcmp(url, "/ready") == 0) {
 		bool ready = health_ready(h->h_sup, now);
-		return respond(
-		    conn, ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
+		return respond(conn,
+		    ready ? MHD_HTTP_OK : MHD_HTTP_SERVICE_UNAVAILABLE,
 		    "application/json",
 		    json_text(health_report(h->h_sup, now)));
 	}
 	if ((ep->e_serves & ENDPOINT_READY) && strcmp(url, "/metrics") == 0) {
 		health_metrics(h->h_sup, &b);
 		return respond(conn, MHD_HTTP_OK,
-		               "text/plain; version=0.0.4; charset=utf-8",
-		               buf_take(&b));
+		    "text/plain; version=0.0.4; charset=utf-8", buf_take(&b));
 	}
-	return respond(conn, MHD_HTTP_NOT_FOUND, "text/plain",
-	               xstrdup("not found\n"));
+	return respond(
+	    conn, MHD_HTTP_NOT_FOUND, "text/plain", xstrdup("not found\n"));
 }
 
 static int
-endpoint_start(struct sup_http *h, struct endpoint *ep, const char *addr,
-               int serves)
+endpoint_start(
+    struct sup_http *h, struct endpoint *ep, const char *addr, int serves)
 {
 	const union MHD_DaemonInfo *info;
 	char where[INET6_ADDRSTRLEN + 16];
@@ -207,11 +205,10 @@ endpoint_start(struct sup_http *h, struct endpoint *ep, const char *addr,
 		return -1;
 	ep->e_http = h;
 	ep->e_serves = serves;
-	ep->e_daemon = MHD_start_daemon(
-	    MHD_USE_EPOLL, 0, NULL, NULL, handle, ep, MHD_OPTION_LISTEN_SOCKET,
-	    fd, MHD_OPTION_CONNECTION_LIMIT, (unsigned int)HTTP_CONN_LIMIT,
-	    MHD_OPTION_CONNECTION_TIMEOUT, (unsigned int)HTTP_CONN_TIMEOUT_S,
-	    MHD_OPTION_END);
+	ep->e_daemon = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, handle,
+	    ep, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_END);
 	if (ep->e_daemon == NULL) {
 		log_error("cannot start the HTTP server on %s", where);
 		close(fd);
@@ -222,8 +219,8 @@ endpoint_start(struct sup_http *h, struct endpoint *ep, const char *addr,
 	log_begin(&ll, LOG_LVL_INFO, "serving HTTP");
 	log_str(&ll, "addr", where);
 	log_str(&ll, "paths",
-	        serves == (ENDPOINT_READY | ENDPOINT_LIVE)
-	            ? "/ready /metrics /live"
+	    serves == (ENDPOINT_READY | ENDPOINT_LIVE)
+	        ? "/ready /metrics /live"
 	        : serves == ENDPOINT_READY ? "/ready /metrics"
 	                                   : "/live");
 	log_end(&ll);
@@ -239,16 +236,16 @@ http_start(struct supervisor *s)
 	h->h_sup = s;
 	if (strcmp(f->f_ready_addr, f->f_live_addr) == 0) {
 		if (endpoint_start(h, &h->h_ep[0], f->f_ready_addr,
-		                   ENDPOINT_READY | ENDPOINT_LIVE) == -1)
+		        ENDPOINT_READY | ENDPOINT_LIVE) == -1)
 			goto fail;
 		h->h_nep = 1;
 	} else {
-		if (endpoint_start(h, &h->h_ep[0], f->f_ready_addr,
-		                   ENDPOINT_READY) == -1)
+		if (endpoint_start(
+		        h, &h->h_ep[0], f->f_ready_addr, ENDPOINT_READY) == -1)
 			goto fail;
 		h->h_nep = 1;
-		if (endpoint_start(h, &h->h_ep[1], f->f_live_addr,
-		                   ENDPOINT_LIVE) == -1)
+		if (endpoint_start(
+		        h, &h->h_ep[1], f->f_live_addr, ENDPOINT_LIVE) == -1)
 			goto fail;
 		h->h_nep = 2;
 	}

@@ -38,7 +38,7 @@ rundir_lock(const char *dir)
 	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
 		log_error("another runner-provisioner is using run dir %s "
 		          "(locked: %s); give each one its own --run-dir",
-		          dir, path);
+		    dir, path);
 		close(fd);
 		return -1;
 	}
@@ -84,8 +84,8 @@ preflight(const struct flags *f, bool print)
 		return NULL;
 	}
 	conf_register_secrets(conf);
-	if ((token = token_load(f->f_circle_token_file, &source, err,
-	                        sizeof(err))) == NULL) {
+	if ((token = token_load(
+	         f->f_circle_token_file, &source, err, sizeof(err))) == NULL) {
 		if (print)
 			fprintf(stderr, "%s: %s\n", PROG, err);
 		else
@@ -137,8 +137,8 @@ main(int argc, char **argv)
 	}
 	if ((conf = preflight(&f, false)) == NULL)
 		return 1;
-	if (ipc_rundir(f.f_run_dir, rundir, sizeof(rundir), err,
-	               sizeof(err)) == -1) {
+	if (ipc_rundir(
+	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		return 1;
 	}

@@ -44,8 +44,8 @@ shutdown_begin(struct supervisor *s, int sig, uint64_t now)
 	struct log_line ll;
 
 	if (s->s_quit) {
-		log_warnx("second signal %d during shutdown; killing children",
-		          sig);
+		log_warnx(
+		    "second signal %d during shutdown; killing children", sig);
 		child_stop_all(s, SIGKILL);
 		return;
 	}
@@ -137,16 +137,14 @@ sup_run(struct supervisor *s)
 	s->s_sigfd = signals_block();
 	s->s_start_ms = now_ms();
 	metric_set(
-	    metric_series(
-	        metrics_family(s->s_metrics, METRIC_GAUGE, "build_info",
-	                       "Version of runner-provisioner.",
-	                       (const char *[]){"version", NULL}, NULL, 0),
-	        (const char *[]){RP_VERSION}),
+	    metric_series(metrics_family(s->s_metrics, METRIC_GAUGE,
+	                      "build_info", "Version of runner-provisioner.",
+	                      (const char *[]){ "version", NULL }, NULL, 0),
+	        (const char *[]){ RP_VERSION }),
 	    1);
-	ready = metric_single(metrics_family(
-	    s->s_metrics, METRIC_GAUGE, "ready",
-	    "1 when both children are healthy (GET /ready is 200).", NULL,
-	    NULL, 0));
+	ready = metric_single(metrics_family(s->s_metrics, METRIC_GAUGE,
+	    "ready", "1 when both children are healthy (GET /ready is 200).",
+	    NULL, NULL, 0));
 	if (health_init(s) == -1)
 		return -1;
 	if ((s->s_http = http_start(s)) == NULL)
@@ -164,7 +162,7 @@ sup_run(struct supervisor *s)
 		for (i = 0; i < nfds; i++)
 			pfd[i].events = POLLIN;
 		if (poll(pfd, (nfds_t)nfds,
-		         ms_until(next_deadline(s, now), now)) == -1 &&
+		        ms_until(next_deadline(s, now), now)) == -1 &&
 		    errno != EINTR)
 			fatal("poll");
 		now = now_ms();
@@ -179,8 +177,8 @@ sup_run(struct supervisor *s)
 			if (!killed && now >= s->s_kill_deadline_ms) {
 				log_warnx("children did not stop within %llu "
 				          "ms; sending SIGKILL",
-				          (unsigned long long)
-				              s->s_flags->f_shutdown_grace_ms);
+				    (unsigned long long)
+				        s->s_flags->f_shutdown_grace_ms);
 				child_stop_all(s, SIGKILL);
 				killed = true;
 			}

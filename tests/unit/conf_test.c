@@ -57,7 +57,7 @@ golden_output(const char *yaml, int *is_err)
 		/* The summary is what --check-config prints: no token. */
 		if (strstr(sum, cc->cc_token) != NULL)
 			fail_msg("%s: summary shows the token of %s", yaml,
-			         cc->cc_name);
+			    cc->cc_name);
 		spec = json_dumps(cc->cc_spec, JSON_SORT_KEYS | JSON_COMPACT);
 		line = xasprintf(
 		    "%s%s at %d:%d token=%s idle_ms=%llu spec=%s\n", out,
@@ -108,11 +108,11 @@ test_golden(void **state)
 	have_err = access(errp, F_OK) == 0;
 	if (have_ok == have_err)
 		fail_msg("%s: needs exactly one of %s.ok and %s.err", yaml,
-		         name, name);
+		    name, name);
 	if ((want = read_file(is_err ? errp : okp, 1 << 20, &len)) == NULL)
 		fail_msg("%s: %s instead of the expected %s:\n%s", yaml,
-		         is_err ? "an error" : "success",
-		         have_ok ? "success" : "error", got);
+		    is_err ? "an error" : "success",
+		    have_ok ? "success" : "error", got);
 	if (strcmp(got, want) != 0)
 		fail_msg("%s: got\n%s-- want\n%s", yaml, got, want);
 	free(want);
@@ -156,7 +156,7 @@ test_golden_count(void **state)
 	if (ncases < GOLDEN_MIN)
 		fail_msg("%zu golden cases in %s/, expected at least %d (run "
 		         "from tests/)",
-		         ncases, CONFIG_DIR, GOLDEN_MIN);
+		    ncases, CONFIG_DIR, GOLDEN_MIN);
 }
 
 /* Loads text (as from a file named config.yaml); NULL on error. */
@@ -270,8 +270,8 @@ test_name_rule_matches_chart(void **state)
 	int want, got;
 
 	(void)state;
-	assert_int_equal(regcomp(&re, CHART_NAME_RE, REG_EXTENDED | REG_NOSUB),
-	                 0);
+	assert_int_equal(
+	    regcomp(&re, CHART_NAME_RE, REG_EXTENDED | REG_NOSUB), 0);
 	for (len = 0; len <= 4; len++) {
 		for (total = 1, i = 0; i < len; i++)
 			total *= n;
@@ -286,8 +286,8 @@ test_name_rule_matches_chart(void **state)
 			want = regexec(&re, s, 0, NULL, 0) == 0 ? 0 : -1;
 			got = conf_class_name_valid(s);
 			if (want != got)
-				fail_msg("\"%s\": regex %d, conf %d", s, want,
-				         got);
+				fail_msg(
+				    "\"%s\": regex %d, conf %d", s, want, got);
 		}
 	}
 	regfree(&re);
@@ -323,10 +323,9 @@ test_chart_uses_same_pattern(void **state)
 	    json_object_get(
 	        json_object_get(
 	            json_object_get(
-	                json_object_get(
-	                    json_object_get(
-	                        json_object_get(schema, "properties"),
-	                        "provisioner"),
+	                json_object_get(json_object_get(json_object_get(schema,
+	                                                    "properties"),
+	                                    "provisioner"),
 	                    "properties"),
 	                "resourceClass"),
 	            "properties"),
@@ -362,10 +361,10 @@ test_load_errors(void **state)
 	buf = xmalloc(len + 2);
 	memset(buf, ' ', len + 1);
 	memcpy(buf, "resourceClass: {a/b: {token: t}}\n#",
-	       strlen("resourceClass: {a/b: {token: t}}\n#"));
+	    strlen("resourceClass: {a/b: {token: t}}\n#"));
 	buf[len - 1] = '\n';
-	assert_true((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >=
-	            0);
+	assert_true(
+	    (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
 	assert_int_equal(write(fd, buf, len), (ssize_t)len);
 	close(fd);
 	c = conf_load(path, err, sizeof(err));
@@ -380,7 +379,7 @@ test_load_errors(void **state)
 	buf = xasprintf("%s: larger than 4194304 bytes", path);
 	assert_string_equal(err, buf);
 	assert_null(conf_parse("mem.yaml", "resourceClass: {}",
-	                       (size_t)CONF_FILE_MAX + 1, err, sizeof(err)));
+	    (size_t)CONF_FILE_MAX + 1, err, sizeof(err)));
 	assert_string_equal(err, "mem.yaml: larger than 4194304 bytes");
 	unlink(path);
 	rmdir(dir);
@@ -396,8 +395,8 @@ classes_doc(size_t n)
 
 	len += (size_t)snprintf(s, cap, "resourceClass:\n");
 	for (i = 0; i < n; i++)
-		len += (size_t)snprintf(s + len, cap - len,
-		                        "  org/c%04zu: {token: t%zu}\n", i, i);
+		len += (size_t)snprintf(
+		    s + len, cap - len, "  org/c%04zu: {token: t%zu}\n", i, i);
 	return s;
 }
 
@@ -416,8 +415,9 @@ test_classes_limit(void **state)
 	free(s);
 	s = classes_doc(CONF_CLASSES_LIMIT + 1);
 	assert_null(load(s, err, sizeof(err)));
-	assert_string_equal(err, "config.yaml:1002:3: resourceClass: too many "
-	                         "resource classes (at most 1000)");
+	assert_string_equal(err,
+	    "config.yaml:1002:3: resourceClass: too many "
+	    "resource classes (at most 1000)");
 	free(s);
 }
 
@@ -431,10 +431,10 @@ test_error_buffer(void **state)
 
 	(void)state;
 	assert_null(load(yaml, err, sizeof(err)));
-	assert_string_equal(
-	    err, "config.yaml:4:5: resourceClass.\"a/b\": "
-	         "unknown key \"bad\\nkey\" (known keys: token, idleTimeout, "
-	         "minReplicas, maxReplicas, spec)");
+	assert_string_equal(err,
+	    "config.yaml:4:5: resourceClass.\"a/b\": "
+	    "unknown key \"bad\\nkey\" (known keys: token, idleTimeout, "
+	    "minReplicas, maxReplicas, spec)");
 	memset(small, 'x', sizeof(small));
 	assert_null(load(yaml, small, sizeof(small)));
 	assert_string_equal(small, "config.yaml:4:5");
@@ -445,10 +445,10 @@ static void
 test_error_hides_token(void **state)
 {
 	static const char *const yaml[] = {
-	    "resourceClass: {a/b: {token: 12345678901234567890123}}\n",
-	    "resourceClass: {a/b: {token: \"s3cr3t value\"}}\n",
-	    "resourceClass: {a/b: {token: !!int s3cr3t}}\n",
-	    "resourceClass: {a/b: {token: 1234567890.5}}\n",
+		"resourceClass: {a/b: {token: 12345678901234567890123}}\n",
+		"resourceClass: {a/b: {token: \"s3cr3t value\"}}\n",
+		"resourceClass: {a/b: {token: !!int s3cr3t}}\n",
+		"resourceClass: {a/b: {token: 1234567890.5}}\n",
 	};
 	char err[CONF_ERR_MAX];
 	size_t i;
@@ -465,16 +465,16 @@ int
 main(void)
 {
 	const struct CMUnitTest unit[] = {
-	    cmocka_unit_test(test_golden_count),
-	    cmocka_unit_test(test_find_and_sorted),
-	    cmocka_unit_test(test_drop_tokens),
-	    cmocka_unit_test(test_register_secrets),
-	    cmocka_unit_test(test_name_rule_matches_chart),
-	    cmocka_unit_test(test_chart_uses_same_pattern),
-	    cmocka_unit_test(test_load_errors),
-	    cmocka_unit_test(test_classes_limit),
-	    cmocka_unit_test(test_error_buffer),
-	    cmocka_unit_test(test_error_hides_token),
+		cmocka_unit_test(test_golden_count),
+		cmocka_unit_test(test_find_and_sorted),
+		cmocka_unit_test(test_drop_tokens),
+		cmocka_unit_test(test_register_secrets),
+		cmocka_unit_test(test_name_rule_matches_chart),
+		cmocka_unit_test(test_chart_uses_same_pattern),
+		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_classes_limit),
+		cmocka_unit_test(test_error_buffer),
+		cmocka_unit_test(test_error_hides_token),
 	};
 	struct CMUnitTest *golden;
 	size_t i;

@@ -72,24 +72,23 @@ test_fields(void **state)
 	log_bool(&ll, "ok", true);
 	log_end(&ll);
 	j = read_line(raw, sizeof(raw));
-	assert_string_equal(json_string_value(json_object_get(j, "level")),
-	    "info");
-	assert_string_equal(json_string_value(json_object_get(j, "proc")),
-	    "tester");
-	assert_int_equal(json_integer_value(json_object_get(j, "pid")),
-	    getpid());
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "level")), "info");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "proc")), "tester");
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "pid")), getpid());
 	assert_string_equal(json_string_value(json_object_get(j, "msg")),
 	    "worker loop scaler");
-	assert_int_equal(json_integer_value(json_object_get(j,
-	    "unclaimed_tasks")), 4);
-	assert_int_equal(json_integer_value(json_object_get(j, "desired_vms")),
-	    6);
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "unclaimed_tasks")), 4);
+	assert_int_equal(
+	    json_integer_value(json_object_get(j, "desired_vms")), 6);
 	assert_true(json_is_true(json_object_get(j, "ok")));
 	/* RFC 3339 with milliseconds, UTC. */
-	assert_int_equal(strlen(json_string_value(json_object_get(j, "ts"))),
-	    24);
-	assert_int_equal(json_string_value(json_object_get(j, "ts"))[23],
-	    'Z');
+	assert_int_equal(
+	    strlen(json_string_value(json_object_get(j, "ts"))), 24);
+	assert_int_equal(json_string_value(json_object_get(j, "ts"))[23], 'Z');
 	json_decref(j);
 }
 
@@ -103,16 +102,16 @@ test_level_filter(void **state)
 	log_debug("hidden %d", 1);
 	log_warnx("shown %d", 2);
 	j = read_line(raw, sizeof(raw));
-	assert_string_equal(json_string_value(json_object_get(j, "msg")),
-	    "shown 2");
-	assert_string_equal(json_string_value(json_object_get(j, "level")),
-	    "warn");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "msg")), "shown 2");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "level")), "warn");
 	json_decref(j);
 	log_set_level(LOG_LVL_DEBUG);
 	log_debug("now %s", "visible");
 	j = read_line(raw, sizeof(raw));
-	assert_string_equal(json_string_value(json_object_get(j, "level")),
-	    "debug");
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "level")), "debug");
 	json_decref(j);
 	log_set_level(LOG_LVL_INFO);
 }
@@ -128,8 +127,8 @@ test_warn_appends_errno(void **state)
 	log_warn("open %s", "x");
 	assert_int_equal(errno, ENOENT);
 	j = read_line(raw, sizeof(raw));
-	assert_string_equal(json_string_value(json_object_get(j, "error")),
-	    strerror(ENOENT));
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "error")), strerror(ENOENT));
 	json_decref(j);
 }
 
@@ -150,8 +149,9 @@ test_secret_redacted_everywhere(void **state)
 	assert_null(strstr(raw, "s3cr3t-token-value"));
 	assert_string_equal(json_string_value(json_object_get(j, "msg")),
 	    "bad token [REDACTED] here");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(
-	    j, "obj"), "t")), "x[REDACTED]x");
+	assert_string_equal(
+	    json_string_value(json_object_get(json_object_get(j, "obj"), "t")),
+	    "x[REDACTED]x");
 	json_decref(j);
 	log_info("printf path s3cr3t-token-value");
 	j = read_line(raw, sizeof(raw));
@@ -169,13 +169,17 @@ test_escaping_and_bad_utf8(void **state)
 	(void)state;
 	log_begin(&ll, LOG_LVL_INFO, "esc");
 	log_str(&ll, "s", "q\"b\\n\nt\t\x01 caf\xc3\xa9");
-	log_strn(&ll, "bin", "a\xff\xfe" "b", 4);
+	log_strn(&ll, "bin",
+	    "a\xff\xfe"
+	    "b",
+	    4);
 	log_end(&ll);
 	j = read_line(raw, sizeof(raw));
 	assert_string_equal(json_string_value(json_object_get(j, "s")),
 	    "q\"b\\n\nt\t\x01 caf\xc3\xa9");
 	assert_string_equal(json_string_value(json_object_get(j, "bin")),
-	    "a\xef\xbf\xbd\xef\xbf\xbd" "b");
+	    "a\xef\xbf\xbd\xef\xbf\xbd"
+	    "b");
 	json_decref(j);
 }
 

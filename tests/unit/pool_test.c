@@ -23,44 +23,46 @@
 #define API "https://runner.circleci.com"
 
 static const char *const configs[] = {
-    /* The default spec. */
-    "resourceClass:\n"
-    "  \"my-org/my-runner\":\n"
-    "    token: \"tok-default-1234\"\n",
-    /* A custom spec with its own network, CircleCI Server, idle timeout. */
-    "resourceClass:\n"
-    "  \"dev-team/custom:arm64\":\n"
-    "    token: \"tok-custom-5678\"\n"
-    "    idleTimeout: \"10m\"\n"
-    "    minReplicas: 0\n"
-    "    maxReplicas: 4\n"
-    "    spec:\n"
-    "      domain:\n"
-    "        cpu: {cores: 2}\n"
-    "        resources: {requests: {memory: \"4Gi\"}}\n"
-    "        devices:\n"
-    "          disks: [{name: root, disk: {bus: virtio}}]\n"
-    "          interfaces: [{name: net, bridge: {}}]\n"
-    "      networks: [{name: net, pod: {}}]\n"
-    "      volumes:\n"
-    "        - name: root\n"
-    "          containerDisk: {image: \"quay.io/containerdisks/fedora:40\"}\n"
-    "      terminationGracePeriodSeconds: 30\n",
-    /* A spec with a node selector and tolerations. */
-    "resourceClass:\n"
-    "  \"Org_X/Linux+Big\":\n"
-    "    token: \"tok-big-9012\"\n"
-    "    spec:\n"
-    "      nodeSelector: {kubevirt.io/schedulable: \"true\"}\n"
-    "      tolerations: [{key: kubevirt, operator: Exists, "
-    "effect: NoSchedule}]\n"
-    "      domain:\n"
-    "        resources: {requests: {memory: \"2Gi\", cpu: \"1\"}}\n"
-    "        devices: {disks: [{name: disk, disk: {bus: virtio}}]}\n"
-    "      volumes:\n"
-    "        - name: disk\n"
-    "          containerDisk: {image: "
-    "\"quay.io/containerdisks/ubuntu:22.04\"}\n",
+	/* The default spec. */
+	"resourceClass:\n"
+	"  \"my-org/my-runner\":\n"
+	"    token: \"tok-default-1234\"\n",
+	/* A custom spec with its own network, CircleCI Server, idle timeout.
+	 */
+	"resourceClass:\n"
+	"  \"dev-team/custom:arm64\":\n"
+	"    token: \"tok-custom-5678\"\n"
+	"    idleTimeout: \"10m\"\n"
+	"    minReplicas: 0\n"
+	"    maxReplicas: 4\n"
+	"    spec:\n"
+	"      domain:\n"
+	"        cpu: {cores: 2}\n"
+	"        resources: {requests: {memory: \"4Gi\"}}\n"
+	"        devices:\n"
+	"          disks: [{name: root, disk: {bus: virtio}}]\n"
+	"          interfaces: [{name: net, bridge: {}}]\n"
+	"      networks: [{name: net, pod: {}}]\n"
+	"      volumes:\n"
+	"        - name: root\n"
+	"          containerDisk: {image: "
+	"\"quay.io/containerdisks/fedora:40\"}\n"
+	"      terminationGracePeriodSeconds: 30\n",
+	/* A spec with a node selector and tolerations. */
+	"resourceClass:\n"
+	"  \"Org_X/Linux+Big\":\n"
+	"    token: \"tok-big-9012\"\n"
+	"    spec:\n"
+	"      nodeSelector: {kubevirt.io/schedulable: \"true\"}\n"
+	"      tolerations: [{key: kubevirt, operator: Exists, "
+	"effect: NoSchedule}]\n"
+	"      domain:\n"
+	"        resources: {requests: {memory: \"2Gi\", cpu: \"1\"}}\n"
+	"        devices: {disks: [{name: disk, disk: {bus: virtio}}]}\n"
+	"      volumes:\n"
+	"        - name: disk\n"
+	"          containerDisk: {image: "
+	"\"quay.io/containerdisks/ubuntu:22.04\"}\n",
 };
 
 static struct conf *
@@ -81,8 +83,8 @@ build_pool(struct conf *c, struct pool_objects *po, const char *api)
 	char pool[POOL_NAME_MAX + 1];
 
 	pool_name(c->c_classes[0].cc_name, pool, sizeof(pool));
-	assert_int_equal(pool_objects_build(po, &c->c_classes[0], pool, api),
-	                 0);
+	assert_int_equal(
+	    pool_objects_build(po, &c->c_classes[0], pool, api), 0);
 	return pool_json(po, &c->c_classes[0], "runners", 3, NULL);
 }
 
@@ -125,8 +127,7 @@ test_objects_validate(void **state)
 	}
 	/* ctest runs unit tests from tests/. */
 	snprintf(cmd, sizeof(cmd),
-	         "/usr/bin/python3 schemas/validate_objects.py %s/*.json",
-	         dir);
+	    "/usr/bin/python3 schemas/validate_objects.py %s/*.json", dir);
 	rv = system(cmd);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	assert_int_equal(system(cmd), 0);
@@ -142,8 +143,8 @@ at(json_t *j, const char *path)
 	for (tok = strtok_r(buf, ".", &save); tok != NULL && j != NULL;
 	     tok = strtok_r(NULL, ".", &save))
 		j = isdigit((unsigned char)tok[0])
-		        ? json_array_get(j, (size_t)atoi(tok))
-		        : json_object_get(j, tok);
+		    ? json_array_get(j, (size_t)atoi(tok))
+		    : json_object_get(j, tok);
 	return j;
 }
 
@@ -170,18 +171,17 @@ test_pool_shape(void **state)
 	    str(pool, "spec.virtualMachineTemplate.spec.runStrategy"),
 	    "RerunOnFailure");
 	assert_string_equal(
-	    json_string_value(json_object_get(at(pool, "metadata.labels"),
-	                                      LABEL_MANAGED_BY)),
+	    json_string_value(json_object_get(
+	        at(pool, "metadata.labels"), LABEL_MANAGED_BY)),
 	    MANAGED_BY);
 	assert_string_equal(json_string_value(json_object_get(
 	                        at(pool, "metadata.labels"), LABEL_CLASS)),
-	                    "my-org--my-runner");
+	    "my-org--my-runner");
 	assert_string_equal(
-	    json_string_value(json_object_get(at(pool, "metadata.annotations"),
-	                                      ANNOT_CLASS)),
+	    json_string_value(json_object_get(
+	        at(pool, "metadata.annotations"), ANNOT_CLASS)),
 	    "my-org/my-runner");
-	assert_true(json_equal(
-	    at(pool, "spec.selector.matchLabels"),
+	assert_true(json_equal(at(pool, "spec.selector.matchLabels"),
 	    at(pool, "spec.virtualMachineTemplate.metadata.labels")));
 	spec = at(pool, "spec.virtualMachineTemplate.spec.template.spec");
 	disks = at(spec, "domain.devices.disks");
@@ -191,7 +191,7 @@ test_pool_shape(void **state)
 	assert_string_equal(str(disks, "1.disk.bus"), "virtio");
 	assert_string_equal(str(vols, "1.name"), CLOUDINIT_VOLUME);
 	assert_string_equal(str(vols, "1.cloudInitNoCloud.secretRef.name"),
-	                    "my-org--my-runner-userdata");
+	    "my-org--my-runner-userdata");
 	/* No network in the spec: masquerade on the pod network. */
 	assert_non_null(at(spec, "domain.devices.interfaces.0.masquerade"));
 	assert_non_null(at(spec, "networks.0.pod"));
@@ -230,12 +230,12 @@ test_secret_holds_userdata(void **state)
 	struct pool_objects po;
 	struct conf *c = load(configs[0]);
 	json_t *pool = build_pool(c, &po, API), *secret;
-	struct buf dec = {0};
+	struct buf dec = { 0 };
 
 	(void)state;
 	secret = pool_secret_json(&po, &c->c_classes[0], "runners", "42");
-	assert_string_equal(str(secret, "metadata.name"),
-	                    "my-org--my-runner-userdata");
+	assert_string_equal(
+	    str(secret, "metadata.name"), "my-org--my-runner-userdata");
 	assert_string_equal(str(secret, "metadata.resourceVersion"), "42");
 	assert_int_equal(b64_decode(&dec, str(secret, "data.userdata")), 0);
 	assert_string_equal(buf_str(&dec), po.po_userdata);
@@ -253,11 +253,12 @@ static void
 test_template_hash(void **state)
 {
 	static const char *const variants[] = {
-	    "resourceClass: {\"a/b\": {token: t1-aaaa}}\n",
-	    "resourceClass: {\"a/b\": {token: t2-bbbb}}\n",
-	    "resourceClass: {\"a/b\": {token: t1-aaaa, idleTimeout: 5m}}\n",
-	    "resourceClass: {\"a/b\": {token: t1-aaaa, spec: {domain: "
-	    "{resources: {requests: {memory: 1Gi}}}}}}\n",
+		"resourceClass: {\"a/b\": {token: t1-aaaa}}\n",
+		"resourceClass: {\"a/b\": {token: t2-bbbb}}\n",
+		"resourceClass: {\"a/b\": {token: t1-aaaa, idleTimeout: "
+		"5m}}\n",
+		"resourceClass: {\"a/b\": {token: t1-aaaa, spec: {domain: "
+		"{resources: {requests: {memory: 1Gi}}}}}}\n",
 	};
 	char hashes[5][TEMPLATE_HASH_LEN + 1];
 	struct pool_objects po;
@@ -270,11 +271,11 @@ test_template_hash(void **state)
 		c = load(variants[i]);
 		pool = build_pool(c, &po, API);
 		memcpy(hashes[i], po.po_hash, sizeof(hashes[i]));
-		assert_string_equal(
-		    json_string_value(json_object_get(
-		        at(pool,
-		           "spec.virtualMachineTemplate.metadata.annotations"),
-		        ANNOT_HASH)),
+		assert_string_equal(json_string_value(json_object_get(
+		                        at(pool,
+		                            "spec.virtualMachineTemplate."
+		                            "metadata.annotations"),
+		                        ANNOT_HASH)),
 		    po.po_hash);
 		assert_string_equal(
 		    json_string_value(json_object_get(
@@ -304,11 +305,11 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_objects_validate),
-	    cmocka_unit_test(test_pool_shape),
-	    cmocka_unit_test(test_user_network_kept),
-	    cmocka_unit_test(test_secret_holds_userdata),
-	    cmocka_unit_test(test_template_hash),
+		cmocka_unit_test(test_objects_validate),
+		cmocka_unit_test(test_pool_shape),
+		cmocka_unit_test(test_user_network_kept),
+		cmocka_unit_test(test_secret_holds_userdata),
+		cmocka_unit_test(test_template_hash),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,117 +18,119 @@ static const struct {
 	const char *src;
 	const char *json;
 } typing[] = {
-    /* null */
-    {"null", "null"},
-    {"Null", "null"},
-    {"NULL", "null"},
-    {"~", "null"},
-    {"", "null"},
-    {"nULL", "\"nULL\""},
-    {"\"null\"", "\"null\""},
-    {"'~'", "\"~\""},
-    {"\"\"", "\"\""},
-    /* bool: the core schema's six spellings, and nothing else */
-    {"true", "true"},
-    {"True", "true"},
-    {"TRUE", "true"},
-    {"false", "false"},
-    {"False", "false"},
-    {"FALSE", "false"},
-    {"tRUE", "\"tRUE\""},
-    {"yes", "\"yes\""},
-    {"no", "\"no\""},
-    {"on", "\"on\""},
-    {"off", "\"off\""},
-    {"Yes", "\"Yes\""},
-    {"OFF", "\"OFF\""},
-    {"y", "\"y\""},
-    {"n", "\"n\""},
-    {"'true'", "\"true\""},
-    /* int */
-    {"0", "0"},
-    {"-0", "0"},
-    {"12", "12"},
-    {"+12", "12"},
-    {"-12", "-12"},
-    {"012", "12"},
-    {"0o17", "15"},
-    {"0x1F", "31"},
-    {"0xff", "255"},
-    {"9223372036854775807", "9223372036854775807"},
-    {"-9223372036854775808", "-9223372036854775808"},
-    {"0x7FFFFFFFFFFFFFFF", "9223372036854775807"},
-    {"0o777777777777777777777", "9223372036854775807"},
-    {"0o8", "\"0o8\""},
-    {"0x", "\"0x\""},
-    {"0xg", "\"0xg\""},
-    {"+0x10", "\"+0x10\""},
-    {"-0o7", "\"-0o7\""},
-    {"1_000", "\"1_000\""},
-    {"0b101", "\"0b101\""},
-    {"99999999999999999999x", "\"99999999999999999999x\""},
-    {"12:30", "\"12:30\""},
-    {"\"12\"", "\"12\""},
-    {"'1'", "\"1\""},
-    /* float */
-    {"1.5", "1.5"},
-    {"-1.5", "-1.5"},
-    {"+1.5e+2", "150.0"},
-    {".5", "0.5"},
-    {"-.5", "-0.5"},
-    {"1.", "1.0"},
-    {"1e3", "1000.0"},
-    {"1E-3", "0.001"},
-    {"6.02e23", "6.02e23"},
-    {"0.0", "0.0"},
-    {"1e-400", "0.0"},
-    {"1.2.3", "\"1.2.3\""},
-    {"1e", "\"1e\""},
-    {"e3", "\"e3\""},
-    {".", "\".\""},
-    {"-.nan", "\"-.nan\""},
-    {".infinity", "\".infinity\""},
-    {"\"1.5\"", "\"1.5\""},
-    {"\"1e3\"", "\"1e3\""},
-    /* strings */
-    {"2Gi", "\"2Gi\""},
-    {"\"2Gi\"", "\"2Gi\""},
-    {"virtio", "\"virtio\""},
-    {"2001-12-14", "\"2001-12-14\""},
-    {"quay.io/containerdisks/ubuntu:22.04",
-     "\"quay.io/containerdisks/ubuntu:22.04\""},
-    {"hello world", "\"hello world\""},
-    {"'it''s'", "\"it's\""},
-    {"\"tab\\there\\u00e9\"", "\"tab\\there\\u00e9\""},
-    {"|\n  line1\n  line2\n", "\"line1\\nline2\\n\""},
-    {"|-\n  12\n", "\"12\""},
-    {">\n  folded\n  text\n", "\"folded text\\n\""},
-    {">-\n  true\n", "\"true\""},
-    /* tags */
-    {"!!str 1", "\"1\""},
-    {"!!str true", "\"true\""},
-    {"!!str", "\"\""},
-    {"! 12", "\"12\""},
-    {"!!int \"12\"", "12"},
-    {"!!int 0x10", "16"},
-    {"!!float 1", "1.0"},
-    {"!!float \"2.5\"", "2.5"},
-    {"!!bool \"true\"", "true"},
-    {"!!bool False", "false"},
-    {"!!null \"\"", "null"},
-    {"!!null ~", "null"},
-    {"!!map {a: 1}", "{\"a\": 1}"},
-    {"!!seq [1, \"1\"]", "[1, \"1\"]"},
-    {"!<tag:yaml.org,2002:int> 7", "7"},
-    {"! [a]", "[\"a\"]"},
-    /* collections */
-    {"[]", "[]"},
-    {"{}", "{}"},
-    {"[1, 1.0, \"1\", true, null, yes]",
-     "[1, 1.0, \"1\", true, null, \"yes\"]"},
-    {"{b: 1, a: [x, {c: ~}]}", "{\"b\": 1, \"a\": [\"x\", {\"c\": null}]}"},
-    {"{1: a, true: b, null: c, \"<<\": d}",
-     "{\"1\": \"a\", \"true\": \"b\", \"null\": \"c\", \"<<\": \"d\"}"},
+	/* null */
+	{ "null", "null" },
+	{ "Null", "null" },
+	{ "NULL", "null" },
+	{ "~", "null" },
+	{ "", "null" },
+	{ "nULL", "\"nULL\"" },
+	{ "\"null\"", "\"null\"" },
+	{ "'~'", "\"~\"" },
+	{ "\"\"", "\"\"" },
+	/* bool: the core schema's six spellings, and nothing else */
+	{ "true", "true" },
+	{ "True", "true" },
+	{ "TRUE", "true" },
+	{ "false", "false" },
+	{ "False", "false" },
+	{ "FALSE", "false" },
+	{ "tRUE", "\"tRUE\"" },
+	{ "yes", "\"yes\"" },
+	{ "no", "\"no\"" },
+	{ "on", "\"on\"" },
+	{ "off", "\"off\"" },
+	{ "Yes", "\"Yes\"" },
+	{ "OFF", "\"OFF\"" },
+	{ "y", "\"y\"" },
+	{ "n", "\"n\"" },
+	{ "'true'", "\"true\"" },
+	/* int */
+	{ "0", "0" },
+	{ "-0", "0" },
+	{ "12", "12" },
+	{ "+12", "12" },
+	{ "-12", "-12" },
+	{ "012", "12" },
+	{ "0o17", "15" },
+	{ "0x1F", "31" },
+	{ "0xff", "255" },
+	{ "9223372036854775807", "9223372036854775807" },
+	{ "-9223372036854775808", "-9223372036854775808" },
+	{ "0x7FFFFFFFFFFFFFFF", "9223372036854775807" },
+	{ "0o777777777777777777777", "9223372036854775807" },
+	{ "0o8", "\"0o8\"" },
+	{ "0x", "\"0x\"" },
+	{ "0xg", "\"0xg\"" },
+	{ "+0x10", "\"+0x10\"" },
+	{ "-0o7", "\"-0o7\"" },
+	{ "1_000", "\"1_000\"" },
+	{ "0b101", "\"0b101\"" },
+	{ "99999999999999999999x", "\"99999999999999999999x\"" },
+	{ "12:30", "\"12:30\"" },
+	{ "\"12\"", "\"12\"" },
+	{ "'1'", "\"1\"" },
+	/* float */
+	{ "1.5", "1.5" },
+	{ "-1.5", "-1.5" },
+	{ "+1.5e+2", "150.0" },
+	{ ".5", "0.5" },
+	{ "-.5", "-0.5" },
+	{ "1.", "1.0" },
+	{ "1e3", "1000.0" },
+	{ "1E-3", "0.001" },
+	{ "6.02e23", "6.02e23" },
+	{ "0.0", "0.0" },
+	{ "1e-400", "0.0" },
+	{ "1.2.3", "\"1.2.3\"" },
+	{ "1e", "\"1e\"" },
+	{ "e3", "\"e3\"" },
+	{ ".", "\".\"" },
+	{ "-.nan", "\"-.nan\"" },
+	{ ".infinity", "\".infinity\"" },
+	{ "\"1.5\"", "\"1.5\"" },
+	{ "\"1e3\"", "\"1e3\"" },
+	/* strings */
+	{ "2Gi", "\"2Gi\"" },
+	{ "\"2Gi\"", "\"2Gi\"" },
+	{ "virtio", "\"virtio\"" },
+	{ "2001-12-14", "\"2001-12-14\"" },
+	{ "quay.io/containerdisks/ubuntu:22.04",
+	    "\"quay.io/containerdisks/ubuntu:22.04\"" },
+	{ "hello world", "\"hello world\"" },
+	{ "'it''s'", "\"it's\"" },
+	{ "\"tab\\there\\u00e9\"", "\"tab\\there\\u00e9\"" },
+	{ "|\n  line1\n  line2\n", "\"line1\\nline2\\n\"" },
+	{ "|-\n  12\n", "\"12\"" },
+	{ ">\n  folded\n  text\n", "\"folded text\\n\"" },
+	{ ">-\n  true\n", "\"true\"" },
+	/* tags */
+	{ "!!str 1", "\"1\"" },
+	{ "!!str true", "\"true\"" },
+	{ "!!str", "\"\"" },
+	{ "! 12", "\"12\"" },
+	{ "!!int \"12\"", "12" },
+	{ "!!int 0x10", "16" },
+	{ "!!float 1", "1.0" },
+	{ "!!float \"2.5\"", "2.5" },
+	{ "!!bool \"true\"", "true" },
+	{ "!!bool False", "false" },
+	{ "!!null \"\"", "null" },
+	{ "!!null ~", "null" },
+	{ "!!map {a: 1}", "{\"a\": 1}" },
+	{ "!!seq [1, \"1\"]", "[1, \"1\"]" },
+	{ "!<tag:yaml.org,2002:int> 7", "7" },
+	{ "! [a]", "[\"a\"]" },
+	/* collections */
+	{ "[]", "[]" },
+	{ "{}", "{}" },
+	{ "[1, 1.0, \"1\", true, null, yes]",
+	    "[1, 1.0, \"1\", true, null, \"yes\"]" },
+	{ "{b: 1, a: [x, {c: ~}]}",
+	    "{\"b\": 1, \"a\": [\"x\", {\"c\": null}]}" },
+	{ "{1: a, true: b, null: c, \"<<\": d}",
+	    "{\"1\": \"a\", \"true\": \"b\", \"null\": \"c\", \"<<\": "
+	    "\"d\"}" },
 };
 
 /* An error: where, under which key path, and a part of the message. */
@@ -139,65 +141,68 @@ static const struct {
 	const char *path;
 	const char *msg;
 } errors[] = {
-    {"v: 9223372036854775808\n", 1, 4, "v", "does not fit in 64 bits"},
-    {"v: -9223372036854775809\n", 1, 4, "v", "does not fit in 64 bits"},
-    {"v: 0x8000000000000000\n", 1, 4, "v", "does not fit in 64 bits"},
-    {"v: .inf\n", 1, 4, "v", "infinity and NaN"},
-    {"v: -.Inf\n", 1, 4, "v", "infinity and NaN"},
-    {"v: +.INF\n", 1, 4, "v", "infinity and NaN"},
-    {"v: .nan\n", 1, 4, "v", "infinity and NaN"},
-    {"v: .NaN\n", 1, 4, "v", "infinity and NaN"},
-    {"v: 1e400\n", 1, 4, "v", "out of range"},
-    {"v: !!int 1.5\n", 1, 4, "v", "!!int value is not an integer"},
-    {"v: !!int 99999999999999999999\n", 1, 4, "v",
-     "!!int value does not fit in 64 bits"},
-    {"v: !!float abc\n", 1, 4, "v", "!!float value is not a number"},
-    {"v: !!float .inf\n", 1, 4, "v", "infinity or NaN"},
-    {"v: !!bool yes\n", 1, 4, "v", "!!bool value is not a boolean"},
-    {"v: !!null x\n", 1, 4, "v", "!!null value is not a null"},
-    {"v: !!map [1]\n", 1, 4, "v", "tag !!map on a sequence"},
-    {"v: !!seq {a: 1}\n", 1, 4, "v", "tag !!seq on a mapping"},
-    {"v: !!seq 1\n", 1, 4, "v", "tag !!seq on a scalar"},
-    {"v: !foo x\n", 1, 4, "v", "unsupported tag !foo"},
-    {"v: !!binary aGk=\n", 1, 4, "v", "unsupported tag !!binary"},
-    {"v: !!timestamp 2001-12-14\n", 1, 4, "v", "unsupported tag !!timestamp"},
-    {"v: !!set {a, b}\n", 1, 4, "v", "unsupported tag !!set"},
-    {"v: !!omap [a: 1]\n", 1, 4, "v", "unsupported tag !!omap"},
-    {"a:\n  b:\n    - x\n    - !!int y\n", 4, 7, "a.b[1]",
-     "!!int value is not an integer"},
-    {"\"my-org/x\":\n  size: .nan\n", 2, 9, "\"my-org/x\".size",
-     "infinity and NaN"},
-    {"a: 1\nb: 2\na: 3\n", 3, 1, "", "duplicate key \"a\""},
-    {"x:\n  a: 1\n  \"a\": 2\n", 3, 3, "x", "duplicate key \"a\""},
-    {"{a: 1, a: 1}\n", 1, 8, "", "duplicate key \"a\""},
-    {"base: &b {x: 1}\nm:\n  <<: *b\n", 3, 3, "m",
-     "merge keys are not supported"},
-    {"m:\n  !!merge <<: {x: 1}\n", 2, 3, "m", "merge keys are not supported"},
-    {"? [a]\n: 1\n", 1, 3, "", "a mapping key must be a scalar"},
-    {"{{a: 1}: 2}\n", 1, 2, "", "a mapping key must be a scalar"},
-    {"a: &k [x]\n*k : 1\n", 2, 1, "", "a mapping key must be a scalar"},
-    {"!!int 1: a\n", 1, 1, "", "tag !!int on a mapping key"},
-    {"\"a\\0b\": 1\n", 1, 1, "", "NUL"},
-    {"a: *nope\n", 1, 4, "", "alias *nope refers to no anchor"},
-    {"a: &a [1, *a]\n", 1, 11, "", "refers to a node that contains it"},
-    {"a: 1\n---\nb: 2\n", 2, 1, "", "multiple YAML documents"},
-    {"---\na: 1\n...\n---\nb: 2\n", 4, 1, "", "multiple YAML documents"},
-    {"", 1, 1, "", "no YAML document"},
-    {"# only a comment\n\n", 1, 1, "", "no YAML document"},
-    /* libyaml's own errors, with its positions */
-    {"a:\n\tb: 1\n", 2, 1, "",
-     "found character that cannot start any token (while scanning "
-     "for the next token)"},
-    {"a: 1\n b: 2\n", 2, 3, "",
-     "mapping values are not allowed in this context"},
-    {"a:\n  - x\n - y\n", 3, 2, "", "did not find expected key"},
-    {"a: [1, 2\n", 2, 1, "",
-     "did not find expected ',' or ']' (while parsing a flow "
-     "sequence started at 1:4)"},
-    {"a: \"unterminated\n", 2, 1, "", "found unexpected end of stream"},
-    {"a: 1\nb: \xff\n", 2, 4, "", "invalid leading UTF-8 octet"},
-    {"a: 1\n\xc3\xa9: \x01\n", 2, 4, "", "control characters are not allowed"},
-    {"a: *\n", 1, 5, "", "did not find expected alphabetic or numeric"},
+	{ "v: 9223372036854775808\n", 1, 4, "v", "does not fit in 64 bits" },
+	{ "v: -9223372036854775809\n", 1, 4, "v", "does not fit in 64 bits" },
+	{ "v: 0x8000000000000000\n", 1, 4, "v", "does not fit in 64 bits" },
+	{ "v: .inf\n", 1, 4, "v", "infinity and NaN" },
+	{ "v: -.Inf\n", 1, 4, "v", "infinity and NaN" },
+	{ "v: +.INF\n", 1, 4, "v", "infinity and NaN" },
+	{ "v: .nan\n", 1, 4, "v", "infinity and NaN" },
+	{ "v: .NaN\n", 1, 4, "v", "infinity and NaN" },
+	{ "v: 1e400\n", 1, 4, "v", "out of range" },
+	{ "v: !!int 1.5\n", 1, 4, "v", "!!int value is not an integer" },
+	{ "v: !!int 99999999999999999999\n", 1, 4, "v",
+	    "!!int value does not fit in 64 bits" },
+	{ "v: !!float abc\n", 1, 4, "v", "!!float value is not a number" },
+	{ "v: !!float .inf\n", 1, 4, "v", "infinity or NaN" },
+	{ "v: !!bool yes\n", 1, 4, "v", "!!bool value is not a boolean" },
+	{ "v: !!null x\n", 1, 4, "v", "!!null value is not a null" },
+	{ "v: !!map [1]\n", 1, 4, "v", "tag !!map on a sequence" },
+	{ "v: !!seq {a: 1}\n", 1, 4, "v", "tag !!seq on a mapping" },
+	{ "v: !!seq 1\n", 1, 4, "v", "tag !!seq on a scalar" },
+	{ "v: !foo x\n", 1, 4, "v", "unsupported tag !foo" },
+	{ "v: !!binary aGk=\n", 1, 4, "v", "unsupported tag !!binary" },
+	{ "v: !!timestamp 2001-12-14\n", 1, 4, "v",
+	    "unsupported tag !!timestamp" },
+	{ "v: !!set {a, b}\n", 1, 4, "v", "unsupported tag !!set" },
+	{ "v: !!omap [a: 1]\n", 1, 4, "v", "unsupported tag !!omap" },
+	{ "a:\n  b:\n    - x\n    - !!int y\n", 4, 7, "a.b[1]",
+	    "!!int value is not an integer" },
+	{ "\"my-org/x\":\n  size: .nan\n", 2, 9, "\"my-org/x\".size",
+	    "infinity and NaN" },
+	{ "a: 1\nb: 2\na: 3\n", 3, 1, "", "duplicate key \"a\"" },
+	{ "x:\n  a: 1\n  \"a\": 2\n", 3, 3, "x", "duplicate key \"a\"" },
+	{ "{a: 1, a: 1}\n", 1, 8, "", "duplicate key \"a\"" },
+	{ "base: &b {x: 1}\nm:\n  <<: *b\n", 3, 3, "m",
+	    "merge keys are not supported" },
+	{ "m:\n  !!merge <<: {x: 1}\n", 2, 3, "m",
+	    "merge keys are not supported" },
+	{ "? [a]\n: 1\n", 1, 3, "", "a mapping key must be a scalar" },
+	{ "{{a: 1}: 2}\n", 1, 2, "", "a mapping key must be a scalar" },
+	{ "a: &k [x]\n*k : 1\n", 2, 1, "", "a mapping key must be a scalar" },
+	{ "!!int 1: a\n", 1, 1, "", "tag !!int on a mapping key" },
+	{ "\"a\\0b\": 1\n", 1, 1, "", "NUL" },
+	{ "a: *nope\n", 1, 4, "", "alias *nope refers to no anchor" },
+	{ "a: &a [1, *a]\n", 1, 11, "", "refers to a node that contains it" },
+	{ "a: 1\n---\nb: 2\n", 2, 1, "", "multiple YAML documents" },
+	{ "---\na: 1\n...\n---\nb: 2\n", 4, 1, "", "multiple YAML documents" },
+	{ "", 1, 1, "", "no YAML document" },
+	{ "# only a comment\n\n", 1, 1, "", "no YAML document" },
+	/* libyaml's own errors, with its positions */
+	{ "a:\n\tb: 1\n", 2, 1, "",
+	    "found character that cannot start any token (while scanning "
+	    "for the next token)" },
+	{ "a: 1\n b: 2\n", 2, 3, "",
+	    "mapping values are not allowed in this context" },
+	{ "a:\n  - x\n - y\n", 3, 2, "", "did not find expected key" },
+	{ "a: [1, 2\n", 2, 1, "",
+	    "did not find expected ',' or ']' (while parsing a flow "
+	    "sequence started at 1:4)" },
+	{ "a: \"unterminated\n", 2, 1, "", "found unexpected end of stream" },
+	{ "a: 1\nb: \xff\n", 2, 4, "", "invalid leading UTF-8 octet" },
+	{ "a: 1\n\xc3\xa9: \x01\n", 2, 4, "",
+	    "control characters are not allowed" },
+	{ "a: *\n", 1, 5, "", "did not find expected alphabetic or numeric" },
 };
 
 static json_t *
@@ -208,7 +213,7 @@ parse_ok(const char *yaml, struct y2j_doc **docp)
 
 	if ((doc = y2j_parse(yaml, strlen(yaml), &err)) == NULL)
 		fail_msg("%s: %d:%d: %s: %s", yaml, err.ye_mark.ym_line,
-		         err.ye_mark.ym_col, err.ye_path, err.ye_msg);
+		    err.ye_mark.ym_col, err.ye_path, err.ye_msg);
 	*docp = doc;
 	return y2j_doc_root(doc);
 }
@@ -229,11 +234,11 @@ test_typing(void **state)
 		want = json_loads(typing[i].json, JSON_DECODE_ANY, &jerr);
 		assert_non_null(want);
 		if (got == NULL || !json_equal(got, want)) {
-			s = got == NULL ? NULL
-			                : json_dumps(got, JSON_ENCODE_ANY |
-			                                      JSON_COMPACT);
+			s = got == NULL
+			    ? NULL
+			    : json_dumps(got, JSON_ENCODE_ANY | JSON_COMPACT);
 			fail_msg("v: %s: got %s, want %s", typing[i].src,
-			         s == NULL ? "nothing" : s, typing[i].json);
+			    s == NULL ? "nothing" : s, typing[i].json);
 		}
 		/* json_equal orders nothing: check member order too. */
 		if (json_is_object(want)) {
@@ -268,10 +273,10 @@ test_errors(void **state)
 		    strcmp(err.ye_path, errors[i].path) != 0 ||
 		    strstr(err.ye_msg, errors[i].msg) == NULL)
 			fail_msg("%s: got %d:%d: [%s] %s; want %d:%d: [%s] %s",
-			         errors[i].yaml, err.ye_mark.ym_line,
-			         err.ye_mark.ym_col, err.ye_path, err.ye_msg,
-			         errors[i].line, errors[i].col, errors[i].path,
-			         errors[i].msg);
+			    errors[i].yaml, err.ye_mark.ym_line,
+			    err.ye_mark.ym_col, err.ye_path, err.ye_msg,
+			    errors[i].line, errors[i].col, errors[i].path,
+			    errors[i].msg);
 	}
 }
 
@@ -280,10 +285,10 @@ static void
 test_errors_do_not_echo_values(void **state)
 {
 	static const char *const yaml[] = {
-	    "token: 123456789012345678901234567890\n",
-	    "token: !!int s3cr3tvalue\n",
-	    "token: !!bool s3cr3tvalue\n",
-	    "token: !!float s3cr3tvalue\n",
+		"token: 123456789012345678901234567890\n",
+		"token: !!int s3cr3tvalue\n",
+		"token: !!bool s3cr3tvalue\n",
+		"token: !!float s3cr3tvalue\n",
 	};
 	struct y2j_error err;
 	size_t i;
@@ -332,7 +337,7 @@ test_document_forms(void **state)
 	/* CRLF line ends and a UTF-8 byte order mark. */
 	root = parse_ok("\xef\xbb\xbf"
 	                "a: 1\r\nb:\r\n  - x\r\n",
-	                &doc);
+	    &doc);
 	assert_int_equal(json_integer_value(json_object_get(root, "a")), 1);
 	assert_string_equal(
 	    json_string_value(json_array_get(json_object_get(root, "b"), 0)),
@@ -354,9 +359,10 @@ test_nested_order(void **state)
 
 	(void)state;
 	s = json_dumps(parse_ok(yaml, &doc), JSON_COMPACT);
-	assert_string_equal(s, "{\"z\":1,\"a\":[{\"name\":\"disk\",\"disk\":{"
-	                       "\"bus\":\"virtio\"}},"
-	                       "[1,[2,{\"k\":\"v\"}]]],\"m\":{}}");
+	assert_string_equal(s,
+	    "{\"z\":1,\"a\":[{\"name\":\"disk\",\"disk\":{"
+	    "\"bus\":\"virtio\"}},"
+	    "[1,[2,{\"k\":\"v\"}]]],\"m\":{}}");
 	free(s);
 	y2j_doc_free(doc);
 }
@@ -386,10 +392,10 @@ test_aliases(void **state)
 	assert_true(json_equal(base, copy));
 	/* A deep copy, not a shared reference. */
 	assert_ptr_not_equal(base, copy);
-	assert_ptr_not_equal(json_object_get(base, "disks"),
-	                     json_object_get(copy, "disks"));
+	assert_ptr_not_equal(
+	    json_object_get(base, "disks"), json_object_get(copy, "disks"));
 	json_object_set_new(json_array_get(json_object_get(copy, "disks"), 0),
-	                    "name", json_string("changed"));
+	    "name", json_string("changed"));
 	assert_string_equal(
 	    json_string_value(json_object_get(
 	        json_array_get(json_object_get(base, "disks"), 0), "name")),
@@ -397,13 +403,13 @@ test_aliases(void **state)
 	assert_int_equal(json_integer_value(json_object_get(root, "m")), 5);
 	assert_string_equal(json_string_value(json_object_get(
 	                        json_object_get(root, "disk"), "name")),
-	                    "disk");
+	    "disk");
 	/* An alias may be a key when it names a scalar. */
-	assert_string_equal(json_string_value(json_object_get(root, "name")),
-	                    "value");
+	assert_string_equal(
+	    json_string_value(json_object_get(root, "name")), "value");
 	/* A redefined anchor: aliases after it see the new node. */
-	assert_string_equal(json_string_value(json_object_get(root, "t")),
-	                    "second");
+	assert_string_equal(
+	    json_string_value(json_object_get(root, "t")), "second");
 	y2j_doc_free(doc);
 }
 
@@ -427,8 +433,8 @@ test_alias_bomb(void **state)
 	(void)state;
 	assert_null(y2j_parse(yaml, strlen(yaml), &err));
 	assert_non_null(strstr(err.ye_msg,
-	                       "alias expansion makes the "
-	                       "document larger than 250000 nodes"));
+	    "alias expansion makes the "
+	    "document larger than 250000 nodes"));
 	/* 9^5 lols plus the sequences fit; the sixth level's third *e
 	 * crosses the limit. */
 	assert_int_equal(err.ye_mark.ym_line, 6);
@@ -527,8 +533,8 @@ static void
 assert_mark(struct y2j_mark m, int line, int col)
 {
 	if (m.ym_line != line || m.ym_col != col)
-		fail_msg("mark %d:%d, want %d:%d", m.ym_line, m.ym_col, line,
-		         col);
+		fail_msg(
+		    "mark %d:%d, want %d:%d", m.ym_line, m.ym_col, line, col);
 }
 
 static void
@@ -577,8 +583,8 @@ test_marks(void **state)
 	assert_mark(y2j_mark_key(doc, rc, "my-org/y"), 8, 3);
 	assert_mark(y2j_mark_member(doc, y, "spec"), 8, 22);
 	assert_mark(y2j_mark_node(doc, yspec), 8, 22);
-	assert_mark(y2j_mark_item(doc, json_object_get(yspec, "volumes"), 1),
-	            7, 11);
+	assert_mark(
+	    y2j_mark_item(doc, json_object_get(yspec, "volumes"), 1), 7, 11);
 	/* Not part of the tree, or not there: unknown. */
 	assert_mark(y2j_mark_key(doc, x, "nope"), 0, 0);
 	assert_mark(y2j_mark_item(doc, vols, 2), 0, 0);
@@ -617,8 +623,8 @@ test_paths(void **state)
 	y2j_path_key(p, sizeof(p), "volumes");
 	y2j_path_index(p, sizeof(p), 3);
 	y2j_path_key(p, sizeof(p), "_a1");
-	assert_string_equal(p,
-	                    "resourceClass.\"my-org/x\".spec.volumes[3]._a1");
+	assert_string_equal(
+	    p, "resourceClass.\"my-org/x\".spec.volumes[3]._a1");
 	p[0] = '\0';
 	y2j_path_key(p, sizeof(p), "");
 	y2j_path_key(p, sizeof(p), "1a");
@@ -638,19 +644,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_typing),
-	    cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_errors_do_not_echo_values),
-	    cmocka_unit_test(test_strings_keep_nul),
-	    cmocka_unit_test(test_document_forms),
-	    cmocka_unit_test(test_nested_order),
-	    cmocka_unit_test(test_aliases),
-	    cmocka_unit_test(test_alias_bomb),
-	    cmocka_unit_test(test_node_limit_exact),
-	    cmocka_unit_test(test_depth_limit),
-	    cmocka_unit_test(test_marks),
-	    cmocka_unit_test(test_reference_outlives_doc),
-	    cmocka_unit_test(test_paths),
+		cmocka_unit_test(test_typing),
+		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_errors_do_not_echo_values),
+		cmocka_unit_test(test_strings_keep_nul),
+		cmocka_unit_test(test_document_forms),
+		cmocka_unit_test(test_nested_order),
+		cmocka_unit_test(test_aliases),
+		cmocka_unit_test(test_alias_bomb),
+		cmocka_unit_test(test_node_limit_exact),
+		cmocka_unit_test(test_depth_limit),
+		cmocka_unit_test(test_marks),
+		cmocka_unit_test(test_reference_outlives_doc),
+		cmocka_unit_test(test_paths),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
