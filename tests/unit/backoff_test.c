@@ -16,8 +16,8 @@
 static void
 test_nominal_sequence(void **state)
 {
-	static const uint64_t want[] = {100,  200,  400,  800,  1600,
-	                                3200, 5000, 5000, 5000, 5000};
+	static const uint64_t want[] = { 100, 200, 400, 800, 1600, 3200, 5000,
+		5000, 5000, 5000 };
 	struct backoff b;
 	size_t i;
 
@@ -36,7 +36,7 @@ test_nominal_sequence(void **state)
 static void
 test_cap_not_multiple_of_base(void **state)
 {
-	static const uint64_t want[] = {3, 6, 10, 10};
+	static const uint64_t want[] = { 3, 6, 10, 10 };
 	struct backoff b;
 	size_t i;
 
@@ -98,7 +98,7 @@ test_jitter_bounds_and_spread(void **state)
 		assert_true(lo <= step / 2 + step / 100);
 		assert_true(hi >= step - step / 100);
 		assert_in_range(sum / DRAWS, step * 3 / 4 - step / 50,
-		                step * 3 / 4 + step / 50);
+		    step * 3 / 4 + step / 50);
 	}
 }
 
@@ -173,13 +173,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_nominal_sequence),
-	    cmocka_unit_test(test_cap_not_multiple_of_base),
-	    cmocka_unit_test(test_long_failure_run_stays_capped),
-	    cmocka_unit_test(test_jitter_bounds_and_spread),
-	    cmocka_unit_test(test_seed_determinism),
-	    cmocka_unit_test(test_reset),
-	    cmocka_unit_test(test_cap_below_base),
+		cmocka_unit_test(test_nominal_sequence),
+		cmocka_unit_test(test_cap_not_multiple_of_base),
+		cmocka_unit_test(test_long_failure_run_stays_capped),
+		cmocka_unit_test(test_jitter_bounds_and_spread),
+		cmocka_unit_test(test_seed_determinism),
+		cmocka_unit_test(test_reset),
+		cmocka_unit_test(test_cap_below_base),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

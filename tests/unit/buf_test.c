@@ -13,7 +13,7 @@
 static void
 test_empty(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char *s;
 
 	(void)state;
@@ -32,7 +32,7 @@ test_empty(void **state)
 static void
 test_append_and_terminate(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 
 	(void)state;
 	buf_append(&b, "abc", 3);
@@ -54,7 +54,7 @@ test_append_and_terminate(void **state)
 static void
 test_growth(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	size_t i;
 
 	(void)state;
@@ -74,7 +74,7 @@ test_growth(void **state)
 static void
 test_printf(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char *big;
 
 	(void)state;
@@ -100,7 +100,7 @@ test_printf(void **state)
 static void
 test_reset_keeps_allocation(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char *data;
 	size_t cap;
 
@@ -122,7 +122,7 @@ test_reset_keeps_allocation(void **state)
 static void
 test_take(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char *s;
 
 	(void)state;
@@ -144,12 +144,12 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_empty),
-	    cmocka_unit_test(test_append_and_terminate),
-	    cmocka_unit_test(test_growth),
-	    cmocka_unit_test(test_printf),
-	    cmocka_unit_test(test_reset_keeps_allocation),
-	    cmocka_unit_test(test_take),
+		cmocka_unit_test(test_empty),
+		cmocka_unit_test(test_append_and_terminate),
+		cmocka_unit_test(test_growth),
+		cmocka_unit_test(test_printf),
+		cmocka_unit_test(test_reset_keeps_allocation),
+		cmocka_unit_test(test_take),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -54,7 +54,7 @@ parse_args(struct flags *f, char *err, size_t errlen, const char *const *args)
 
 #define PARSE(f, err, ...)                                                    \
 	parse_args((f), (err), sizeof(err),                                   \
-	           (const char *const[]){__VA_ARGS__, NULL})
+	    (const char *const[]){ __VA_ARGS__, NULL })
 
 static int
 teardown(void **state)
@@ -76,8 +76,8 @@ test_defaults(void **state)
 	argc_copy = 1;
 	assert_int_equal(flags_parse(&f, 1, argv_copy, err, sizeof(err)), 0);
 	assert_string_equal(f.f_config, "/etc/runner-provisioner/config.yaml");
-	assert_string_equal(f.f_circle_token_file,
-	                    "/etc/runner-provisioner/circle-token");
+	assert_string_equal(
+	    f.f_circle_token_file, "/etc/runner-provisioner/circle-token");
 	assert_string_equal(f.f_api_addr, "https://runner.circleci.com");
 	assert_null(f.f_circleci_ca_file);
 	assert_null(f.f_namespace);
@@ -106,14 +106,14 @@ test_every_flag(void **state)
 	(void)state;
 	assert_int_equal(
 	    PARSE(&f, err, "--config", "/cfg/c.yaml", "--circle-token-file",
-	          "/cfg/tok", "--circleci-api-addr",
-	          "https://circleci.example.com:8443", "--circleci-ca-file",
-	          "/cfg/ca.pem", "--namespace", "runners", "--kubeconfig",
-	          "/cfg/kube", "--poll-interval", "2500ms", "--shutdown-grace",
-	          "30s", "--boot-loop-threshold", "2m", "--ready-addr",
-	          "127.0.0.1:9000", "--live-addr", "[::1]:9001", "--run-dir",
-	          "/run/rp", "--log-level", "debug", "--check-config",
-	          "--dry-run", "--version", "--help"),
+	        "/cfg/tok", "--circleci-api-addr",
+	        "https://circleci.example.com:8443", "--circleci-ca-file",
+	        "/cfg/ca.pem", "--namespace", "runners", "--kubeconfig",
+	        "/cfg/kube", "--poll-interval", "2500ms", "--shutdown-grace",
+	        "30s", "--boot-loop-threshold", "2m", "--ready-addr",
+	        "127.0.0.1:9000", "--live-addr", "[::1]:9001", "--run-dir",
+	        "/run/rp", "--log-level", "debug", "--check-config",
+	        "--dry-run", "--version", "--help"),
 	    0);
 	assert_string_equal(f.f_config, "/cfg/c.yaml");
 	assert_string_equal(f.f_circle_token_file, "/cfg/tok");
@@ -142,12 +142,12 @@ test_equals_form(void **state)
 	struct flags f;
 
 	(void)state;
-	assert_int_equal(PARSE(&f, err, "--config=/a/b.yaml",
-	                       "--poll-interval=1m30s", "--ready-addr=:18000",
-	                       "--live-addr=localhost:18001",
-	                       "--log-level=error", "--namespace=ns1",
-	                       "--circleci-api-addr=https://cci.example.org/"),
-	                 0);
+	assert_int_equal(
+	    PARSE(&f, err, "--config=/a/b.yaml", "--poll-interval=1m30s",
+	        "--ready-addr=:18000", "--live-addr=localhost:18001",
+	        "--log-level=error", "--namespace=ns1",
+	        "--circleci-api-addr=https://cci.example.org/"),
+	    0);
 	assert_string_equal(f.f_config, "/a/b.yaml");
 	assert_int_equal(f.f_poll_interval_ms, 90000);
 	assert_string_equal(f.f_ready_addr, ":18000");
@@ -164,12 +164,14 @@ test_api_addr_normalised(void **state)
 	static const struct {
 		const char *in, *want;
 	} cases[] = {
-	    {"https://runner.circleci.com/", "https://runner.circleci.com"},
-	    {"https://cci.example.com///", "https://cci.example.com"},
-	    {"https://cci.example.com:8443/", "https://cci.example.com:8443"},
-	    {"https://cci.example.com/prefix/",
-	     "https://cci.example.com/prefix"},
-	    {"https://127.0.0.1:9443", "https://127.0.0.1:9443"},
+		{ "https://runner.circleci.com/",
+		    "https://runner.circleci.com" },
+		{ "https://cci.example.com///", "https://cci.example.com" },
+		{ "https://cci.example.com:8443/",
+		    "https://cci.example.com:8443" },
+		{ "https://cci.example.com/prefix/",
+		    "https://cci.example.com/prefix" },
+		{ "https://127.0.0.1:9443", "https://127.0.0.1:9443" },
 	};
 	char err[FLAGS_ERR_MAX];
 	struct flags f;
@@ -193,37 +195,46 @@ test_rejections_name_the_flag(void **state)
 		const char *args[3];
 		const char *must[2]; /* substrings of the message */
 	} cases[] = {
-	    {{"--circleci-api-addr", "http://runner.circleci.com"},
-	     {"--circleci-api-addr", "https://"}},
-	    {{"--circleci-api-addr", "runner.circleci.com"},
-	     {"--circleci-api-addr", "runner.circleci.com"}},
-	    {{"--circleci-api-addr", "https://"}, {"--circleci-api-addr"}},
-	    {{"--circleci-api-addr", "https:///"}, {"--circleci-api-addr"}},
-	    {{"--circleci-api-addr", "https://a b.example.com"},
-	     {"--circleci-api-addr"}},
-	    {{"--circleci-api-addr", "https://cci.example.com/?x=1"},
-	     {"--circleci-api-addr"}},
-	    {{"--poll-interval", "10"}, {"--poll-interval", "\"10\""}},
-	    {{"--poll-interval", "1d"}, {"--poll-interval", "1d"}},
-	    {{"--poll-interval", "-1s"}, {"--poll-interval"}},
-	    {{"--poll-interval", ""}, {"--poll-interval"}},
-	    {{"--poll-interval", "5ms"}, {"--poll-interval", "too short"}},
-	    {{"--poll-interval", "0"}, {"--poll-interval", "too short"}},
-	    {{"--shutdown-grace", "soon"}, {"--shutdown-grace", "soon"}},
-	    {{"--boot-loop-threshold", "1x"}, {"--boot-loop-threshold"}},
-	    {{"--ready-addr", "8000"}, {"--ready-addr", "8000"}},
-	    {{"--ready-addr", "host:99999"}, {"--ready-addr", "99999"}},
-	    {{"--live-addr", "::1:80"}, {"--live-addr", "::1:80"}},
-	    {{"--live-addr", "[::1]"}, {"--live-addr"}},
-	    {{"--live-addr", "127.0.0.1:"}, {"--live-addr"}},
-	    {{"--log-level", "verbose"}, {"--log-level", "verbose"}},
-	    {{"--bogus"}, {"--bogus", "unknown"}},
-	    {{"--bogus=1"}, {"--bogus"}},
-	    {{"-x"}, {"-x"}},
-	    {{"--config"}, {"--config", "missing"}},
-	    {{"--dry-run", "--poll-interval"}, {"--poll-interval", "missing"}},
-	    {{"--dry-run", "stray"}, {"stray"}},
-	    {{"stray", "--dry-run"}, {"stray"}},
+		{ { "--circleci-api-addr", "http://runner.circleci.com" },
+		    { "--circleci-api-addr", "https://" } },
+		{ { "--circleci-api-addr", "runner.circleci.com" },
+		    { "--circleci-api-addr", "runner.circleci.com" } },
+		{ { "--circleci-api-addr", "https://" },
+		    { "--circleci-api-addr" } },
+		{ { "--circleci-api-addr", "https:///" },
+		    { "--circleci-api-addr" } },
+		{ { "--circleci-api-addr", "https://a b.example.com" },
+		    { "--circleci-api-addr" } },
+		{ { "--circleci-api-addr", "https://cci.example.com/?x=1" },
+		    { "--circleci-api-addr" } },
+		{ { "--poll-interval", "10" },
+		    { "--poll-interval", "\"10\"" } },
+		{ { "--poll-interval", "1d" }, { "--poll-interval", "1d" } },
+		{ { "--poll-interval", "-1s" }, { "--poll-interval" } },
+		{ { "--poll-interval", "" }, { "--poll-interval" } },
+		{ { "--poll-interval", "5ms" },
+		    { "--poll-interval", "too short" } },
+		{ { "--poll-interval", "0" },
+		    { "--poll-interval", "too short" } },
+		{ { "--shutdown-grace", "soon" },
+		    { "--shutdown-grace", "soon" } },
+		{ { "--boot-loop-threshold", "1x" },
+		    { "--boot-loop-threshold" } },
+		{ { "--ready-addr", "8000" }, { "--ready-addr", "8000" } },
+		{ { "--ready-addr", "host:99999" },
+		    { "--ready-addr", "99999" } },
+		{ { "--live-addr", "::1:80" }, { "--live-addr", "::1:80" } },
+		{ { "--live-addr", "[::1]" }, { "--live-addr" } },
+		{ { "--live-addr", "127.0.0.1:" }, { "--live-addr" } },
+		{ { "--log-level", "verbose" }, { "--log-level", "verbose" } },
+		{ { "--bogus" }, { "--bogus", "unknown" } },
+		{ { "--bogus=1" }, { "--bogus" } },
+		{ { "-x" }, { "-x" } },
+		{ { "--config" }, { "--config", "missing" } },
+		{ { "--dry-run", "--poll-interval" },
+		    { "--poll-interval", "missing" } },
+		{ { "--dry-run", "stray" }, { "stray" } },
+		{ { "stray", "--dry-run" }, { "stray" } },
 	};
 	char err[FLAGS_ERR_MAX];
 	struct flags f;
@@ -235,20 +246,19 @@ test_rejections_name_the_flag(void **state)
 		for (n = 0; n < 3 && cases[i].args[n] != NULL; n++)
 			;
 		rv = parse_args(&f, err, sizeof(err),
-		                (const char *const[]){
-		                    n > 0 ? cases[i].args[0] : NULL,
-		                    n > 1 ? cases[i].args[1] : NULL,
-		                    n > 2 ? cases[i].args[2] : NULL, NULL});
+		    (const char *const[]){ n > 0 ? cases[i].args[0] : NULL,
+		        n > 1 ? cases[i].args[1] : NULL,
+		        n > 2 ? cases[i].args[2] : NULL, NULL });
 		flags_free(&f);
 		if (rv != -1)
 			fail_msg("case %zu (%s %s) accepted", i,
-			         cases[i].args[0],
-			         cases[i].args[1] ? cases[i].args[1] : "");
+			    cases[i].args[0],
+			    cases[i].args[1] ? cases[i].args[1] : "");
 		for (j = 0; j < 2 && cases[i].must[j] != NULL; j++)
 			if (strstr(err, cases[i].must[j]) == NULL)
 				fail_msg("case %zu: message \"%s\" lacks "
 				         "\"%s\"",
-				         i, err, cases[i].must[j]);
+				    i, err, cases[i].must[j]);
 	}
 }
 
@@ -284,23 +294,23 @@ test_split_addr(void **state)
 		const char *host;
 		uint16_t port;
 	} cases[] = {
-	    {"127.0.0.1:8000", 0, "127.0.0.1", 8000},
-	    {":8000", 0, "", 8000},
-	    {"[::1]:8001", 0, "::1", 8001},
-	    {"[::]:80", 0, "::", 80},
-	    {"localhost:65535", 0, "localhost", 65535},
-	    {"localhost:0", 0, "localhost", 0},
-	    {"host:99999", -1, NULL, 0},
-	    {"host:65536", -1, NULL, 0},
-	    {"::1:80", -1, NULL, 0},
-	    {"[::1]", -1, NULL, 0},
-	    {"[::1:80", -1, NULL, 0},
-	    {"[::1]80", -1, NULL, 0},
-	    {"host", -1, NULL, 0},
-	    {"host:", -1, NULL, 0},
-	    {"host:80x", -1, NULL, 0},
-	    {"host:-1", -1, NULL, 0},
-	    {"", -1, NULL, 0},
+		{ "127.0.0.1:8000", 0, "127.0.0.1", 8000 },
+		{ ":8000", 0, "", 8000 },
+		{ "[::1]:8001", 0, "::1", 8001 },
+		{ "[::]:80", 0, "::", 80 },
+		{ "localhost:65535", 0, "localhost", 65535 },
+		{ "localhost:0", 0, "localhost", 0 },
+		{ "host:99999", -1, NULL, 0 },
+		{ "host:65536", -1, NULL, 0 },
+		{ "::1:80", -1, NULL, 0 },
+		{ "[::1]", -1, NULL, 0 },
+		{ "[::1:80", -1, NULL, 0 },
+		{ "[::1]80", -1, NULL, 0 },
+		{ "host", -1, NULL, 0 },
+		{ "host:", -1, NULL, 0 },
+		{ "host:80x", -1, NULL, 0 },
+		{ "host:-1", -1, NULL, 0 },
+		{ "", -1, NULL, 0 },
 	};
 	char host[64];
 	uint16_t port;
@@ -314,7 +324,7 @@ test_split_addr(void **state)
 		rv = flags_split_addr(cases[i].in, host, sizeof(host), &port);
 		if (rv != cases[i].rv)
 			fail_msg("\"%s\": rv %d, want %d", cases[i].in, rv,
-			         cases[i].rv);
+			    cases[i].rv);
 		if (rv == 0) {
 			assert_string_equal(host, cases[i].host);
 			assert_int_equal(port, cases[i].port);
@@ -344,28 +354,13 @@ test_split_addr_host_too_long(void **state)
 static void
 test_usage_lists_flags(void **state)
 {
-	static const char *const must[] = {"--config",
-	                                   "--circle-token-file",
-	                                   "--circleci-api-addr",
-	                                   "--circleci-ca-file",
-	                                   "--namespace",
-	                                   "--kubeconfig",
-	                                   "--poll-interval",
-	                                   "--boot-loop-threshold",
-	                                   "--shutdown-grace",
-	                                   "--ready-addr",
-	                                   "--live-addr",
-	                                   "--run-dir",
-	                                   "--log-level",
-	                                   "--check-config",
-	                                   "--dry-run",
-	                                   "--version",
-	                                   "--help",
-	                                   FLAGS_DEFAULT_CONFIG,
-	                                   FLAGS_DEFAULT_TOKEN_FILE,
-	                                   FLAGS_DEFAULT_API_ADDR,
-	                                   ":8000",
-	                                   ":8001"};
+	static const char *const must[] = { "--config", "--circle-token-file",
+		"--circleci-api-addr", "--circleci-ca-file", "--namespace",
+		"--kubeconfig", "--poll-interval", "--boot-loop-threshold",
+		"--shutdown-grace", "--ready-addr", "--live-addr", "--run-dir",
+		"--log-level", "--check-config", "--dry-run", "--version",
+		"--help", FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_TOKEN_FILE,
+		FLAGS_DEFAULT_API_ADDR, ":8000", ":8001" };
 	char *text = NULL;
 	size_t len = 0, i;
 	FILE *fp;
@@ -386,15 +381,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_defaults),
-	    cmocka_unit_test(test_every_flag),
-	    cmocka_unit_test(test_equals_form),
-	    cmocka_unit_test(test_api_addr_normalised),
-	    cmocka_unit_test(test_rejections_name_the_flag),
-	    cmocka_unit_test(test_parse_twice),
-	    cmocka_unit_test(test_split_addr),
-	    cmocka_unit_test(test_split_addr_host_too_long),
-	    cmocka_unit_test(test_usage_lists_flags),
+		cmocka_unit_test(test_defaults),
+		cmocka_unit_test(test_every_flag),
+		cmocka_unit_test(test_equals_form),
+		cmocka_unit_test(test_api_addr_normalised),
+		cmocka_unit_test(test_rejections_name_the_flag),
+		cmocka_unit_test(test_parse_twice),
+		cmocka_unit_test(test_split_addr),
+		cmocka_unit_test(test_split_addr_host_too_long),
+		cmocka_unit_test(test_usage_lists_flags),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);

@@ -32,15 +32,15 @@ test_retry_after_seconds(void **state)
 		const char *in;
 		uint64_t want_ms;
 	} cases[] = {
-	    {"0", 0},
-	    {"1", 1000},
-	    {"120", 120000},
-	    {"3600", CAP_MS},
-	    /* longer waits are capped: a hostile or broken server must not
-	     * stop polling for days */
-	    {"3601", CAP_MS},
-	    {"86400", CAP_MS},
-	    {"99999999999999999999999999", CAP_MS},
+		{ "0", 0 },
+		{ "1", 1000 },
+		{ "120", 120000 },
+		{ "3600", CAP_MS },
+		/* longer waits are capped: a hostile or broken server must not
+		 * stop polling for days */
+		{ "3601", CAP_MS },
+		{ "86400", CAP_MS },
+		{ "99999999999999999999999999", CAP_MS },
 	};
 	uint64_t ms;
 	size_t i;
@@ -52,8 +52,8 @@ test_retry_after_seconds(void **state)
 			fail_msg("\"%s\" rejected", cases[i].in);
 		if (ms != cases[i].want_ms)
 			fail_msg("\"%s\": %llu ms, want %llu", cases[i].in,
-			         (unsigned long long)ms,
-			         (unsigned long long)cases[i].want_ms);
+			    (unsigned long long)ms,
+			    (unsigned long long)cases[i].want_ms);
 	}
 }
 
@@ -61,8 +61,16 @@ static void
 test_retry_after_bad(void **state)
 {
 	static const char *const bad[] = {
-	    "",     "  ",   "-5",   "1.5", "120abc",
-	    "12 0", "soon", "0x10", "+5",  "Mon, 32 Foo 2024 99:99:99 GMT",
+		"",
+		"  ",
+		"-5",
+		"1.5",
+		"120abc",
+		"12 0",
+		"soon",
+		"0x10",
+		"+5",
+		"Mon, 32 Foo 2024 99:99:99 GMT",
 	};
 	uint64_t ms;
 	size_t i;
@@ -71,7 +79,7 @@ test_retry_after_bad(void **state)
 	for (i = 0; i < nitems(bad); i++)
 		if (http_retry_after_ms(bad[i], &ms) != -1)
 			fail_msg("\"%s\" accepted (%llu ms)", bad[i],
-			         (unsigned long long)ms);
+			    (unsigned long long)ms);
 	assert_int_equal(http_retry_after_ms(NULL, &ms), -1);
 }
 
@@ -95,8 +103,8 @@ test_retry_after_dates(void **state)
 	assert_int_equal(
 	    http_retry_after_ms("Sunday, 06-Nov-94 08:49:37 GMT", &ms), 0);
 	assert_int_equal(ms, 0);
-	assert_int_equal(http_retry_after_ms("Sun Nov  6 08:49:37 1994", &ms),
-	                 0);
+	assert_int_equal(
+	    http_retry_after_ms("Sun Nov  6 08:49:37 1994", &ms), 0);
 	assert_int_equal(ms, 0);
 
 	/* two minutes ahead: about 120 s (the clock may tick meanwhile) */
@@ -117,18 +125,18 @@ test_query_escape(void **state)
 	static const struct {
 		const char *in, *want;
 	} cases[] = {
-	    {"dev-team/custom:arm64", "dev-team/custom%3Aarm64"},
-	    {"my-org/my-runner", "my-org/my-runner"},
-	    {"Org_1/Name.v2~x", "Org_1/Name.v2~x"},
-	    {"a+b", "a%2Bb"},
-	    {"a b", "a%20b"},
-	    {"caf\xc3\xa9", "caf%C3%A9"},
-	    {"%", "%25"},
-	    {"&=?#", "%26%3D%3F%23"},
-	    {"\x01\x7f\xff", "%01%7F%FF"},
-	    {"", ""},
+		{ "dev-team/custom:arm64", "dev-team/custom%3Aarm64" },
+		{ "my-org/my-runner", "my-org/my-runner" },
+		{ "Org_1/Name.v2~x", "Org_1/Name.v2~x" },
+		{ "a+b", "a%2Bb" },
+		{ "a b", "a%20b" },
+		{ "caf\xc3\xa9", "caf%C3%A9" },
+		{ "%", "%25" },
+		{ "&=?#", "%26%3D%3F%23" },
+		{ "\x01\x7f\xff", "%01%7F%FF" },
+		{ "", "" },
 	};
-	struct buf b = {0};
+	struct buf b = { 0 };
 	size_t i;
 
 	(void)state;
@@ -141,8 +149,8 @@ test_query_escape(void **state)
 	buf_reset(&b);
 	buf_puts(&b, "/api/v3/runner/tasks?resource-class=");
 	http_query_escape(&b, "ns/a:b");
-	assert_string_equal(buf_str(&b),
-	                    "/api/v3/runner/tasks?resource-class=ns/a%3Ab");
+	assert_string_equal(
+	    buf_str(&b), "/api/v3/runner/tasks?resource-class=ns/a%3Ab");
 	buf_free(&b);
 }
 
@@ -213,8 +221,7 @@ test_xfer_lifecycle(void **state)
 	assert_ptr_equal(x.x_owner, &x);
 	assert_int_equal(x.x_max_body, 1024);
 	http_xfer_request(&x, "PATCH", "https://127.0.0.1:1/x",
-	                  curl_slist_append(NULL, "Accept: x"),
-	                  xstrdup("{\"a\":1}"));
+	    curl_slist_append(NULL, "Accept: x"), xstrdup("{\"a\":1}"));
 	assert_non_null(x.x_headers);
 	assert_non_null(x.x_req_body);
 	http_xfer_reset(&x);
@@ -229,13 +236,13 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_retry_after_seconds),
-	    cmocka_unit_test(test_retry_after_bad),
-	    cmocka_unit_test(test_retry_after_dates),
-	    cmocka_unit_test(test_query_escape),
-	    cmocka_unit_test(test_describe),
-	    cmocka_unit_test(test_describe_redacts),
-	    cmocka_unit_test(test_xfer_lifecycle),
+		cmocka_unit_test(test_retry_after_seconds),
+		cmocka_unit_test(test_retry_after_bad),
+		cmocka_unit_test(test_retry_after_dates),
+		cmocka_unit_test(test_query_escape),
+		cmocka_unit_test(test_describe),
+		cmocka_unit_test(test_describe_redacts),
+		cmocka_unit_test(test_xfer_lifecycle),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

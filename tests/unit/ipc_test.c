@@ -57,16 +57,16 @@ test_rundir_created_private(void **state)
 
 	(void)state;
 	subdir(dir, sizeof(dir), "fresh");
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), 0);
 	umask(old);
 	assert_string_equal(out, dir);
 	assert_int_equal(lstat(dir, &st), 0);
 	assert_true(S_ISDIR(st.st_mode));
 	assert_int_equal(st.st_mode & 07777, 0700);
 	/* again, now that it exists */
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), 0);
 }
 
 static void
@@ -79,8 +79,8 @@ test_rundir_xdg_default(void **state)
 	(void)state;
 	saved = saved != NULL ? xstrdup(saved) : NULL;
 	setenv("XDG_RUNTIME_DIR", tmpdir, 1);
-	assert_int_equal(ipc_rundir(NULL, out, sizeof(out), err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ipc_rundir(NULL, out, sizeof(out), err, sizeof(err)), 0);
 	snprintf(want, sizeof(want), "%s/runner-provisioner", tmpdir);
 	assert_string_equal(out, want);
 	assert_int_equal(stat(want, &st), 0);
@@ -96,7 +96,7 @@ test_rundir_xdg_default(void **state)
 static void
 test_rundir_rejects_shared(void **state)
 {
-	static const mode_t modes[] = {0750, 0705, 0770, 0777, 0701, 0710};
+	static const mode_t modes[] = { 0750, 0705, 0770, 0777, 0701, 0710 };
 	char dir[128], out[256], err[512], mode[16];
 	size_t i;
 
@@ -114,8 +114,8 @@ test_rundir_rejects_shared(void **state)
 	}
 	/* made private again, it is accepted */
 	assert_int_equal(chmod(dir, 0700), 0);
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), 0);
 }
 
 static void
@@ -130,8 +130,8 @@ test_rundir_rejects_file_and_symlink(void **state)
 	assert_non_null(fp);
 	fclose(fp);
 	err[0] = '\0';
-	assert_int_equal(ipc_rundir(file, out, sizeof(out), err, sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    ipc_rundir(file, out, sizeof(out), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, file));
 	assert_non_null(strstr(err, "not a directory"));
 
@@ -141,8 +141,8 @@ test_rundir_rejects_file_and_symlink(void **state)
 	assert_int_equal(mkdir(priv, 0700), 0);
 	assert_int_equal(symlink(priv, link), 0);
 	err[0] = '\0';
-	assert_int_equal(ipc_rundir(link, out, sizeof(out), err, sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    ipc_rundir(link, out, sizeof(out), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, link));
 }
 
@@ -153,8 +153,8 @@ test_rundir_missing_parent(void **state)
 
 	(void)state;
 	subdir(dir, sizeof(dir), "no/such/parent");
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, dir));
 }
 
@@ -168,8 +168,8 @@ test_rundir_too_long(void **state)
 	memset(dir, 'd', sizeof(dir) - 1);
 	dir[0] = '/';
 	dir[sizeof(dir) - 1] = '\0';
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 -1);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), -1);
 	assert_non_null(strstr(err, "too long"));
 	assert_int_equal(stat(dir, &st), -1);
 	/* an output buffer too small for the path is an error too */
@@ -196,7 +196,7 @@ test_url(void **state)
 static int
 wait_readable(int fd, uint64_t deadline)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	int rv;
 
 	do {
@@ -227,8 +227,8 @@ url_in(char *url, const char *dirname, const char *name)
 	char dir[128], out[256], err[512];
 
 	subdir(dir, sizeof(dir), dirname);
-	assert_int_equal(ipc_rundir(dir, out, sizeof(out), err, sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), 0);
 	assert_int_equal(ipc_url(url, IPC_URL_MAX, out, name), 0);
 }
 
@@ -257,8 +257,8 @@ pubsub_round_trip(const char *url)
 		if (wait_readable(fd, now_ms() + 20))
 			break;
 		if (now_ms() >= deadline)
-			fail_msg("no message on SUB within %d ms",
-			         DEADLINE_MS);
+			fail_msg(
+			    "no message on SUB within %d ms", DEADLINE_MS);
 	}
 	recv_text(sub, got, sizeof(got));
 	assert_string_equal(got, "demand-1");
@@ -332,7 +332,7 @@ test_survey_round_trip(void **state)
 static void
 test_stale_socket_replaced(void **state)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	char url[IPC_URL_MAX];
 	struct stat st;
 	int fd;
@@ -386,8 +386,8 @@ test_open_errors(void **state)
 
 	(void)state;
 	assert_int_equal(ipc_open(&s, IPC_PUB_LISTEN,
-	                          "ipc:///nonexistent-dir/x/y.sock", NULL),
-	                 -1);
+	                     "ipc:///nonexistent-dir/x/y.sock", NULL),
+	    -1);
 	assert_int_equal(ipc_open(&s, IPC_SUB_DIAL, "bogus://x", NULL), -1);
 }
 
@@ -395,18 +395,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_rundir_created_private),
-	    cmocka_unit_test(test_rundir_xdg_default),
-	    cmocka_unit_test(test_rundir_rejects_shared),
-	    cmocka_unit_test(test_rundir_rejects_file_and_symlink),
-	    cmocka_unit_test(test_rundir_missing_parent),
-	    cmocka_unit_test(test_rundir_too_long),
-	    cmocka_unit_test(test_url),
-	    cmocka_unit_test(test_pubsub_round_trip),
-	    cmocka_unit_test(test_survey_round_trip),
-	    cmocka_unit_test(test_stale_socket_replaced),
-	    cmocka_unit_test(test_dial_before_listen),
-	    cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_rundir_created_private),
+		cmocka_unit_test(test_rundir_xdg_default),
+		cmocka_unit_test(test_rundir_rejects_shared),
+		cmocka_unit_test(test_rundir_rejects_file_and_symlink),
+		cmocka_unit_test(test_rundir_missing_parent),
+		cmocka_unit_test(test_rundir_too_long),
+		cmocka_unit_test(test_url),
+		cmocka_unit_test(test_pubsub_round_trip),
+		cmocka_unit_test(test_survey_round_trip),
+		cmocka_unit_test(test_stale_socket_replaced),
+		cmocka_unit_test(test_dial_before_listen),
+		cmocka_unit_test(test_open_errors),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

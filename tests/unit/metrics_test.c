@@ -21,54 +21,53 @@
 
 extern char **environ;
 
-static const double dur_buckets[] = {0.005, 0.05, 0.5, 1, 5};
+static const double dur_buckets[] = { 0.005, 0.05, 0.5, 1, 5 };
 
 /* A registry like a child's: labelled counters, gauges and histograms,
  * label values that need escaping, and a family without labels. */
 static struct metrics *
 sample_registry(void)
 {
-	static const char *const ep_status[] = {"endpoint", "status", NULL};
-	static const char *const cls[] = {"resource_class", NULL};
-	static const char *const ep[] = {"endpoint", NULL};
+	static const char *const ep_status[] = { "endpoint", "status", NULL };
+	static const char *const cls[] = { "resource_class", NULL };
+	static const char *const ep[] = { "endpoint", NULL };
 	struct metrics *m = metrics_new();
 	struct metric_family *req, *des, *dur, *up, *lag;
 	struct metric_series *s;
 
 	req = metrics_family(m, METRIC_COUNTER, "api_requests_total",
-	                     "CircleCI API requests by endpoint and status.",
-	                     ep_status, NULL, 0);
-	metric_inc(metric_series(req, (const char *[]){"tasks", "200"}), 3);
-	metric_inc(metric_series(req, (const char *[]){"tasks", "429"}), 1);
-	metric_inc(metric_series(req, (const char *[]){"tasks", "200"}), 2);
+	    "CircleCI API requests by endpoint and status.", ep_status, NULL,
+	    0);
+	metric_inc(metric_series(req, (const char *[]){ "tasks", "200" }), 3);
+	metric_inc(metric_series(req, (const char *[]){ "tasks", "429" }), 1);
+	metric_inc(metric_series(req, (const char *[]){ "tasks", "200" }), 2);
 	metric_inc(
-	    metric_series(req, (const char *[]){"running", "transport"}), 1);
+	    metric_series(req, (const char *[]){ "running", "transport" }), 1);
 
 	des = metrics_family(m, METRIC_GAUGE, "desired_replicas",
-	                     "Desired VMs per class (\"clamped\"), a \\ b\n"
-	                     "second line.",
-	                     cls, NULL, 0);
-	metric_set(metric_series(des, (const char *[]){"my-org/my-runner"}),
-	           4);
-	metric_set(metric_series(des, (const char *[]){"q\"uote\\back\nnl"}),
-	           0.25);
+	    "Desired VMs per class (\"clamped\"), a \\ b\n"
+	    "second line.",
+	    cls, NULL, 0);
+	metric_set(
+	    metric_series(des, (const char *[]){ "my-org/my-runner" }), 4);
+	metric_set(
+	    metric_series(des, (const char *[]){ "q\"uote\\back\nnl" }), 0.25);
 
 	dur = metrics_family(m, METRIC_HISTOGRAM, "request_duration_seconds",
-	                     "CircleCI request latency.", ep, dur_buckets,
-	                     nitems(dur_buckets));
-	s = metric_series(dur, (const char *[]){"tasks"});
+	    "CircleCI request latency.", ep, dur_buckets, nitems(dur_buckets));
+	s = metric_series(dur, (const char *[]){ "tasks" });
 	metric_observe(s, 0.003);
 	metric_observe(s, 0.2);
 	metric_observe(s, 0.7);
 	metric_observe(s, 7);
-	(void)metric_series(dur, (const char *[]){"running"});
+	(void)metric_series(dur, (const char *[]){ "running" });
 
-	up = metrics_family(m, METRIC_GAUGE, "up", "1 while running.", NULL,
-	                    NULL, 0);
+	up = metrics_family(
+	    m, METRIC_GAUGE, "up", "1 while running.", NULL, NULL, 0);
 	metric_set(metric_single(up), 1);
 
 	lag = metrics_family(m, METRIC_GAUGE, "poll_lag_seconds",
-	                     "Poll-loop lag.", NULL, NULL, 0);
+	    "Poll-loop lag.", NULL, NULL, 0);
 	metric_set(metric_single(lag), 1e20);
 	return m;
 }
@@ -136,7 +135,7 @@ static void
 test_render_exact(void **state)
 {
 	struct metrics *m = sample_registry();
-	struct buf b = {0};
+	struct buf b = { 0 };
 
 	(void)state;
 	metrics_render(m, &b);
@@ -150,16 +149,16 @@ test_render_exact(void **state)
 static void
 test_series_identity(void **state)
 {
-	static const char *const lbl[] = {"a", "b", NULL};
+	static const char *const lbl[] = { "a", "b", NULL };
 	struct metrics *m = metrics_new();
 	struct metric_family *f;
 	struct metric_series *s1, *s2, *s3;
 
 	(void)state;
 	f = metrics_family(m, METRIC_COUNTER, "x_total", "x", lbl, NULL, 0);
-	s1 = metric_series(f, (const char *[]){"1", "2"});
-	s2 = metric_series(f, (const char *[]){"1", "3"});
-	s3 = metric_series(f, (const char *[]){"1", "2"});
+	s1 = metric_series(f, (const char *[]){ "1", "2" });
+	s2 = metric_series(f, (const char *[]){ "1", "3" });
+	s3 = metric_series(f, (const char *[]){ "1", "2" });
 	assert_ptr_equal(s1, s3);
 	assert_ptr_not_equal(s1, s2);
 	metric_inc(s1, 2);
@@ -177,7 +176,7 @@ test_special_values(void **state)
 {
 	struct metrics *m = metrics_new();
 	struct metric_family *f;
-	struct buf b = {0};
+	struct buf b = { 0 };
 
 	(void)state;
 	f = metrics_family(m, METRIC_GAUGE, "a", "a", NULL, NULL, 0);
@@ -208,15 +207,15 @@ promtool_check(const char *text, size_t len, char *out, size_t outlen)
 {
 	char in_path[] = "/tmp/rp-metrics-in-XXXXXX";
 	char out_path[] = "/tmp/rp-metrics-out-XXXXXX";
-	char *const argv[] = {"promtool", "check", "metrics", NULL};
+	char *const argv[] = { "promtool", "check", "metrics", NULL };
 	posix_spawn_file_actions_t fa;
 	int in_fd, out_fd, status;
 	ssize_t n;
 	pid_t pid;
 
 	if (access(PROMTOOL, X_OK) != 0)
-		fail_msg("%s is missing (Debian package prometheus)",
-		         PROMTOOL);
+		fail_msg(
+		    "%s is missing (Debian package prometheus)", PROMTOOL);
 	in_fd = mkstemp(in_path);
 	out_fd = mkstemp(out_path);
 	assert_true(in_fd >= 0 && out_fd >= 0);
@@ -226,8 +225,8 @@ promtool_check(const char *text, size_t len, char *out, size_t outlen)
 	posix_spawn_file_actions_adddup2(&fa, in_fd, 0);
 	posix_spawn_file_actions_adddup2(&fa, out_fd, 1);
 	posix_spawn_file_actions_adddup2(&fa, out_fd, 2);
-	assert_int_equal(posix_spawn(&pid, PROMTOOL, &fa, NULL, argv, environ),
-	                 0);
+	assert_int_equal(
+	    posix_spawn(&pid, PROMTOOL, &fa, NULL, argv, environ), 0);
 	posix_spawn_file_actions_destroy(&fa);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	n = pread(out_fd, out, outlen - 1, 0);
@@ -245,7 +244,7 @@ static void
 test_promtool_accepts_rendering(void **state)
 {
 	struct metrics *m = sample_registry();
-	struct buf b = {0};
+	struct buf b = { 0 };
 	char out[4096];
 	int rc;
 
@@ -274,19 +273,19 @@ static void
 test_text_valid_accepts(void **state)
 {
 	static const char *const good[] = {
-	    "",
-	    "\n",
-	    "runner_provisioner_up 1\n",
-	    "runner_provisioner_up 1\n\nrunner_provisioner_x 2\n",
-	    "# HELP runner_provisioner_up anything \"here\"\n"
-	    "# TYPE runner_provisioner_up gauge\n"
-	    "runner_provisioner_up -1.5e-3\n",
-	    "runner_provisioner_x{a=\"\"} +Inf\n",
-	    "runner_provisioner_x{a=\"q\\\"\\\\\\n\",b_2=\"} {\"} NaN\n",
-	    "runner_provisioner_x:sub{le=\"0.5\"} 0\n",
+		"",
+		"\n",
+		"runner_provisioner_up 1\n",
+		"runner_provisioner_up 1\n\nrunner_provisioner_x 2\n",
+		"# HELP runner_provisioner_up anything \"here\"\n"
+		"# TYPE runner_provisioner_up gauge\n"
+		"runner_provisioner_up -1.5e-3\n",
+		"runner_provisioner_x{a=\"\"} +Inf\n",
+		"runner_provisioner_x{a=\"q\\\"\\\\\\n\",b_2=\"} {\"} NaN\n",
+		"runner_provisioner_x:sub{le=\"0.5\"} 0\n",
 	};
 	struct metrics *m = sample_registry();
-	struct buf b = {0};
+	struct buf b = { 0 };
 	size_t i;
 
 	(void)state;
@@ -305,43 +304,48 @@ test_text_valid_rejects(void **state)
 	static const struct {
 		const char *what, *text;
 	} bad[] = {
-	    {"no trailing newline", "runner_provisioner_up 1"},
-	    {"wrong prefix", "process_cpu_seconds_total 1\n"},
-	    {"prefix only in the middle", "x_runner_provisioner_up 1\n"},
-	    {"HELP with a foreign name", "# HELP go_goroutines n\n"},
-	    {"TYPE with a foreign name", "# TYPE go_goroutines gauge\n"},
-	    {"other comment", "# just a comment\n"},
-	    {"bare #", "#\n"},
-	    {"unquoted label value", "runner_provisioner_x{a=b} 1\n"},
-	    {"unterminated label value", "runner_provisioner_x{a=\"b} 1\n"},
-	    {"unterminated label set", "runner_provisioner_x{a=\"b\" 1\n"},
-	    {"label without name", "runner_provisioner_x{=\"b\"} 1\n"},
-	    {"label name with a digit first",
-	     "runner_provisioner_x{1a=\"b\"} 1\n"},
-	    {"label name with a dash", "runner_provisioner_x{a-b=\"c\"} 1\n"},
-	    {"label without value", "runner_provisioner_x{a} 1\n"},
-	    {"dangling escape", "runner_provisioner_x{a=\"b\\"},
-	    {"no value", "runner_provisioner_x\n"},
-	    {"no space before value", "runner_provisioner_x{a=\"b\"}1\n"},
-	    {"empty value", "runner_provisioner_x \n"},
-	    {"garbage value", "runner_provisioner_x abc\n"},
-	    {"value with trailing junk", "runner_provisioner_x 1x\n"},
-	    {"two values", "runner_provisioner_x 1 2 3\n"},
-	    {"very long value",
-	     "runner_provisioner_x "
-	     "1111111111111111111111111111111111111111111111111111111111111"
-	     "111111111\n"},
-	    {"second line broken",
-	     "runner_provisioner_x 1\nrunner_provisioner_y oops\n"},
-	    {"CR line end", "runner_provisioner_x 1\r\n"},
+		{ "no trailing newline", "runner_provisioner_up 1" },
+		{ "wrong prefix", "process_cpu_seconds_total 1\n" },
+		{ "prefix only in the middle", "x_runner_provisioner_up 1\n" },
+		{ "HELP with a foreign name", "# HELP go_goroutines n\n" },
+		{ "TYPE with a foreign name", "# TYPE go_goroutines gauge\n" },
+		{ "other comment", "# just a comment\n" },
+		{ "bare #", "#\n" },
+		{ "unquoted label value", "runner_provisioner_x{a=b} 1\n" },
+		{ "unterminated label value",
+		    "runner_provisioner_x{a=\"b} 1\n" },
+		{ "unterminated label set",
+		    "runner_provisioner_x{a=\"b\" 1\n" },
+		{ "label without name", "runner_provisioner_x{=\"b\"} 1\n" },
+		{ "label name with a digit first",
+		    "runner_provisioner_x{1a=\"b\"} 1\n" },
+		{ "label name with a dash",
+		    "runner_provisioner_x{a-b=\"c\"} 1\n" },
+		{ "label without value", "runner_provisioner_x{a} 1\n" },
+		{ "dangling escape", "runner_provisioner_x{a=\"b\\" },
+		{ "no value", "runner_provisioner_x\n" },
+		{ "no space before value",
+		    "runner_provisioner_x{a=\"b\"}1\n" },
+		{ "empty value", "runner_provisioner_x \n" },
+		{ "garbage value", "runner_provisioner_x abc\n" },
+		{ "value with trailing junk", "runner_provisioner_x 1x\n" },
+		{ "two values", "runner_provisioner_x 1 2 3\n" },
+		{ "very long value",
+		    "runner_provisioner_x "
+		    "111111111111111111111111111111111111111111111111111111111"
+		    "1111"
+		    "111111111\n" },
+		{ "second line broken",
+		    "runner_provisioner_x 1\nrunner_provisioner_y oops\n" },
+		{ "CR line end", "runner_provisioner_x 1\r\n" },
 	};
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < nitems(bad); i++)
 		if (metrics_text_valid(bad[i].text, strlen(bad[i].text)) == 0)
-			fail_msg("accepted (%s): %s", bad[i].what,
-			         bad[i].text);
+			fail_msg(
+			    "accepted (%s): %s", bad[i].what, bad[i].text);
 }
 
 /* A NUL anywhere, even where C string functions would stop reading, is
@@ -368,7 +372,7 @@ static void
 test_text_valid_rejects_truncation(void **state)
 {
 	struct metrics *m = sample_registry();
-	struct buf b = {0};
+	struct buf b = { 0 };
 	size_t len;
 
 	(void)state;
@@ -388,15 +392,15 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_render_exact),
-	    cmocka_unit_test(test_series_identity),
-	    cmocka_unit_test(test_special_values),
-	    cmocka_unit_test(test_promtool_accepts_rendering),
-	    cmocka_unit_test(test_promtool_rejects_broken_text),
-	    cmocka_unit_test(test_text_valid_accepts),
-	    cmocka_unit_test(test_text_valid_rejects),
-	    cmocka_unit_test(test_text_valid_rejects_nul),
-	    cmocka_unit_test(test_text_valid_rejects_truncation),
+		cmocka_unit_test(test_render_exact),
+		cmocka_unit_test(test_series_identity),
+		cmocka_unit_test(test_special_values),
+		cmocka_unit_test(test_promtool_accepts_rendering),
+		cmocka_unit_test(test_promtool_rejects_broken_text),
+		cmocka_unit_test(test_text_valid_accepts),
+		cmocka_unit_test(test_text_valid_rejects),
+		cmocka_unit_test(test_text_valid_rejects_nul),
+		cmocka_unit_test(test_text_valid_rejects_truncation),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

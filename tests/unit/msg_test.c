@@ -75,7 +75,7 @@ static uint32_t
 get_le32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	       (uint32_t)p[3] << 24;
+	    (uint32_t)p[3] << 24;
 }
 
 /* Compares an encoding with a golden file.  The pid is the encoder's own,
@@ -87,16 +87,16 @@ assert_golden(const char *name, struct buf *enc)
 	size_t n = golden(name, want, sizeof(want)), i;
 
 	assert_true(enc->b_len >= MSG_HDR_LEN);
-	assert_int_equal(get_le32((uint8_t *)enc->b_data + 12),
-	                 (uint32_t)getpid());
+	assert_int_equal(
+	    get_le32((uint8_t *)enc->b_data + 12), (uint32_t)getpid());
 	put_le((uint8_t *)enc->b_data + 12, GOLDEN_PID, 4);
 	if (enc->b_len != n)
-		fail_msg("%s: encoded %zu bytes, golden %zu", name, enc->b_len,
-		         n);
+		fail_msg(
+		    "%s: encoded %zu bytes, golden %zu", name, enc->b_len, n);
 	for (i = 0; i < n; i++)
 		if ((uint8_t)enc->b_data[i] != want[i])
 			fail_msg("%s: byte %zu is %02x, golden %02x", name, i,
-			         (uint8_t)enc->b_data[i], want[i]);
+			    (uint8_t)enc->b_data[i], want[i]);
 }
 
 static const struct golden_demand {
@@ -104,43 +104,37 @@ static const struct golden_demand {
 	uint32_t seq;
 	struct msg_demand d;
 } golden_demands[] = {
-    {"demand-ok",
-     7,
-     {42, 1700000000123ULL, true, DEMAND_ERR_NONE, 200, 5, 3,
-      "my-org/my-runner"}},
-    {"demand-failed-http",
-     8,
-     {43, 1700000001123ULL, false, DEMAND_ERR_HTTP, 503, 0, 0,
-      "dev-team/custom:arm64"}},
-    {"demand-failed-transport",
-     9,
-     {44, 1700000002123ULL, false, DEMAND_ERR_TRANSPORT, 0, 0, 0,
-      "my-org/my-runner"}},
-    {"demand-failed-parse",
-     10,
-     {45, 1700000003123ULL, false, DEMAND_ERR_PARSE, 200, 0, 0,
-      "my-org/my-runner"}},
-    {"demand-failed-rate-limited",
-     11,
-     {46, 1700000004123ULL, false, DEMAND_ERR_RATE_LIMITED, 429, 0, 0,
-      "my-org/my-runner"}},
-    {"demand-failed-auth",
-     12,
-     {47, 1700000005123ULL, false, DEMAND_ERR_AUTH, 401, 0, 0,
-      "my-org/my-runner"}},
+	{ "demand-ok", 7,
+	    { 42, 1700000000123ULL, true, DEMAND_ERR_NONE, 200, 5, 3,
+	        "my-org/my-runner" } },
+	{ "demand-failed-http", 8,
+	    { 43, 1700000001123ULL, false, DEMAND_ERR_HTTP, 503, 0, 0,
+	        "dev-team/custom:arm64" } },
+	{ "demand-failed-transport", 9,
+	    { 44, 1700000002123ULL, false, DEMAND_ERR_TRANSPORT, 0, 0, 0,
+	        "my-org/my-runner" } },
+	{ "demand-failed-parse", 10,
+	    { 45, 1700000003123ULL, false, DEMAND_ERR_PARSE, 200, 0, 0,
+	        "my-org/my-runner" } },
+	{ "demand-failed-rate-limited", 11,
+	    { 46, 1700000004123ULL, false, DEMAND_ERR_RATE_LIMITED, 429, 0, 0,
+	        "my-org/my-runner" } },
+	{ "demand-failed-auth", 12,
+	    { 47, 1700000005123ULL, false, DEMAND_ERR_AUTH, 401, 0, 0,
+	        "my-org/my-runner" } },
 };
 
 static void
 test_golden_demand_encode(void **state)
 {
-	struct buf b = {0};
+	struct buf b = { 0 };
 	size_t i;
 
 	(void)state;
 	for (i = 0; i < nitems(golden_demands); i++) {
 		buf_reset(&b);
-		msg_demand_encode(&golden_demands[i].d, golden_demands[i].seq,
-		                  &b);
+		msg_demand_encode(
+		    &golden_demands[i].d, golden_demands[i].seq, &b);
 		assert_golden(golden_demands[i].name, &b);
 	}
 	buf_free(&b);
@@ -180,9 +174,9 @@ test_golden_demand_decode(void **state)
 static void
 test_golden_health_query(void **state)
 {
-	struct msg_health_query q = {1700000000000ULL};
+	struct msg_health_query q = { 1700000000000ULL };
 	uint8_t raw[GOLDEN_MAX];
-	struct buf b = {0};
+	struct buf b = { 0 };
 	struct msg_hdr h;
 	size_t n;
 
@@ -204,7 +198,7 @@ test_golden_health_answer(void **state)
 {
 	struct msg_health hl;
 	uint8_t raw[GOLDEN_MAX];
-	struct buf b = {0};
+	struct buf b = { 0 };
 	struct msg_hdr h;
 	char *dumped;
 	size_t n;
@@ -263,8 +257,8 @@ test_golden_health_answer(void **state)
 static void
 test_encode_appends(void **state)
 {
-	struct msg_health_query q = {5};
-	struct buf b = {0};
+	struct msg_health_query q = { 5 };
+	struct buf b = { 0 };
 	struct msg_hdr h;
 
 	(void)state;
@@ -274,8 +268,8 @@ test_encode_appends(void **state)
 	assert_memory_equal(b.b_data, "xyz", 3);
 	assert_int_equal(msg_hdr_decode(b.b_data + 3, 62, &h), MSG_OK);
 	assert_int_equal(h.h_len, 62);
-	assert_int_equal(msg_hdr_decode(b.b_data + 65, b.b_len - 65, &h),
-	                 MSG_OK);
+	assert_int_equal(
+	    msg_hdr_decode(b.b_data + 65, b.b_len - 65, &h), MSG_OK);
 	assert_int_equal(h.h_kind, MSG_HEALTH_QUERY);
 	assert_int_equal(h.h_seq, 2);
 	buf_free(&b);
@@ -284,7 +278,7 @@ test_encode_appends(void **state)
 /* A demand built field by field (independently of the encoder). */
 static size_t
 mk_demand(uint8_t *p, uint8_t ok, uint8_t err, uint16_t status,
-          uint32_t unclaimed, uint32_t running, const void *cls, size_t clen)
+    uint32_t unclaimed, uint32_t running, const void *cls, size_t clen)
 {
 	size_t len = MSG_HDR_LEN + DEMAND_FIXED + clen;
 
@@ -323,7 +317,7 @@ expect(const char *what, enum msg_err got, enum msg_err want)
 {
 	if (got != want)
 		fail_msg("%s: got %s, want %s", what, msg_err_name(got),
-		         msg_err_name(want));
+		    msg_err_name(want));
 }
 
 static void
@@ -385,7 +379,7 @@ test_header_errors(void **state)
 	memcpy(big, p, MSG_HDR_LEN);
 	put_le(big + 4, (uint64_t)MSG_MAX + 1, 4);
 	expect("over MSG_MAX", msg_hdr_decode(big, (size_t)MSG_MAX + 1, &h),
-	       MSG_ELEN);
+	    MSG_ELEN);
 	free(big);
 }
 
@@ -400,7 +394,7 @@ test_demand_length_errors(void **state)
 	n = DEMAND(p, 1, 0, 200, 1, 1, "a/b");
 	put_le(p + 4, MSG_HDR_LEN + DEMAND_FIXED - 1, 4);
 	expect("fixed part cut",
-	       decode_demand(p, MSG_HDR_LEN + DEMAND_FIXED - 1), MSG_ELEN);
+	    decode_demand(p, MSG_HDR_LEN + DEMAND_FIXED - 1), MSG_ELEN);
 	put_le(p + 4, MSG_HDR_LEN, 4);
 	expect("header only", decode_demand(p, MSG_HDR_LEN), MSG_ELEN);
 	/* the class length disagrees with the message length */
@@ -423,32 +417,35 @@ test_demand_range_errors(void **state)
 		uint32_t unclaimed, running;
 		enum msg_err want;
 	} cases[] = {
-	    {"ok", 1, 0, 200, 3, 4, MSG_OK},
-	    {"ok 2", 2, 0, 200, 0, 0, MSG_ERANGE},
-	    {"ok 255", 255, 0, 200, 0, 0, MSG_ERANGE},
-	    {"error 6", 0, 6, 500, 0, 0, MSG_ERANGE},
-	    {"error 255", 0, 255, 500, 0, 0, MSG_ERANGE},
-	    {"ok with an error", 1, DEMAND_ERR_HTTP, 200, 0, 0, MSG_ERANGE},
-	    {"failed without an error", 0, DEMAND_ERR_NONE, 500, 0, 0,
-	     MSG_ERANGE},
-	    {"each error kind", 0, DEMAND_ERR_AUTH, 403, 0, 0, MSG_OK},
-	    {"status 0", 0, DEMAND_ERR_TRANSPORT, 0, 0, 0, MSG_OK},
-	    {"status 100", 0, DEMAND_ERR_HTTP, 100, 0, 0, MSG_OK},
-	    {"status 599", 0, DEMAND_ERR_HTTP, 599, 0, 0, MSG_OK},
-	    {"status 99", 0, DEMAND_ERR_HTTP, 99, 0, 0, MSG_ERANGE},
-	    {"status 1", 0, DEMAND_ERR_HTTP, 1, 0, 0, MSG_ERANGE},
-	    {"status 600", 0, DEMAND_ERR_HTTP, 600, 0, 0, MSG_ERANGE},
-	    {"status 65535", 1, 0, 65535, 0, 0, MSG_ERANGE},
-	    {"counts at the bound", 1, 0, 200, MSG_COUNT_MAX, MSG_COUNT_MAX,
-	     MSG_OK},
-	    {"unclaimed over", 1, 0, 200, MSG_COUNT_MAX + 1, 0, MSG_ERANGE},
-	    {"running over", 1, 0, 200, 0, MSG_COUNT_MAX + 1, MSG_ERANGE},
-	    {"unclaimed huge", 1, 0, 200, UINT32_MAX, 0, MSG_ERANGE},
-	    {"running huge", 1, 0, 200, 0, UINT32_MAX, MSG_ERANGE},
-	    {"failed with unclaimed", 0, DEMAND_ERR_PARSE, 200, 1, 0,
-	     MSG_ERANGE},
-	    {"failed with running", 0, DEMAND_ERR_PARSE, 200, 0, 1,
-	     MSG_ERANGE},
+		{ "ok", 1, 0, 200, 3, 4, MSG_OK },
+		{ "ok 2", 2, 0, 200, 0, 0, MSG_ERANGE },
+		{ "ok 255", 255, 0, 200, 0, 0, MSG_ERANGE },
+		{ "error 6", 0, 6, 500, 0, 0, MSG_ERANGE },
+		{ "error 255", 0, 255, 500, 0, 0, MSG_ERANGE },
+		{ "ok with an error", 1, DEMAND_ERR_HTTP, 200, 0, 0,
+		    MSG_ERANGE },
+		{ "failed without an error", 0, DEMAND_ERR_NONE, 500, 0, 0,
+		    MSG_ERANGE },
+		{ "each error kind", 0, DEMAND_ERR_AUTH, 403, 0, 0, MSG_OK },
+		{ "status 0", 0, DEMAND_ERR_TRANSPORT, 0, 0, 0, MSG_OK },
+		{ "status 100", 0, DEMAND_ERR_HTTP, 100, 0, 0, MSG_OK },
+		{ "status 599", 0, DEMAND_ERR_HTTP, 599, 0, 0, MSG_OK },
+		{ "status 99", 0, DEMAND_ERR_HTTP, 99, 0, 0, MSG_ERANGE },
+		{ "status 1", 0, DEMAND_ERR_HTTP, 1, 0, 0, MSG_ERANGE },
+		{ "status 600", 0, DEMAND_ERR_HTTP, 600, 0, 0, MSG_ERANGE },
+		{ "status 65535", 1, 0, 65535, 0, 0, MSG_ERANGE },
+		{ "counts at the bound", 1, 0, 200, MSG_COUNT_MAX,
+		    MSG_COUNT_MAX, MSG_OK },
+		{ "unclaimed over", 1, 0, 200, MSG_COUNT_MAX + 1, 0,
+		    MSG_ERANGE },
+		{ "running over", 1, 0, 200, 0, MSG_COUNT_MAX + 1,
+		    MSG_ERANGE },
+		{ "unclaimed huge", 1, 0, 200, UINT32_MAX, 0, MSG_ERANGE },
+		{ "running huge", 1, 0, 200, 0, UINT32_MAX, MSG_ERANGE },
+		{ "failed with unclaimed", 0, DEMAND_ERR_PARSE, 200, 1, 0,
+		    MSG_ERANGE },
+		{ "failed with running", 0, DEMAND_ERR_PARSE, 200, 0, 1,
+		    MSG_ERANGE },
 	};
 	uint8_t p[512];
 	size_t i, n;
@@ -456,8 +453,7 @@ test_demand_range_errors(void **state)
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
 		n = DEMAND(p, cases[i].ok, cases[i].err, cases[i].status,
-		           cases[i].unclaimed, cases[i].running,
-		           "my-org/my-runner");
+		    cases[i].unclaimed, cases[i].running, "my-org/my-runner");
 		expect(cases[i].what, decode_demand(p, n), cases[i].want);
 	}
 }
@@ -471,21 +467,21 @@ test_demand_class_errors(void **state)
 		size_t len;
 		enum msg_err want;
 	} cases[] = {
-	    {"empty", "", 0, MSG_ETEXT},
-	    {"NUL inside", "my-org/\0runner", 14, MSG_ETEXT},
-	    {"NUL at the end", "my-org/runner\0", 14, MSG_ETEXT},
-	    {"space", "my org/runner", 13, MSG_ETEXT},
-	    {"no slash", "my-org-runner", 13, MSG_ETEXT},
-	    {"two slashes", "a/b/c", 5, MSG_ETEXT},
-	    {"empty namespace", "/runner", 7, MSG_ETEXT},
-	    {"empty name", "my-org/", 7, MSG_ETEXT},
-	    {"non-ASCII", "my-org/caf\xc3\xa9", 12, MSG_ETEXT},
-	    {"control byte", "my-org/r\x01", 9, MSG_ETEXT},
-	    {"newline", "my-org/r\n", 9, MSG_ETEXT},
-	    {"leading dash", "-org/runner", 11, MSG_ETEXT},
-	    {"quote", "my-org/r\"", 9, MSG_ETEXT},
-	    {"every allowed character", "A.b_c:d+e-f/G9.h_i:j+k-l", 24,
-	     MSG_OK},
+		{ "empty", "", 0, MSG_ETEXT },
+		{ "NUL inside", "my-org/\0runner", 14, MSG_ETEXT },
+		{ "NUL at the end", "my-org/runner\0", 14, MSG_ETEXT },
+		{ "space", "my org/runner", 13, MSG_ETEXT },
+		{ "no slash", "my-org-runner", 13, MSG_ETEXT },
+		{ "two slashes", "a/b/c", 5, MSG_ETEXT },
+		{ "empty namespace", "/runner", 7, MSG_ETEXT },
+		{ "empty name", "my-org/", 7, MSG_ETEXT },
+		{ "non-ASCII", "my-org/caf\xc3\xa9", 12, MSG_ETEXT },
+		{ "control byte", "my-org/r\x01", 9, MSG_ETEXT },
+		{ "newline", "my-org/r\n", 9, MSG_ETEXT },
+		{ "leading dash", "-org/runner", 11, MSG_ETEXT },
+		{ "quote", "my-org/r\"", 9, MSG_ETEXT },
+		{ "every allowed character", "A.b_c:d+e-f/G9.h_i:j+k-l", 24,
+		    MSG_OK },
 	};
 	uint8_t p[1024];
 	char cls[300];
@@ -520,16 +516,16 @@ test_query_errors(void **state)
 	raw[n] = 0;
 	put_le(raw + 4, n + 1, 4);
 	expect("query +1 byte", msg_health_query_decode(raw, n + 1, &h, &q),
-	       MSG_ELEN);
+	    MSG_ELEN);
 	put_le(raw + 4, n - 1, 4);
 	expect("query -1 byte", msg_health_query_decode(raw, n - 1, &h, &q),
-	       MSG_ELEN);
+	    MSG_ELEN);
 	put_le(raw + 4, n, 4);
 	expect("query ok", msg_health_query_decode(raw, n, &h, &q), MSG_OK);
 	/* a demand is not a query, nor is a query a demand or health */
 	n = golden("demand-ok", raw, sizeof(raw));
 	expect("demand as query", msg_health_query_decode(raw, n, &h, &q),
-	       MSG_EKIND);
+	    MSG_EKIND);
 	n = golden("health-query", raw, sizeof(raw));
 	expect("query as demand", decode_demand(raw, n), MSG_EKIND);
 }
@@ -537,7 +533,7 @@ test_query_errors(void **state)
 /* A health answer built field by field. */
 static size_t
 mk_health(uint8_t *p, uint8_t role, uint8_t st, uint16_t reserved,
-          const char *detail, size_t dlen, const char *metrics, size_t mlen)
+    const char *detail, size_t dlen, const char *metrics, size_t mlen)
 {
 	size_t len = MSG_HDR_LEN + HEALTH_FIXED + dlen + mlen;
 
@@ -587,34 +583,38 @@ test_health_errors(void **state)
 		const char *detail, *metrics;
 		enum msg_err want;
 	} cases[] = {
-	    {"valid", ROLE_ACTUATOR, HEALTH_FAILING, 0, "{\"a\":[1,2]}",
-	     "runner_provisioner_x 1\n", MSG_OK},
-	    {"role 0", 0, HEALTH_OK, 0, "{}", "", MSG_ERANGE},
-	    {"role 3", 3, HEALTH_OK, 0, "{}", "", MSG_ERANGE},
-	    {"state 4", ROLE_POLLER, 4, 0, "{}", "", MSG_ERANGE},
-	    {"state 255", ROLE_POLLER, 255, 0, "{}", "", MSG_ERANGE},
-	    {"reserved set", ROLE_POLLER, HEALTH_OK, 1, "{}", "", MSG_ERANGE},
-	    {"detail an array", ROLE_POLLER, HEALTH_OK, 0, "[]", "",
-	     MSG_ETEXT},
-	    {"detail a number", ROLE_POLLER, HEALTH_OK, 0, "1", "", MSG_ETEXT},
-	    {"detail a string", ROLE_POLLER, HEALTH_OK, 0, "\"x\"", "",
-	     MSG_ETEXT},
-	    {"detail null", ROLE_POLLER, HEALTH_OK, 0, "null", "", MSG_ETEXT},
-	    {"detail empty", ROLE_POLLER, HEALTH_OK, 0, "", "", MSG_ETEXT},
-	    {"detail malformed", ROLE_POLLER, HEALTH_OK, 0, "{\"a\":", "",
-	     MSG_ETEXT},
-	    {"detail trailing garbage", ROLE_POLLER, HEALTH_OK, 0, "{} x", "",
-	     MSG_ETEXT},
-	    {"detail duplicate key", ROLE_POLLER, HEALTH_OK, 0,
-	     "{\"a\":1,\"a\":2}", "", MSG_ETEXT},
-	    {"metrics garbage", ROLE_POLLER, HEALTH_OK, 0, "{}", "garbage\n",
-	     MSG_ETEXT},
-	    {"metrics unterminated", ROLE_POLLER, HEALTH_OK, 0, "{}",
-	     "runner_provisioner_x 1", MSG_ETEXT},
-	    {"metrics foreign name", ROLE_POLLER, HEALTH_OK, 0, "{}",
-	     "go_goroutines 7\n", MSG_ETEXT},
-	    {"metrics bad value", ROLE_POLLER, HEALTH_OK, 0, "{}",
-	     "runner_provisioner_x one\n", MSG_ETEXT},
+		{ "valid", ROLE_ACTUATOR, HEALTH_FAILING, 0, "{\"a\":[1,2]}",
+		    "runner_provisioner_x 1\n", MSG_OK },
+		{ "role 0", 0, HEALTH_OK, 0, "{}", "", MSG_ERANGE },
+		{ "role 3", 3, HEALTH_OK, 0, "{}", "", MSG_ERANGE },
+		{ "state 4", ROLE_POLLER, 4, 0, "{}", "", MSG_ERANGE },
+		{ "state 255", ROLE_POLLER, 255, 0, "{}", "", MSG_ERANGE },
+		{ "reserved set", ROLE_POLLER, HEALTH_OK, 1, "{}", "",
+		    MSG_ERANGE },
+		{ "detail an array", ROLE_POLLER, HEALTH_OK, 0, "[]", "",
+		    MSG_ETEXT },
+		{ "detail a number", ROLE_POLLER, HEALTH_OK, 0, "1", "",
+		    MSG_ETEXT },
+		{ "detail a string", ROLE_POLLER, HEALTH_OK, 0, "\"x\"", "",
+		    MSG_ETEXT },
+		{ "detail null", ROLE_POLLER, HEALTH_OK, 0, "null", "",
+		    MSG_ETEXT },
+		{ "detail empty", ROLE_POLLER, HEALTH_OK, 0, "", "",
+		    MSG_ETEXT },
+		{ "detail malformed", ROLE_POLLER, HEALTH_OK, 0, "{\"a\":", "",
+		    MSG_ETEXT },
+		{ "detail trailing garbage", ROLE_POLLER, HEALTH_OK, 0, "{} x",
+		    "", MSG_ETEXT },
+		{ "detail duplicate key", ROLE_POLLER, HEALTH_OK, 0,
+		    "{\"a\":1,\"a\":2}", "", MSG_ETEXT },
+		{ "metrics garbage", ROLE_POLLER, HEALTH_OK, 0, "{}",
+		    "garbage\n", MSG_ETEXT },
+		{ "metrics unterminated", ROLE_POLLER, HEALTH_OK, 0, "{}",
+		    "runner_provisioner_x 1", MSG_ETEXT },
+		{ "metrics foreign name", ROLE_POLLER, HEALTH_OK, 0, "{}",
+		    "go_goroutines 7\n", MSG_ETEXT },
+		{ "metrics bad value", ROLE_POLLER, HEALTH_OK, 0, "{}",
+		    "runner_provisioner_x one\n", MSG_ETEXT },
 	};
 	uint8_t p[1024];
 	size_t i, n;
@@ -622,17 +622,17 @@ test_health_errors(void **state)
 	(void)state;
 	for (i = 0; i < nitems(cases); i++) {
 		n = mk_health(p, cases[i].role, cases[i].st, cases[i].reserved,
-		              cases[i].detail, strlen(cases[i].detail),
-		              cases[i].metrics, strlen(cases[i].metrics));
+		    cases[i].detail, strlen(cases[i].detail), cases[i].metrics,
+		    strlen(cases[i].metrics));
 		expect(cases[i].what, decode_health(p, n), cases[i].want);
 	}
 	/* a NUL in the metrics text */
 	n = mk_health(p, ROLE_POLLER, HEALTH_OK, 0, "{}", 2,
-	              "runner_provisioner_x 1\0\n", 24);
+	    "runner_provisioner_x 1\0\n", 24);
 	expect("metrics with NUL", decode_health(p, n), MSG_ETEXT);
 	/* a NUL in the detail */
-	n = mk_health(p, ROLE_POLLER, HEALTH_OK, 0, "{\"a\":\"\0\"}", 9, "",
-	              0);
+	n = mk_health(
+	    p, ROLE_POLLER, HEALTH_OK, 0, "{\"a\":\"\0\"}", 9, "", 0);
 	expect("detail with NUL", decode_health(p, n), MSG_ETEXT);
 }
 
@@ -644,7 +644,7 @@ test_health_length_errors(void **state)
 
 	(void)state;
 	n = mk_health(p, ROLE_POLLER, HEALTH_OK, 0, "{}", 2,
-	              "runner_provisioner_x 1\n", 23);
+	    "runner_provisioner_x 1\n", 23);
 	expect("valid", decode_health(p, n), MSG_OK);
 	put_le(p + 28, 3, 4);
 	expect("detail length +1", decode_health(p, n), MSG_ELEN);
@@ -665,7 +665,7 @@ test_health_length_errors(void **state)
 	/* shorter than the fixed part */
 	put_le(p + 4, MSG_HDR_LEN + HEALTH_FIXED - 1, 4);
 	expect("fixed part cut",
-	       decode_health(p, MSG_HDR_LEN + HEALTH_FIXED - 1), MSG_ELEN);
+	    decode_health(p, MSG_HDR_LEN + HEALTH_FIXED - 1), MSG_ELEN);
 }
 
 /* What a decoded demand must satisfy, whatever the bytes were. */
@@ -678,7 +678,7 @@ assert_demand_sane(const struct msg_demand *d)
 	assert_true(d->d_running <= MSG_COUNT_MAX);
 	assert_true(d->d_ok || (d->d_unclaimed == 0 && d->d_running == 0));
 	assert_true(d->d_http_status == 0 ||
-	            (d->d_http_status >= 100 && d->d_http_status <= 599));
+	    (d->d_http_status >= 100 && d->d_http_status <= 599));
 	assert_true(strlen(d->d_class) > 0);
 	assert_true(strlen(d->d_class) <= MSG_CLASS_MAX);
 	assert_non_null(strchr(d->d_class, '/'));
@@ -710,9 +710,8 @@ decode_any(const uint8_t *p, size_t n, uint8_t kind)
 static void
 test_mutations(void **state)
 {
-	static const char *const names[] = {"demand-ok", "demand-failed-http",
-	                                    "health-query", "health-poller",
-	                                    "health-actuator-starting"};
+	static const char *const names[] = { "demand-ok", "demand-failed-http",
+		"health-query", "health-poller", "health-actuator-starting" };
 	uint8_t orig[GOLDEN_MAX], p[GOLDEN_MAX];
 	size_t i, n, len, at;
 	struct msg_hdr h;
@@ -731,9 +730,9 @@ test_mutations(void **state)
 			memcpy(cut, orig, len);
 			if (decode_any(cut, len, orig[3]) == MSG_OK)
 				fail_msg("%s cut to %zu bytes accepted",
-				         names[i], len);
+				    names[i], len);
 			expect("cut header", msg_hdr_decode(cut, len, &h),
-			       len < MSG_HDR_LEN ? MSG_ESHORT : MSG_ELEN);
+			    len < MSG_HDR_LEN ? MSG_ESHORT : MSG_ELEN);
 			free(cut);
 		}
 		for (at = 0; at < n; at++) {
@@ -744,7 +743,7 @@ test_mutations(void **state)
 				if (at < 8 && e == MSG_OK)
 					fail_msg("%s: flip at byte %zu "
 					         "accepted",
-					         names[i], at);
+					    names[i], at);
 			}
 		}
 	}
@@ -785,7 +784,7 @@ test_demand_round_trip(void **state)
 {
 	static const char chars[] = "abcXYZ019._:+-";
 	struct msg_demand in, out;
-	struct buf b = {0};
+	struct buf b = { 0 };
 	struct msg_hdr h;
 	size_t i, n;
 	int round;
@@ -802,8 +801,8 @@ test_demand_round_trip(void **state)
 			in.d_running = (uint32_t)rng_range(0, MSG_COUNT_MAX);
 			in.d_http_status = 200;
 		} else {
-			in.d_error = (uint8_t)rng_range(DEMAND_ERR_HTTP,
-			                                DEMAND_ERR_LAST);
+			in.d_error = (uint8_t)rng_range(
+			    DEMAND_ERR_HTTP, DEMAND_ERR_LAST);
 			in.d_http_status =
 			    (uint16_t)(rng_range(0, 1) ? rng_range(100, 599)
 			                               : 0);
@@ -819,7 +818,7 @@ test_demand_round_trip(void **state)
 		buf_reset(&b);
 		msg_demand_encode(&in, (uint32_t)round, &b);
 		expect("round trip",
-		       msg_demand_decode(b.b_data, b.b_len, &h, &out), MSG_OK);
+		    msg_demand_decode(b.b_data, b.b_len, &h, &out), MSG_OK);
 		assert_int_equal(h.h_seq, (uint32_t)round);
 		assert_int_equal(out.d_cycle, in.d_cycle);
 		assert_int_equal(out.d_observed_ms, in.d_observed_ms);
@@ -849,38 +848,38 @@ test_names(void **state)
 	for (i = DEMAND_ERR_NONE; i <= DEMAND_ERR_LAST; i++)
 		assert_string_not_equal(
 		    demand_error_name((enum demand_error)i), "unknown");
-	assert_string_equal(demand_error_name(DEMAND_ERR_RATE_LIMITED),
-	                    "rate_limited");
-	assert_string_equal(demand_error_name((enum demand_error)99),
-	                    "unknown");
+	assert_string_equal(
+	    demand_error_name(DEMAND_ERR_RATE_LIMITED), "rate_limited");
+	assert_string_equal(
+	    demand_error_name((enum demand_error)99), "unknown");
 	assert_string_equal(health_role_name(ROLE_POLLER), "poller");
 	assert_string_equal(health_role_name(ROLE_ACTUATOR), "actuator");
 	assert_string_equal(health_role_name((enum health_role)0), "unknown");
 	assert_string_equal(health_state_name(HEALTH_DEGRADED), "degraded");
-	assert_string_equal(health_state_name((enum health_state)9),
-	                    "unknown");
+	assert_string_equal(
+	    health_state_name((enum health_state)9), "unknown");
 }
 
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_golden_demand_encode),
-	    cmocka_unit_test(test_golden_demand_decode),
-	    cmocka_unit_test(test_golden_health_query),
-	    cmocka_unit_test(test_golden_health_answer),
-	    cmocka_unit_test(test_encode_appends),
-	    cmocka_unit_test(test_header_errors),
-	    cmocka_unit_test(test_demand_length_errors),
-	    cmocka_unit_test(test_demand_range_errors),
-	    cmocka_unit_test(test_demand_class_errors),
-	    cmocka_unit_test(test_query_errors),
-	    cmocka_unit_test(test_health_errors),
-	    cmocka_unit_test(test_health_length_errors),
-	    cmocka_unit_test(test_mutations),
-	    cmocka_unit_test(test_random_garbage),
-	    cmocka_unit_test(test_demand_round_trip),
-	    cmocka_unit_test(test_names),
+		cmocka_unit_test(test_golden_demand_encode),
+		cmocka_unit_test(test_golden_demand_decode),
+		cmocka_unit_test(test_golden_health_query),
+		cmocka_unit_test(test_golden_health_answer),
+		cmocka_unit_test(test_encode_appends),
+		cmocka_unit_test(test_header_errors),
+		cmocka_unit_test(test_demand_length_errors),
+		cmocka_unit_test(test_demand_range_errors),
+		cmocka_unit_test(test_demand_class_errors),
+		cmocka_unit_test(test_query_errors),
+		cmocka_unit_test(test_health_errors),
+		cmocka_unit_test(test_health_length_errors),
+		cmocka_unit_test(test_mutations),
+		cmocka_unit_test(test_random_garbage),
+		cmocka_unit_test(test_demand_round_trip),
+		cmocka_unit_test(test_names),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -39,18 +39,20 @@ test_ok_bodies(void **state)
 		const char *body;
 		uint32_t want;
 	} cases[] = {
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 7}", 7},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\":0}", 0},
-	    {FETCH_RUNNING, "{\"running_runner_tasks\": 3}\n", 3},
-	    {FETCH_RUNNING, "{\"running_runner_tasks\": 1000000}",
-	     MSG_COUNT_MAX},
-	    /* extra keys are fine: the API may grow */
-	    {FETCH_UNCLAIMED,
-	     "{\"unclaimed_task_count\": 2, \"other\": [1, {\"x\": null}]}",
-	     2},
-	    {FETCH_RUNNING,
-	     "{\"items\": [], \"running_runner_tasks\": 12, \"n\": \"s\"}",
-	     12},
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 7}", 7 },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\":0}", 0 },
+		{ FETCH_RUNNING, "{\"running_runner_tasks\": 3}\n", 3 },
+		{ FETCH_RUNNING, "{\"running_runner_tasks\": 1000000}",
+		    MSG_COUNT_MAX },
+		/* extra keys are fine: the API may grow */
+		{ FETCH_UNCLAIMED,
+		    "{\"unclaimed_task_count\": 2, \"other\": [1, {\"x\": "
+		    "null}]}",
+		    2 },
+		{ FETCH_RUNNING,
+		    "{\"items\": [], \"running_runner_tasks\": 12, \"n\": "
+		    "\"s\"}",
+		    12 },
 	};
 	struct fetch_result r;
 	struct http_xfer x;
@@ -79,42 +81,48 @@ test_bad_bodies(void **state)
 		const char *body;
 		const char *why; /* substring of the reason */
 	} cases[] = {
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": \"3\"}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3.5}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3.0}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": null}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": true}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": [1]}",
-	     "not an integer"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": -1}",
-	     "out of range"},
-	    {FETCH_RUNNING, "{\"running_runner_tasks\": 1000001}",
-	     "out of range"},
-	    {FETCH_RUNNING, "{\"running_runner_tasks\": 9223372036854775807}",
-	     "out of range"},
-	    {FETCH_UNCLAIMED, "{\"running_runner_tasks\": 3}",
-	     "unclaimed_task_count"},
-	    {FETCH_RUNNING, "{\"unclaimed_task_count\": 3}",
-	     "running_runner_tasks"},
-	    {FETCH_UNCLAIMED, "{}", "missing"},
-	    {FETCH_UNCLAIMED,
-	     "{\"unclaimed_task_count\": 1, \"unclaimed_task_count\": 2}",
-	     "duplicate"},
-	    {FETCH_UNCLAIMED, "[{\"unclaimed_task_count\": 1}]",
-	     "JSON object"},
-	    {FETCH_UNCLAIMED, "3", "expected"},
-	    {FETCH_UNCLAIMED, "\"x\"", "expected"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3", "malformed"},
-	    {FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3} {}", "malformed"},
-	    {FETCH_UNCLAIMED, "<html>502 Bad Gateway</html>", "malformed"},
-	    {FETCH_UNCLAIMED, "", "malformed"},
-	    {FETCH_UNCLAIMED,
-	     "{\"unclaimed_task_count\": 99999999999999999999}", "malformed"},
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": \"3\"}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3.5}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3.0}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": null}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": true}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": [1]}",
+		    "not an integer" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": -1}",
+		    "out of range" },
+		{ FETCH_RUNNING, "{\"running_runner_tasks\": 1000001}",
+		    "out of range" },
+		{ FETCH_RUNNING,
+		    "{\"running_runner_tasks\": 9223372036854775807}",
+		    "out of range" },
+		{ FETCH_UNCLAIMED, "{\"running_runner_tasks\": 3}",
+		    "unclaimed_task_count" },
+		{ FETCH_RUNNING, "{\"unclaimed_task_count\": 3}",
+		    "running_runner_tasks" },
+		{ FETCH_UNCLAIMED, "{}", "missing" },
+		{ FETCH_UNCLAIMED,
+		    "{\"unclaimed_task_count\": 1, \"unclaimed_task_count\": "
+		    "2}",
+		    "duplicate" },
+		{ FETCH_UNCLAIMED, "[{\"unclaimed_task_count\": 1}]",
+		    "JSON object" },
+		{ FETCH_UNCLAIMED, "3", "expected" },
+		{ FETCH_UNCLAIMED, "\"x\"", "expected" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3",
+		    "malformed" },
+		{ FETCH_UNCLAIMED, "{\"unclaimed_task_count\": 3} {}",
+		    "malformed" },
+		{ FETCH_UNCLAIMED, "<html>502 Bad Gateway</html>",
+		    "malformed" },
+		{ FETCH_UNCLAIMED, "", "malformed" },
+		{ FETCH_UNCLAIMED,
+		    "{\"unclaimed_task_count\": 99999999999999999999}",
+		    "malformed" },
 	};
 	struct fetch_result r;
 	struct http_xfer x;
@@ -131,7 +139,7 @@ test_bad_bodies(void **state)
 		assert_int_equal(r.fr_http_status, 200);
 		if (strstr(r.fr_text, cases[i].why) == NULL)
 			fail_msg("%s: reason \"%s\" lacks \"%s\"",
-			         cases[i].body, r.fr_text, cases[i].why);
+			    cases[i].body, r.fr_text, cases[i].why);
 	}
 }
 
@@ -154,7 +162,7 @@ test_body_with_nul(void **state)
 static void
 test_auth(void **state)
 {
-	static const long codes[] = {401, 403};
+	static const long codes[] = { 401, 403 };
 	struct fetch_result r;
 	struct http_xfer x;
 	char want[32];
@@ -163,7 +171,7 @@ test_auth(void **state)
 	(void)state;
 	for (i = 0; i < nitems(codes); i++) {
 		xfer(&x, codes[i],
-		     "{\"message\": \"Invalid token provided.\"}");
+		    "{\"message\": \"Invalid token provided.\"}");
 		judge(&x, FETCH_UNCLAIMED, &r);
 		assert_false(r.fr_ok);
 		assert_int_equal(r.fr_error, DEMAND_ERR_AUTH);
@@ -210,7 +218,7 @@ test_rate_limited(void **state)
 static void
 test_http_errors(void **state)
 {
-	static const long codes[] = {500, 502, 503, 404, 400, 301, 204, 100};
+	static const long codes[] = { 500, 502, 503, 404, 400, 301, 204, 100 };
 	struct fetch_result r;
 	struct http_xfer x;
 	char want[32];
@@ -227,7 +235,7 @@ test_http_errors(void **state)
 	for (i = 0; i < nitems(codes); i++) {
 		/* no JSON, or JSON without a string message: status only */
 		xfer(&x, codes[i],
-		     i % 2 ? "<html>oops</html>" : "{\"message\": 12}");
+		    i % 2 ? "<html>oops</html>" : "{\"message\": 12}");
 		judge(&x, FETCH_RUNNING, &r);
 		assert_false(r.fr_ok);
 		assert_int_equal(r.fr_error, DEMAND_ERR_HTTP);
@@ -311,15 +319,16 @@ test_runner_count(void **state)
 		int rv;
 		size_t count;
 	} cases[] = {
-	    {"{\"items\": []}", 0, 0},
-	    {"{\"items\": [{\"name\": \"a\"}, {\"name\": \"b\"}]}", 0, 2},
-	    {"{\"items\": [1, 2, 3], \"next_page_token\": null}", 0, 3},
-	    {"{\"items\": {}}", -1, 0},
-	    {"{\"items\": null}", -1, 0},
-	    {"{}", -1, 0},
-	    {"[]", -1, 0},
-	    {"{\"items\": [", -1, 0},
-	    {"", -1, 0},
+		{ "{\"items\": []}", 0, 0 },
+		{ "{\"items\": [{\"name\": \"a\"}, {\"name\": \"b\"}]}", 0,
+		    2 },
+		{ "{\"items\": [1, 2, 3], \"next_page_token\": null}", 0, 3 },
+		{ "{\"items\": {}}", -1, 0 },
+		{ "{\"items\": null}", -1, 0 },
+		{ "{}", -1, 0 },
+		{ "[]", -1, 0 },
+		{ "{\"items\": [", -1, 0 },
+		{ "", -1, 0 },
 	};
 	struct http_xfer x;
 	size_t i, n;
@@ -340,16 +349,16 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_ok_bodies),
-	    cmocka_unit_test(test_bad_bodies),
-	    cmocka_unit_test(test_body_with_nul),
-	    cmocka_unit_test(test_auth),
-	    cmocka_unit_test(test_rate_limited),
-	    cmocka_unit_test(test_http_errors),
-	    cmocka_unit_test(test_message_redacted),
-	    cmocka_unit_test(test_transport),
-	    cmocka_unit_test(test_too_big),
-	    cmocka_unit_test(test_runner_count),
+		cmocka_unit_test(test_ok_bodies),
+		cmocka_unit_test(test_bad_bodies),
+		cmocka_unit_test(test_body_with_nul),
+		cmocka_unit_test(test_auth),
+		cmocka_unit_test(test_rate_limited),
+		cmocka_unit_test(test_http_errors),
+		cmocka_unit_test(test_message_redacted),
+		cmocka_unit_test(test_transport),
+		cmocka_unit_test(test_too_big),
+		cmocka_unit_test(test_runner_count),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,7 +23,7 @@ group_setup(void **state)
 {
 	(void)state;
 	return regcomp(&dns_label, "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
-	               REG_EXTENDED | REG_NOSUB);
+	    REG_EXTENDED | REG_NOSUB);
 }
 
 static int
@@ -41,7 +41,7 @@ assert_valid_pool(const char *cls, const char *pool)
 	    regexec(&dns_label, pool, 0, NULL, 0) != 0)
 		fail_msg("\"%s\" → \"%s\": not a DNS-1123 label of at most "
 		         "%d characters",
-		         cls, pool, POOL_NAME_MAX);
+		    cls, pool, POOL_NAME_MAX);
 }
 
 /* Hash suffixes are the first 4 bytes of SHA-256 of the class name, as
@@ -49,31 +49,31 @@ assert_valid_pool(const char *cls, const char *pool)
 static const struct {
 	const char *cls, *pool;
 } table[] = {
-    /* reversible: namespace--name */
-    {"my-org/my-runner", "my-org--my-runner"},
-    {"a/b", "a--b"},
-    {"0/0", "0--0"},
-    {"my-org/my--runner", "my-org--my--runner"},
-    {"abcdefghij/abcdefghijabcdefghijabcdefgh",
-     "abcdefghij--abcdefghijabcdefghijabcdefgh"},
-    /* lossy: sanitised, plus a hash */
-    {"dev-team/custom:arm64", "dev-team-custom-arm64-fc9c614d"},
-    {"My-Org/My-Runner", "my-org-my-runner-aeee5395"},
-    {"a/B", "a-b-f42815d1"},
-    {"my-org/my-runner:arm64", "my-org-my-runner-arm64-23f2a528"},
-    {"org/a_b", "org-a-b-b10303fc"},
-    {"org/a+b", "org-a-b-c493d383"},
-    {"org/a:b", "org-a-b-33e8054f"},
-    {"org/a.b", "org-a-b-763fc931"},
-    {"my--org/runner", "my-org-runner-85b68954"},
-    {"org/runner-", "org-runner-6f5093a8"},
-    {"Org.With.Dots/Name_With_Under+plus:colon",
-     "org-with-dots-name-with-under-p-ac0d3d50"},
-    /* too long to keep whole: cut, plus a hash */
-    {"abcdefghij/abcdefghijabcdefghijabcdefghi",
-     "abcdefghij-abcdefghijabcdefghij-08e7ff0f"},
-    {"my-organisation/a-very-long-runner-class-name",
-     "my-organisation-a-very-long-run-8eac8806"},
+	/* reversible: namespace--name */
+	{ "my-org/my-runner", "my-org--my-runner" },
+	{ "a/b", "a--b" },
+	{ "0/0", "0--0" },
+	{ "my-org/my--runner", "my-org--my--runner" },
+	{ "abcdefghij/abcdefghijabcdefghijabcdefgh",
+	    "abcdefghij--abcdefghijabcdefghijabcdefgh" },
+	/* lossy: sanitised, plus a hash */
+	{ "dev-team/custom:arm64", "dev-team-custom-arm64-fc9c614d" },
+	{ "My-Org/My-Runner", "my-org-my-runner-aeee5395" },
+	{ "a/B", "a-b-f42815d1" },
+	{ "my-org/my-runner:arm64", "my-org-my-runner-arm64-23f2a528" },
+	{ "org/a_b", "org-a-b-b10303fc" },
+	{ "org/a+b", "org-a-b-c493d383" },
+	{ "org/a:b", "org-a-b-33e8054f" },
+	{ "org/a.b", "org-a-b-763fc931" },
+	{ "my--org/runner", "my-org-runner-85b68954" },
+	{ "org/runner-", "org-runner-6f5093a8" },
+	{ "Org.With.Dots/Name_With_Under+plus:colon",
+	    "org-with-dots-name-with-under-p-ac0d3d50" },
+	/* too long to keep whole: cut, plus a hash */
+	{ "abcdefghij/abcdefghijabcdefghijabcdefghi",
+	    "abcdefghij-abcdefghijabcdefghij-08e7ff0f" },
+	{ "my-organisation/a-very-long-runner-class-name",
+	    "my-organisation-a-very-long-run-8eac8806" },
 };
 
 static void
@@ -89,7 +89,7 @@ test_golden_table(void **state)
 		pool_name(table[i].cls, out, sizeof(out));
 		if (strcmp(out, table[i].pool) != 0)
 			fail_msg("\"%s\" → \"%s\", want \"%s\"", table[i].cls,
-			         out, table[i].pool);
+			    out, table[i].pool);
 		assert_valid_pool(table[i].cls, out);
 	}
 }
@@ -100,12 +100,15 @@ static void
 test_near_names_differ(void **state)
 {
 	static const char *const groups[][6] = {
-	    {"org/runner", "Org/runner", "org/Runner", "ORG/RUNNER",
-	     "org/runneR", NULL},
-	    {"org/a-b", "org/a_b", "org/a.b", "org/a:b", "org/a+b", NULL},
-	    {"org/a--b", "org/a-_b", "org/a__b", "org/a-b", "org/ab", NULL},
-	    {"my-org/x", "my_org/x", "my.org/x", "my:org/x", "my+org/x", NULL},
-	    {"a/b-c", "a-b/c", "ab/c", "a/bc", NULL},
+		{ "org/runner", "Org/runner", "org/Runner", "ORG/RUNNER",
+		    "org/runneR", NULL },
+		{ "org/a-b", "org/a_b", "org/a.b", "org/a:b", "org/a+b",
+		    NULL },
+		{ "org/a--b", "org/a-_b", "org/a__b", "org/a-b", "org/ab",
+		    NULL },
+		{ "my-org/x", "my_org/x", "my.org/x", "my:org/x", "my+org/x",
+		    NULL },
+		{ "a/b-c", "a-b/c", "ab/c", "a/bc", NULL },
 	};
 	char a[POOL_NAME_MAX + 1], b[POOL_NAME_MAX + 1];
 	size_t g, i, j;
@@ -119,8 +122,7 @@ test_near_names_differ(void **state)
 				if (strcmp(a, b) == 0)
 					fail_msg("\"%s\" and \"%s\" share "
 					         "pool \"%s\"",
-					         groups[g][i], groups[g][j],
-					         a);
+					    groups[g][i], groups[g][j], a);
 			}
 }
 
@@ -189,9 +191,9 @@ static void
 gen_class(char *cls, int kind)
 {
 	static const char *const prefixes[] = {
-	    "acme-platform/linux-x86-64-large-ubuntu-2204-",
-	    "Org.Name/Runner_Class:",
-	    "dev-team/custom+",
+		"acme-platform/linux-x86-64-large-ubuntu-2204-",
+		"Org.Name/Runner_Class:",
+		"dev-team/custom+",
 	};
 	size_t n = 0, k;
 
@@ -240,8 +242,8 @@ test_random_no_collisions(void **state)
 	for (i = 0; i < NRANDOM; i++) {
 		gen_class(e[n].cls, (int)(i % 4));
 		if (conf_class_name_valid(e[n].cls) != 0)
-			fail_msg("generated an invalid class \"%s\"",
-			         e[n].cls);
+			fail_msg(
+			    "generated an invalid class \"%s\"", e[n].cls);
 		pool_name(e[n].cls, e[n].pool, sizeof(e[n].pool));
 		assert_valid_pool(e[n].cls, e[n].pool);
 		n++;
@@ -255,7 +257,7 @@ test_random_no_collisions(void **state)
 			continue;
 		}
 		fail_msg("\"%s\" and \"%s\" share pool \"%s\"", e[i - 1].cls,
-		         e[i].cls, e[i].pool);
+		    e[i].cls, e[i].pool);
 	}
 	/* the generator did produce ~100k distinct classes */
 	assert_true(n - dups > NRANDOM * 9 / 10);
@@ -266,10 +268,10 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_golden_table),
-	    cmocka_unit_test(test_near_names_differ),
-	    cmocka_unit_test(test_stable),
-	    cmocka_unit_test(test_random_no_collisions),
+		cmocka_unit_test(test_golden_table),
+		cmocka_unit_test(test_near_names_differ),
+		cmocka_unit_test(test_stable),
+		cmocka_unit_test(test_random_no_collisions),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

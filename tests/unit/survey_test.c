@@ -40,17 +40,17 @@ fill(void *arg, struct msg_health *h, struct buf *metrics)
 	h->hl_state = fs->state;
 	h->hl_uptime_ms = 4321;
 	h->hl_detail = json_pack("{s:s, s:{s:b}}", "proc", "poller", "classes",
-	                         "my-org/my-runner", 1);
+	    "my-org/my-runner", 1);
 	buf_printf(metrics,
-	           "# TYPE runner_provisioner_calls_total counter\n"
-	           "runner_provisioner_calls_total %d\n",
-	           fs->calls);
+	    "# TYPE runner_provisioner_calls_total counter\n"
+	    "runner_provisioner_calls_total %d\n",
+	    fs->calls);
 }
 
 static int
 wait_readable(int fd, uint64_t deadline)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = { .fd = fd, .events = POLLIN };
 	int rv;
 
 	do {
@@ -139,9 +139,9 @@ ask(const void *q, size_t len, enum health_role role, uint32_t *seq,
 static void
 test_answer(void **state)
 {
-	struct msg_health_query q = {.q_sent_ms = 99};
-	struct fill_state fs = {.state = HEALTH_DEGRADED};
-	struct buf b = {0};
+	struct msg_health_query q = { .q_sent_ms = 99 };
+	struct fill_state fs = { .state = HEALTH_DEGRADED };
+	struct buf b = { 0 };
 	struct msg_health hl;
 	struct msg_hdr h;
 	uint32_t seq = 40;
@@ -163,8 +163,8 @@ test_answer(void **state)
 	assert_string_equal(
 	    json_string_value(json_object_get(hl.hl_detail, "proc")),
 	    "poller");
-	c = json_object_get(json_object_get(hl.hl_detail, "classes"),
-	                    "my-org/my-runner");
+	c = json_object_get(
+	    json_object_get(hl.hl_detail, "classes"), "my-org/my-runner");
 	assert_true(json_is_true(c));
 	assert_non_null(
 	    strstr(hl.hl_metrics, "\nrunner_provisioner_calls_total "));
@@ -178,10 +178,10 @@ static void
 test_malformed_dropped(void **state)
 {
 	static const char junk[] = "RP\x01\x02garbage that is no query";
-	struct msg_health_query q = {.q_sent_ms = 7};
-	struct fill_state fs = {.state = HEALTH_OK};
+	struct msg_health_query q = { .q_sent_ms = 7 };
+	struct fill_state fs = { .state = HEALTH_OK };
 	char line[LOG_LINE_MAX + 1];
-	struct buf b = {0};
+	struct buf b = { 0 };
 	struct msg_health hl;
 	struct msg_hdr h;
 	uint32_t seq = 0;
@@ -189,8 +189,8 @@ test_malformed_dropped(void **state)
 
 	(void)state;
 	survey_until_delivered(junk, sizeof(junk) - 1);
-	assert_int_equal(survey_answer(resp, ROLE_ACTUATOR, &seq, fill, &fs),
-	                 0);
+	assert_int_equal(
+	    survey_answer(resp, ROLE_ACTUATOR, &seq, fill, &fs), 0);
 	assert_int_equal(fs.calls, 0);
 	assert_int_equal(seq, 0);
 	n = read(log_pipe[0], line, sizeof(line) - 1);
@@ -199,11 +199,11 @@ test_malformed_dropped(void **state)
 	assert_non_null(strstr(line, "malformed health query"));
 
 	/* a demand is no query either */
-	msg_demand_encode(&(struct msg_demand){.d_ok = true, .d_class = "a/b"},
-	                  1, &b);
+	msg_demand_encode(
+	    &(struct msg_demand){ .d_ok = true, .d_class = "a/b" }, 1, &b);
 	survey_until_delivered(b.b_data, b.b_len);
-	assert_int_equal(survey_answer(resp, ROLE_ACTUATOR, &seq, fill, &fs),
-	                 0);
+	assert_int_equal(
+	    survey_answer(resp, ROLE_ACTUATOR, &seq, fill, &fs), 0);
 	assert_int_equal(fs.calls, 0);
 	assert_int_equal(seq, 0);
 
@@ -222,9 +222,9 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_answer, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_malformed_dropped, setup,
-	                                    teardown),
+		cmocka_unit_test_setup_teardown(test_answer, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_malformed_dropped, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -107,10 +107,9 @@ test_empty_env_falls_back_to_file(void **state)
 static void
 test_file_trailing_newline_stripped(void **state)
 {
-	static const char *const contents[] = {
-	    "abcdef0123456789\n", "abcdef0123456789\r\n",
-	    "abcdef0123456789\n\n", "abcdef0123456789 \t\n",
-	    "abcdef0123456789"};
+	static const char *const contents[] = { "abcdef0123456789\n",
+		"abcdef0123456789\r\n", "abcdef0123456789\n\n",
+		"abcdef0123456789 \t\n", "abcdef0123456789" };
 	char err[256];
 	const char *source;
 	char *t;
@@ -172,7 +171,7 @@ test_too_big(void **state)
 static void
 test_empty(void **state)
 {
-	static const char *const contents[] = {"", "\n", "  \r\n"};
+	static const char *const contents[] = { "", "\n", "  \r\n" };
 	char err[256];
 	const char *source;
 	size_t i;
@@ -192,15 +191,12 @@ test_empty(void **state)
 static void
 test_bad_characters(void **state)
 {
-	static const char *const bad[] = {"abcd efgh",
-	                                  "abcd\tefgh",
-	                                  "abcd\x01"
-	                                  "efgh",
-	                                  "abcd\x7f"
-	                                  "efgh",
-	                                  "abcd\nefgh",
-	                                  " abcdefgh",
-	                                  "abcd\refgh"};
+	static const char *const bad[] = { "abcd efgh", "abcd\tefgh",
+		"abcd\x01"
+		"efgh",
+		"abcd\x7f"
+		"efgh",
+		"abcd\nefgh", " abcdefgh", "abcd\refgh" };
 	char err[256];
 	const char *source;
 	size_t i;
@@ -304,23 +300,24 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test_setup_teardown(test_env_wins_over_file, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_empty_env_falls_back_to_file,
-	                                    setup, teardown),
-	    cmocka_unit_test_setup_teardown(
-	        test_file_trailing_newline_stripped, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_missing_file, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_directory, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
-	    cmocka_unit_test_setup_teardown(test_bad_characters, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_token_redacted_in_logs, setup,
-	                                    teardown),
-	    cmocka_unit_test_setup_teardown(test_env_token_redacted_in_logs,
-	                                    setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_env_wins_over_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_empty_env_falls_back_to_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_file_trailing_newline_stripped, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_missing_file, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_directory, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_too_big, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_empty, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_bad_characters, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_token_redacted_in_logs, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_env_token_redacted_in_logs, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -152,14 +152,14 @@ test_rstrip(void **state)
 	static const struct {
 		const char *in, *want;
 	} cases[] = {
-	    {"abc", "abc"},
-	    {"abc\n", "abc"},
-	    {"abc\r\n", "abc"},
-	    {"abc \t \n\n", "abc"},
-	    {"a b  c  ", "a b  c"},
-	    {"  lead", "  lead"},
-	    {"", ""},
-	    {" \t\r\n", ""},
+		{ "abc", "abc" },
+		{ "abc\n", "abc" },
+		{ "abc\r\n", "abc" },
+		{ "abc \t \n\n", "abc" },
+		{ "a b  c  ", "a b  c" },
+		{ "  lead", "  lead" },
+		{ "", "" },
+		{ " \t\r\n", "" },
 	};
 	char buf[64];
 	size_t i;
@@ -191,8 +191,12 @@ test_rng_range_bounds(void **state)
 	static const struct {
 		uint64_t lo, hi;
 	} ranges[] = {
-	    {0, 1},          {5, 9},          {100, 200},
-	    {1000, 1000000}, {0, UINT64_MAX}, {UINT64_MAX - 3, UINT64_MAX},
+		{ 0, 1 },
+		{ 5, 9 },
+		{ 100, 200 },
+		{ 1000, 1000000 },
+		{ 0, UINT64_MAX },
+		{ UINT64_MAX - 3, UINT64_MAX },
 	};
 	uint64_t v, min, max;
 	size_t i;
@@ -207,9 +211,9 @@ test_rng_range_bounds(void **state)
 			v = rng_range(ranges[i].lo, ranges[i].hi);
 			if (v < ranges[i].lo || v > ranges[i].hi)
 				fail_msg("rng_range(%llu, %llu) = %llu",
-				         (unsigned long long)ranges[i].lo,
-				         (unsigned long long)ranges[i].hi,
-				         (unsigned long long)v);
+				    (unsigned long long)ranges[i].lo,
+				    (unsigned long long)ranges[i].hi,
+				    (unsigned long long)v);
 			min = v < min ? v : min;
 			max = v > max ? v : max;
 		}
@@ -228,7 +232,7 @@ test_rng_range_bounds(void **state)
 static void
 test_rng_range_uniform(void **state)
 {
-	unsigned int counts[10] = {0};
+	unsigned int counts[10] = { 0 };
 	size_t i;
 	int n;
 
@@ -293,19 +297,19 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_read_file_whole),
-	    cmocka_unit_test(test_read_file_empty),
-	    cmocka_unit_test(test_read_file_procfs),
-	    cmocka_unit_test(test_read_file_too_big),
-	    cmocka_unit_test(test_read_file_too_big_unknown_size),
-	    cmocka_unit_test(test_read_file_errors),
-	    cmocka_unit_test(test_rstrip),
-	    cmocka_unit_test(test_ms_until),
-	    cmocka_unit_test(test_rng_range_bounds),
-	    cmocka_unit_test(test_rng_range_uniform),
-	    cmocka_unit_test(test_rng_seed_zero),
-	    cmocka_unit_test(test_strlcpy),
-	    cmocka_unit_test(test_xasprintf_and_clocks),
+		cmocka_unit_test(test_read_file_whole),
+		cmocka_unit_test(test_read_file_empty),
+		cmocka_unit_test(test_read_file_procfs),
+		cmocka_unit_test(test_read_file_too_big),
+		cmocka_unit_test(test_read_file_too_big_unknown_size),
+		cmocka_unit_test(test_read_file_errors),
+		cmocka_unit_test(test_rstrip),
+		cmocka_unit_test(test_ms_until),
+		cmocka_unit_test(test_rng_range_bounds),
+		cmocka_unit_test(test_rng_range_uniform),
+		cmocka_unit_test(test_rng_seed_zero),
+		cmocka_unit_test(test_strlcpy),
+		cmocka_unit_test(test_xasprintf_and_clocks),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
