@@ -30,10 +30,10 @@
 
 static int ci_utf8_next(const unsigned char *, uint32_t *);
 static int ci_quote(struct buf *, const char *);
-static int ci_runner_config(struct buf *, const struct conf_class *,
-                            const char *);
-static void ci_write_file(struct buf *, const char *, const char *,
-                          const char *);
+static int ci_runner_config(
+    struct buf *, const struct conf_class *, const char *);
+static void ci_write_file(
+    struct buf *, const char *, const char *, const char *);
 
 /*
  * POSIX sh, checked by shellcheck in the unit test and run against stub
@@ -49,7 +49,8 @@ static const char *const ci_boot_script[] = {
 	"set -uf",
 	"umask 077",
 	"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-	"export PATH",
+	"LC_ALL=C",
+	"export PATH LC_ALL",
 	"",
 	"STAGED=" CLOUDINIT_STAGED_CONFIG_PATH,
 	"CONFIG=" CLOUDINIT_RUNNER_CONFIG_PATH,
@@ -163,6 +164,9 @@ static const char *const ci_boot_script[] = {
 	"done",
 	"rm -f \"$SETUP\"",
 	"SETUP=",
+	"# Should the package have started the runner with its placeholder",
+	"# configuration, it must start again only with ours and the drop-in.",
+	"systemctl stop circleci-runner 2>/dev/null || :",
 	"",
 	"# 3. The runner's configuration, under a name no runner has used",
 	"# before: the pool reuses VM names and SMBIOS UUIDs.  The runner",
@@ -179,7 +183,8 @@ static const char *const ci_boot_script[] = {
 	"",
 	"grep -Fqx \"$PLACEHOLDER\" \"$STAGED\" ||",
 	"    die \"$STAGED is missing or has no runner.name placeholder\"",
-	"mkdir -p \"${CONFIG%/*}\" || die \"cannot create ${CONFIG%/*}\"",
+	"[ -d \"${CONFIG%/*}\" ] || mkdir -m 0755 \"${CONFIG%/*}\" ||",
+	"    die \"cannot create ${CONFIG%/*}\"",
 	"TMP=\"$CONFIG.runner-provisioner\"",
 	"if ! { sed \"s/^$PLACEHOLDER\\$/$name_line/\" \"$STAGED\" \\",
 	"    >\"$TMP\" &&",
@@ -323,13 +328,13 @@ ci_quote(struct buf *b, const char *s)
  * valid UTF-8.
  */
 static int
-ci_runner_config(struct buf *b, const struct conf_class *cc,
-                 const char *api_url)
+ci_runner_config(
+    struct buf *b, const struct conf_class *cc, const char *api_url)
 {
 	buf_puts(b, "api:\n  auth_token: ");
 	if (ci_quote(b, cc->cc_token) == -1) {
-		log_warnx("class %s: runner token is not valid UTF-8",
-		          cc->cc_name);
+		log_warnx(
+		    "class %s: runner token is not valid UTF-8", cc->cc_name);
 		return -1;
 	}
 	buf_puts(b, "\n");
@@ -342,26 +347,27 @@ ci_runner_config(struct buf *b, const struct conf_class *cc,
 		}
 		buf_puts(b, "\n");
 	}
-	buf_puts(b, "runner:\n"
-	            "  name: \"" CLOUDINIT_NAME_PLACEHOLDER "\"\n"
-	            "  mode: single-task\n");
+	buf_puts(b,
+	    "runner:\n"
+	    "  name: \"" CLOUDINIT_NAME_PLACEHOLDER "\"\n"
+	    "  mode: single-task\n");
 	if (cc->cc_idle_timeout != NULL) {
 		buf_puts(b, "  idle_timeout: ");
 		if (ci_quote(b, cc->cc_idle_timeout) == -1) {
 			log_warnx("class %s: idleTimeout is not valid UTF-8",
-			          cc->cc_name);
+			    cc->cc_name);
 			return -1;
 		}
 		buf_puts(b, "\n");
 	}
 	buf_puts(b,
-	         "  working_directory: \"/var/lib/circleci-runner/workdir\"\n"
-	         "  cleanup_working_directory: true\n"
-	         "  max_run_time: " CLOUDINIT_MAX_RUN_TIME "\n"
-	         "logging:\n"
-	         "  level: info\n"
-	         "  format: text\n"
-	         "  file: \"-\"\n");
+	    "  working_directory: \"/var/lib/circleci-runner/workdir\"\n"
+	    "  cleanup_working_directory: true\n"
+	    "  max_run_time: " CLOUDINIT_MAX_RUN_TIME "\n"
+	    "logging:\n"
+	    "  level: info\n"
+	    "  format: text\n"
+	    "  file: \"-\"\n");
 	return 0;
 }
 
@@ -371,8 +377,8 @@ ci_runner_config(struct buf *b, const struct conf_class *cc,
  * with a space (the block's indentation is taken from it).
  */
 static void
-ci_write_file(struct buf *b, const char *path, const char *perm,
-              const char *content)
+ci_write_file(
+    struct buf *b, const char *path, const char *perm, const char *content)
 {
 	const char *line, *nl;
 
@@ -386,7 +392,7 @@ ci_write_file(struct buf *b, const char *path, const char *perm,
 	for (line = content; *line != '\0'; line = nl + 1) {
 		if ((nl = strchr(line, '\n')) == NULL)
 			fatalx("%s: %s: content must end in a newline",
-			       __func__, path);
+			    __func__, path);
 		if (nl != line)
 			buf_puts(b, CI_CONTENT_INDENT);
 		buf_append(b, line, (size_t)(nl - line + 1));
@@ -396,33 +402,34 @@ ci_write_file(struct buf *b, const char *path, const char *perm,
 char *
 cloudinit_userdata(const struct conf_class *cc, const char *api_url)
 {
-	struct buf conf = {NULL, 0, 0}, ud = {NULL, 0, 0};
-	struct buf script = {NULL, 0, 0};
+	struct buf conf = { NULL, 0, 0 }, ud = { NULL, 0, 0 };
+	struct buf script = { NULL, 0, 0 };
 	size_t i;
 
 	if (cc->cc_token == NULL) {
 		log_warnx("class %s: no runner token for the VM's user data",
-		          cc->cc_name);
+		    cc->cc_name);
 		return NULL;
 	}
 	if (ci_runner_config(&conf, cc, api_url) == -1)
 		goto fail;
 
-	buf_puts(&ud, "#cloud-config\n"
-	              "# runner-provisioner: CircleCI machine runner for ");
+	buf_puts(&ud,
+	    "#cloud-config\n"
+	    "# runner-provisioner: CircleCI machine runner for ");
 	if (ci_quote(&ud, cc->cc_name) == -1) {
 		log_warnx("class name is not valid UTF-8");
 		goto fail;
 	}
 	buf_puts(&ud, "\nwrite_files:\n");
-	ci_write_file(&ud, CLOUDINIT_STAGED_CONFIG_PATH, "0600",
-	              buf_str(&conf));
+	ci_write_file(
+	    &ud, CLOUDINIT_STAGED_CONFIG_PATH, "0600", buf_str(&conf));
 	for (i = 0; i < nitems(ci_boot_script); i++) {
 		buf_puts(&script, ci_boot_script[i]);
 		buf_puts(&script, "\n");
 	}
-	ci_write_file(&ud, CLOUDINIT_BOOT_SCRIPT_PATH, "0700",
-	              buf_str(&script));
+	ci_write_file(
+	    &ud, CLOUDINIT_BOOT_SCRIPT_PATH, "0700", buf_str(&script));
 	buf_free(&script);
 	buf_puts(&ud, "runcmd:\n- [" CLOUDINIT_BOOT_SCRIPT_PATH "]\n");
 

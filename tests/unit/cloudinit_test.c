@@ -321,11 +321,12 @@ test_table(void **state)
 		assert_string_equal(script, first_script);
 		assert_null(strstr(script, "set -x"));
 		assert_int_equal(strncmp(script, "#!/bin/sh\n", 10), 0);
-		assert_non_null(strstr(script, "'Restart=no'"));
-		assert_non_null(strstr(
-		    script,
-		    "\"ExecStopPost=+$systemctl_bin --no-block poweroff\""));
-		assert_non_null(strstr(script, "'TimeoutStopSec=18300'"));
+		assert_non_null(strstr(script, "echo 'Restart=no'\n"));
+		assert_non_null(strstr(script, "echo \"ExecStopPost=$prefix"
+		                               "$systemctl_bin --no-block "
+		                               "poweroff\"\n"));
+		assert_non_null(
+		    strstr(script, "echo 'TimeoutStopSec=18300'\n"));
 		assert_non_null(strstr(script, "systemctl daemon-reload"));
 		assert_non_null(
 		    strstr(script, "-o Dpkg::Options::=--force-confold"));
