@@ -46,32 +46,32 @@ struct ci_case {
 };
 
 static const struct ci_case cases[] = {
-    {"default API, no idle timeout", "my-org/linux", "tok-0123456789abcdef",
-     CLOUDINIT_DEFAULT_API_URL, NULL, NULL},
-    {"NULL API address means the default", "my-org/linux",
-     "tok-0123456789abcdef", NULL, "10m", NULL},
-    {"CircleCI Server, idle timeout", "acme/Big_Box:x86+gpu",
-     "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "https://circleci.example.com",
-     "1h30m", "https://circleci.example.com"},
-    {"token with YAML and shell specials", "my-org/special", SPECIAL_TOKEN,
-     CLOUDINIT_DEFAULT_API_URL, "5m", NULL},
-    {"token with newline, tab, control, non-ASCII", "my-org/odd",
-     "l1\nl2\tt\r\x01\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 "
-     "`id` $(reboot) ${HOME} '\"' \\n",
-     "https://ci.example.com:8443/a b\"#c'", NULL,
-     "https://ci.example.com:8443/a b\"#c'"},
-    {"token that looks like the name line", "my-org/inject",
-     "x\n  name: \"" CLOUDINIT_NAME_PLACEHOLDER "\"\n- |\n  #!/bin/sh",
-     CLOUDINIT_DEFAULT_API_URL, "1s", NULL},
-    {"YAML-looking values", "my-org/yaml", "- [ { & * ! | > % @ ` ~ null",
-     "https://yes", "no", "https://yes"},
+	{ "default API, no idle timeout", "my-org/linux",
+	    "tok-0123456789abcdef", CLOUDINIT_DEFAULT_API_URL, NULL, NULL },
+	{ "NULL API address means the default", "my-org/linux",
+	    "tok-0123456789abcdef", NULL, "10m", NULL },
+	{ "CircleCI Server, idle timeout", "acme/Big_Box:x86+gpu",
+	    "0f1e2d3c4b5a69788796a5b4c3d2e1f0", "https://circleci.example.com",
+	    "1h30m", "https://circleci.example.com" },
+	{ "token with YAML and shell specials", "my-org/special",
+	    SPECIAL_TOKEN, CLOUDINIT_DEFAULT_API_URL, "5m", NULL },
+	{ "token with newline, tab, control, non-ASCII", "my-org/odd",
+	    "l1\nl2\tt\r\x01\x7f caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 "
+	    "`id` $(reboot) ${HOME} '\"' \\n",
+	    "https://ci.example.com:8443/a b\"#c'", NULL,
+	    "https://ci.example.com:8443/a b\"#c'" },
+	{ "token that looks like the name line", "my-org/inject",
+	    "x\n  name: \"" CLOUDINIT_NAME_PLACEHOLDER "\"\n- |\n  #!/bin/sh",
+	    CLOUDINIT_DEFAULT_API_URL, "1s", NULL },
+	{ "YAML-looking values", "my-org/yaml", "- [ { & * ! | > % @ ` ~ null",
+	    "https://yes", "no", "https://yes" },
 };
 
 static char tmpdir[] = "/tmp/cloudinit_test.XXXXXX";
 
 static void
 conf_class_init(struct conf_class *cc, const char *name, const char *token,
-                const char *idle)
+    const char *idle)
 {
 	memset(cc, 0, sizeof(*cc));
 	cc->cc_name = (char *)(uintptr_t)name;
@@ -114,10 +114,10 @@ run(const char *const argv[], const char *out, bool err_too)
 		assert_int_equal(rv, 0);
 	}
 	if (out != NULL && err_too)
-		assert_int_equal(posix_spawn_file_actions_adddup2(&fa, 1, 2),
-		                 0);
-	rv = posix_spawnp(&pid, argv[0], &fa, NULL,
-	                  (char *const *)(uintptr_t)argv, environ);
+		assert_int_equal(
+		    posix_spawn_file_actions_adddup2(&fa, 1, 2), 0);
+	rv = posix_spawnp(
+	    &pid, argv[0], &fa, NULL, (char *const *)(uintptr_t)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rv != 0)
 		fail_msg("cannot run %s: %s", argv[0], strerror(rv));
@@ -170,7 +170,7 @@ static json_t *
 extract_json(const char *path)
 {
 	char *py = extract_py(), *out = xasprintf("%s.json", path);
-	const char *argv[] = {PYTHON3, py, "json", path, NULL};
+	const char *argv[] = { PYTHON3, py, "json", path, NULL };
 	json_error_t jerr;
 	json_t *j;
 
@@ -248,11 +248,11 @@ test_table(void **state)
 		char *ud = case_userdata(c), *again = case_userdata(c);
 		char *path = xasprintf("%s/userdata-%zu.yaml", tmpdir, i);
 		char *sh = xasprintf("%s/boot-%zu.sh", tmpdir, i), *last;
-		const char *schema[] = {"cloud-init", "schema",
-		                        "--config-file", path, NULL};
-		const char *check[] = {"shellcheck", "-s", "sh", sh, NULL};
-		const char *extract[] = {PYTHON3, py, "script",
-		                         path,    sh, NULL};
+		const char *schema[] = { "cloud-init", "schema",
+			"--config-file", path, NULL };
+		const char *check[] = { "shellcheck", "-s", "sh", sh, NULL };
+		const char *extract[] = { PYTHON3, py, "script", path, sh,
+			NULL };
 		json_t *doc, *conf, *api, *runner, *log, *it, *rc;
 		const char *script;
 
@@ -279,7 +279,7 @@ test_table(void **state)
 		assert_int_equal(json_array_size(json_array_get(rc, 0)), 1);
 		assert_string_equal(json_string_value(json_array_get(
 		                        json_array_get(rc, 0), 0)),
-		                    CLOUDINIT_BOOT_SCRIPT_PATH);
+		    CLOUDINIT_BOOT_SCRIPT_PATH);
 
 		/* The runner's configuration, as its YAML loader sees it. */
 		conf = json_object_get(doc, "runner_config");
@@ -292,23 +292,23 @@ test_table(void **state)
 		} else
 			assert_int_equal(json_object_size(api), 1);
 		runner = json_object_get(conf, "runner");
-		assert_string_equal(jstr(runner, "name"),
-		                    CLOUDINIT_NAME_PLACEHOLDER);
+		assert_string_equal(
+		    jstr(runner, "name"), CLOUDINIT_NAME_PLACEHOLDER);
 		assert_string_equal(jstr(runner, "mode"), "single-task");
 		if (c->c_idle != NULL) {
-			assert_string_equal(jstr(runner, "idle_timeout"),
-			                    c->c_idle);
+			assert_string_equal(
+			    jstr(runner, "idle_timeout"), c->c_idle);
 			assert_int_equal(json_object_size(runner), 6);
 		} else {
 			assert_null(json_object_get(runner, "idle_timeout"));
 			assert_int_equal(json_object_size(runner), 5);
 		}
 		assert_string_equal(jstr(runner, "working_directory"),
-		                    "/var/lib/circleci-runner/workdir");
+		    "/var/lib/circleci-runner/workdir");
 		assert_true(json_is_true(
 		    json_object_get(runner, "cleanup_working_directory")));
-		assert_string_equal(jstr(runner, "max_run_time"),
-		                    CLOUDINIT_MAX_RUN_TIME);
+		assert_string_equal(
+		    jstr(runner, "max_run_time"), CLOUDINIT_MAX_RUN_TIME);
 		log = json_object_get(conf, "logging");
 		assert_string_equal(jstr(log, "level"), "info");
 		assert_string_equal(jstr(log, "format"), "text");
@@ -322,9 +322,10 @@ test_table(void **state)
 		assert_null(strstr(script, "set -x"));
 		assert_int_equal(strncmp(script, "#!/bin/sh\n", 10), 0);
 		assert_non_null(strstr(script, "echo 'Restart=no'\n"));
-		assert_non_null(strstr(script, "echo \"ExecStopPost=$prefix"
-		                               "$systemctl_bin --no-block "
-		                               "poweroff\"\n"));
+		assert_non_null(strstr(script,
+		    "echo \"ExecStopPost=$prefix"
+		    "$systemctl_bin --no-block "
+		    "poweroff\"\n"));
 		assert_non_null(
 		    strstr(script, "echo 'TimeoutStopSec=18300'\n"));
 		assert_non_null(strstr(script, "systemctl daemon-reload"));
@@ -333,8 +334,8 @@ test_table(void **state)
 		assert_non_null(strstr(script, "script.$family.sh?any=true"));
 		last = last_command(script);
 		assert_int_equal(
-		    strncmp(last, "systemctl enable --now circleci-runner ",
-		            39),
+		    strncmp(
+		        last, "systemctl enable --now circleci-runner ", 39),
 		    0);
 		free(last);
 
@@ -365,7 +366,7 @@ test_ascii(void **state)
 		for (p = (const unsigned char *)ud; *p != '\0'; p++)
 			if (*p != '\n' && (*p < 0x20 || *p > 0x7e))
 				fail_msg("case %zu: byte 0x%02x at %td", i, *p,
-				         (const char *)p - ud);
+				    (const char *)p - ud);
 		free(ud);
 	}
 }
@@ -380,21 +381,22 @@ test_quoting(void **state)
 	(void)state;
 	conf_class_init(&cc, "my-org/q", SPECIAL_TOKEN, "10m");
 	ud = cloudinit_userdata(&cc, "https://h.example/\"x\"");
-	assert_non_null(strstr(
-	    ud, "\n    api:\n      auth_token: \"a\\\"b'c$d\\\\e: #x\"\n"
-	        "      url: \"https://h.example/\\\"x\\\"\"\n    runner:\n"));
+	assert_non_null(strstr(ud,
+	    "\n    api:\n      auth_token: \"a\\\"b'c$d\\\\e: #x\"\n"
+	    "      url: \"https://h.example/\\\"x\\\"\"\n    runner:\n"));
 	assert_non_null(strstr(ud, "\n      idle_timeout: \"10m\"\n"));
-	assert_non_null(strstr(ud, "\n# runner-provisioner: CircleCI machine "
-	                           "runner for \"my-org/q\"\nwrite_files:\n"));
+	assert_non_null(strstr(ud,
+	    "\n# runner-provisioner: CircleCI machine "
+	    "runner for \"my-org/q\"\nwrite_files:\n"));
 	free(ud);
 
-	conf_class_init(
-	    &cc, "my-org/q",
+	conf_class_init(&cc, "my-org/q",
 	    "\t\n\r\x01\x7f\xc2\x80\xc3\xa9\xef\xbf\xbf\xf0\x9f\x98\x80",
 	    NULL);
 	ud = cloudinit_userdata(&cc, NULL);
-	assert_non_null(strstr(ud, "      auth_token: \"\\t\\n\\r\\x01\\x7F"
-	                           "\\x80\\xE9\\uFFFF\\U0001F600\"\n"));
+	assert_non_null(strstr(ud,
+	    "      auth_token: \"\\t\\n\\r\\x01\\x7F"
+	    "\\x80\\xE9\\uFFFF\\U0001F600\"\n"));
 	free(ud);
 }
 
@@ -407,11 +409,11 @@ test_changes(void **state)
 	struct {
 		const char *name, *token, *idle, *url;
 	} v[] = {
-	    {"my-org/b", "token-1", "10m", NULL}, /* other name */
-	    {"my-org/a", "token-2", "10m", NULL}, /* other token */
-	    {"my-org/a", "token-1", "11m", NULL}, /* other timeout */
-	    {"my-org/a", "token-1", NULL, NULL},  /* no timeout */
-	    {"my-org/a", "token-1", "10m", "https://ci.example"},
+		{ "my-org/b", "token-1", "10m", NULL }, /* other name */
+		{ "my-org/a", "token-2", "10m", NULL }, /* other token */
+		{ "my-org/a", "token-1", "11m", NULL }, /* other timeout */
+		{ "my-org/a", "token-1", NULL, NULL },  /* no timeout */
+		{ "my-org/a", "token-1", "10m", "https://ci.example" },
 	};
 
 	(void)state;
@@ -442,13 +444,13 @@ static void
 test_invalid(void **state)
 {
 	static const char *bad[] = {
-	    "SeCrEt\xff",
-	    "SeCrEt\xc0\xaf",
-	    "SeCrEt\xed\xa0\x80",
-	    "SeCrEt\xe2\x82",
-	    "SeCrEt\xf4\x90\x80\x80",
-	    "SeCrEt\xf8\x88\x80\x80\x80",
-	    "SeCrEt\x80",
+		"SeCrEt\xff",
+		"SeCrEt\xc0\xaf",
+		"SeCrEt\xed\xa0\x80",
+		"SeCrEt\xe2\x82",
+		"SeCrEt\xf4\x90\x80\x80",
+		"SeCrEt\xf8\x88\x80\x80\x80",
+		"SeCrEt\x80",
 	};
 	struct conf_class cc;
 	char buf[4096];
@@ -487,10 +489,10 @@ test_tools_reject(void **state)
 	char *path = xasprintf("%s/broken.yaml", tmpdir);
 	char *sh = xasprintf("%s/broken.sh", tmpdir), *text;
 	char *out = xasprintf("%s/broken.out", tmpdir);
-	const char *schema[] = {"cloud-init", "schema", "--config-file", path,
-	                        NULL};
-	const char *extract[] = {PYTHON3, py, "script", path, sh, NULL};
-	const char *check[] = {"shellcheck", "-s", "sh", sh, NULL};
+	const char *schema[] = { "cloud-init", "schema", "--config-file", path,
+		NULL };
+	const char *extract[] = { PYTHON3, py, "script", path, sh, NULL };
+	const char *check[] = { "shellcheck", "-s", "sh", sh, NULL };
 	size_t len;
 
 	(void)state;
@@ -536,9 +538,9 @@ test_golden(void **state)
 
 	(void)state;
 	golden = xasprintf("%.*s/sample-userdata.yaml",
-	                   (int)(strlen(py) - strlen("/extract.py")), py);
-	conf_class_init(&cc, "my-org/linux-large", "REPLACE-WITH-RUNNER-TOKEN",
-	                "10m");
+	    (int)(strlen(py) - strlen("/extract.py")), py);
+	conf_class_init(
+	    &cc, "my-org/linux-large", "REPLACE-WITH-RUNNER-TOKEN", "10m");
 	ud = cloudinit_userdata(&cc, "https://circleci.example.com");
 	if (getenv("RP_UPDATE_GOLDEN") != NULL)
 		write_text(golden, ud);
@@ -583,9 +585,9 @@ emit(int argc, char *argv[])
 
 	if (argc != 5 && argc != 6) {
 		fprintf(stderr,
-		        "usage: %s --emit NAME TOKEN API_URL "
-		        "[IDLE_TIMEOUT]\n",
-		        argv[0]);
+		    "usage: %s --emit NAME TOKEN API_URL "
+		    "[IDLE_TIMEOUT]\n",
+		    argv[0]);
 		return 2;
 	}
 	log_init("cloudinit_test", LOG_LVL_INFO);
@@ -601,13 +603,13 @@ int
 main(int argc, char *argv[])
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_table),
-	    cmocka_unit_test(test_ascii),
-	    cmocka_unit_test(test_quoting),
-	    cmocka_unit_test(test_changes),
-	    cmocka_unit_test(test_invalid),
-	    cmocka_unit_test(test_tools_reject),
-	    cmocka_unit_test(test_golden),
+		cmocka_unit_test(test_table),
+		cmocka_unit_test(test_ascii),
+		cmocka_unit_test(test_quoting),
+		cmocka_unit_test(test_changes),
+		cmocka_unit_test(test_invalid),
+		cmocka_unit_test(test_tools_reject),
+		cmocka_unit_test(test_golden),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--emit") == 0)
