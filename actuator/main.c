@@ -47,6 +47,10 @@ main(int argc, char **argv)
 		return EXIT_PERMFAIL;
 	}
 	conf_register_secrets(a.a_conf);
+	if (pool_names_unique(a.a_conf, err, sizeof(err)) == -1) {
+		log_error("%s", err);
+		return EXIT_PERMFAIL;
+	}
 	if (!f.f_dry_run &&
 	    kube_creds_load(&f, &a.a_creds, err, sizeof(err)) == -1) {
 		log_error("%s", err);

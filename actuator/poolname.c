@@ -5,6 +5,7 @@
 
 #include <openssl/sha.h>
 
+#include "conf.h"
 #include "poolname.h"
 #include "util.h"
 
@@ -64,6 +65,30 @@ pool_name(const char *cls, char *out, size_t size)
 	}
 	name[n] = '\0';
 	SHA256((const unsigned char *)cls, strlen(cls), md);
-	snprintf(out, size, "%s%s%02x%02x%02x%02x", name, n > 0 ? "-" : "",
-	    md[0], md[1], md[2], md[3]);
+	snprintf(out, size, "%s%s%02x%02x%02x%02x%02x", name, n > 0 ? "-" : "",
+	    md[0], md[1], md[2], md[3], md[4]);
+}
+
+int
+pool_names_unique(const struct conf *conf, char *err, size_t errlen)
+{
+	char a[POOL_NAME_MAX + 1], b[POOL_NAME_MAX + 1];
+	size_t i, j;
+
+	/* Quadratic, but classes are few and this runs once at start. */
+	for (i = 0; i < conf->c_nclasses; i++) {
+		pool_name(conf->c_classes[i].cc_name, a, sizeof(a));
+		for (j = i + 1; j < conf->c_nclasses; j++) {
+			pool_name(conf->c_classes[j].cc_name, b, sizeof(b));
+			if (strcmp(a, b) != 0)
+				continue;
+			snprintf(err, errlen,
+			    "%s: resource classes \"%s\" and \"%s\" map to the "
+			    "same pool name \"%s\"; rename one of them",
+			    conf->c_path, conf->c_classes[i].cc_name,
+			    conf->c_classes[j].cc_name, a);
+			return -1;
+		}
+	}
+	return 0;
 }

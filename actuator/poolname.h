@@ -11,9 +11,14 @@
 
 /* VM names are "<pool>-<index>" and become guest hostnames (63 bytes). */
 #define POOL_NAME_MAX 40
-#define POOL_HASH_LEN 8
+#define POOL_HASH_LEN 10 /* hex digits: 40 bits of SHA-256 */
+
+struct conf;
 
 /* poolname.c */
 void pool_name(const char *resource_class, char *out, size_t size);
+/* 0 when every class of conf gets a pool of its own; else -1 with a
+ * message naming both classes in err. */
+int pool_names_unique(const struct conf *, char *err, size_t errlen);
 
 #endif

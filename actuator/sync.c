@@ -95,6 +95,18 @@ pool_seen(struct act_class *ac, json_t *pool)
 	json_t *status = json_object_get(pool, "status");
 	json_t *r = json_object_get(spec, "replicas");
 
+	const char *owner = meta_map_str(pool, "annotations", ANNOT_CLASS);
+
+	if (ours(pool) && owner != NULL &&
+	    strcmp(owner, ac->ac_conf->cc_name) != 0) {
+		if (ac->ac_pool_state != OBJ_FOREIGN)
+			log_error("pool %s belongs to resource class %s, not %s "
+				  "(another deployment in this namespace?): not "
+				  "touching it",
+			    ac->ac_pool, owner, ac->ac_conf->cc_name);
+		ac->ac_pool_state = OBJ_FOREIGN;
+		return;
+	}
 	if (!ours(pool)) {
 		if (ac->ac_pool_state != OBJ_FOREIGN)
 			log_error("pool %s exists but is not managed by "

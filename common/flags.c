@@ -48,6 +48,19 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* True when the long option named (a prefix, as getopt allows) takes a
+ * value: its next argument is a value, not a flag. */
+static bool
+takes_value(const char *name)
+{
+	const struct option *o;
+
+	for (o = long_opts; o->name != NULL; o++)
+		if (strncmp(o->name, name, strlen(name)) == 0)
+			return o->has_arg == required_argument;
+	return false;
+}
+
 void
 flags_usage(FILE *fp, const char *prog)
 {
@@ -200,7 +213,23 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	f->f_live_addr = FLAGS_DEFAULT_LIVE_ADDR;
 	f->f_log_level = LOG_LVL_INFO;
 
-	optind = 1;
+	/* Every flag is long: a single-dash word ("-help") is named as it
+	 * is, not taken apart as a cluster of short options. */
+	for (c = 1; c < argc && strcmp(argv[c], "--") != 0; c++) {
+		if (argv[c][0] == '-' && argv[c][1] != '-' &&
+		    argv[c][1] != '\0') {
+			snprintf(err, errlen,
+			    "unknown flag \"%s\" (flags start with \"--\"; "
+			    "see --help)",
+			    argv[c]);
+			return -1;
+		}
+		if (argv[c][0] == '-' && argv[c][1] == '-' &&
+		    strchr(argv[c], '=') == NULL && c + 1 < argc &&
+		    takes_value(argv[c] + 2))
+			c++;	/* its value may look like anything */
+	}
+	optind = 0;	/* glibc: 0 resets getopt completely */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
 		switch (c) {

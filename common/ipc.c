@@ -1,8 +1,12 @@
 #include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <nng/nng.h>
@@ -36,12 +40,11 @@ ipc_rundir(
 	else
 		n = snprintf(out, outlen, "/tmp/runner-provisioner-%u",
 		    (unsigned int)geteuid());
-	if (n < 0 || (size_t)n >= outlen ||
-	    (size_t)n + 1 + sizeof(IPC_DEMAND) + 6 >= IPC_URL_MAX) {
+	if (n < 0 || (size_t)n >= outlen || (size_t)n > IPC_DIR_MAX) {
 		snprintf(err, errlen,
-		    "run dir \"%s\": path too long for a socket (max %d "
+		    "run dir \"%s\": path too long for a socket (at most %zu "
 		    "bytes)",
-		    flag_dir ? flag_dir : out, IPC_URL_MAX - 24);
+		    flag_dir ? flag_dir : out, (size_t)IPC_DIR_MAX);
 		return -1;
 	}
 	if (mkdir(out, 0700) == -1 && errno != EEXIST) {
@@ -98,6 +101,22 @@ open_role(nng_socket *s, enum ipc_role role)
 	return NNG_EINVAL;
 }
 
+static bool
+socket_in_use(const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	bool used;
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path) ||
+	    (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return false;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	used = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return used;
+}
+
 static int
 listen_private(nng_socket s, const char *url)
 {
@@ -106,10 +125,18 @@ listen_private(nng_socket s, const char *url)
 	struct stat st;
 	int rv;
 
-	/* The run dir is private and locked, so an existing socket file is
-	 * a leftover of a process that died. */
-	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+	/* A socket file nobody listens on is a leftover of a process that
+	 * died; one that answers belongs to a live process: never steal it. */
+	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+		if (socket_in_use(path)) {
+			log_warnx("ipc: %s is in use by another process (is "
+				  "another runner-provisioner using this run "
+				  "dir?)",
+			    path);
+			return -1;
+		}
 		unlink(path);
+	}
 	if ((rv = nng_listener_create(&l, s, url)) != 0 ||
 	    (rv = nng_listener_set_int(l, NNG_OPT_IPC_PERMISSIONS, 0600)) !=
 	        0 ||
@@ -192,10 +219,12 @@ int
 ipc_peer_pid(nng_msg *m)
 {
 	nng_pipe p = nng_msg_get_pipe(m);
-	int pid;
+	uint64_t pid;
 
+	/* nng 1.5 types this option as a uint64. */
 	if (nng_pipe_id(p) < 0 ||
-	    nng_pipe_get_int(p, NNG_OPT_IPC_PEER_PID, &pid) != 0)
+	    nng_pipe_get_uint64(p, NNG_OPT_IPC_PEER_PID, &pid) != 0 ||
+	    pid > INT32_MAX)
 		return -1;
-	return pid;
+	return (int)pid;
 }

@@ -13,7 +13,9 @@
 
 #define IPC_DEMAND  "demand.sock"
 #define IPC_HEALTH  "health.sock"
-#define IPC_URL_MAX 128 /* sun_path is 108 bytes */
+#define IPC_URL_MAX 128
+/* sun_path holds 108 bytes with the NUL: "<dir>/demand.sock". */
+#define IPC_DIR_MAX (108 - 1 - sizeof(IPC_DEMAND))
 
 enum ipc_role {
 	IPC_PUB_LISTEN,

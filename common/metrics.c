@@ -1,6 +1,8 @@
 #include <ctype.h>
+#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,10 +174,21 @@ render_number(struct buf *b, double v)
 		buf_puts(b, v > 0 ? "+Inf" : "-Inf");
 	else if (isnan(v))
 		buf_puts(b, "NaN");
-	else if (v == (double)(long long)v && fabs(v) < 1e15)
+	else if (fabs(v) < 1e15 && v == (double)(long long)v)
 		buf_printf(b, "%lld", (long long)v);
-	else
-		buf_printf(b, "%.9g", v);
+	else {
+		/* The shortest text that reads back as the same double. */
+		char num[40];
+		int prec;
+		for (prec = 9; prec < 17; prec++) {
+			snprintf(num, sizeof(num), "%.*g", prec, v);
+			if (strtod(num, NULL) == v)
+				break;
+		}
+		if (prec == 17)
+			snprintf(num, sizeof(num), "%.17g", v);
+		buf_puts(b, num);
+	}
 }
 
 static void
@@ -274,55 +287,103 @@ name_char(char c, bool first)
 	    (!first && isdigit((unsigned char)c));
 }
 
+/* A sample value as Prometheus parses it: a decimal float, +Inf, -Inf,
+ * NaN.  Hex and out-of-range values are refused. */
+static bool
+value_valid(const char *q, const char *end)
+{
+	char num[64], *num_end;
+	size_t n = (size_t)(end - q);
+	double v;
+
+	if (n == 0 || n >= sizeof(num))
+		return false;
+	memcpy(num, q, n);
+	num[n] = '\0';
+	if (strcmp(num, "+Inf") == 0 || strcmp(num, "-Inf") == 0 ||
+	    strcmp(num, "NaN") == 0)
+		return true;
+	if (strpbrk(num, "xXpP") != NULL || strspn(num, "+-0123456789.eE") != n)
+		return false;
+	errno = 0;
+	v = strtod(num, &num_end);
+	return *num_end == '\0' && num_end != num && errno != ERANGE &&
+	    !isinf(v);
+}
+
+/* Checks a label set starting after '{'; returns the byte after '}'. */
+static const char *
+labels_valid(const char *q, const char *end)
+{
+	if (q < end && *q == '}')
+		return q + 1;
+	for (;;) {
+		if (q == end || !name_char(*q, true))
+			return NULL;
+		while (q < end && name_char(*q, false))
+			q++;
+		if (end - q < 2 || q[0] != '=' || q[1] != '"')
+			return NULL;
+		for (q += 2; q < end && *q != '"'; q++) {
+			if (*q != '\\')
+				continue;
+			if (++q == end || (*q != '\\' && *q != '"' && *q != 'n'))
+				return NULL;
+		}
+		if (q == end)
+			return NULL;
+		q++;
+		if (q < end && *q == '}')
+			return q + 1;
+		if (q == end || *q != ',')
+			return NULL;
+		q++;
+	}
+}
+
 /* Checks one sample line: name{l="v",...} value */
 static int
 sample_valid(const char *p, const char *end)
 {
 	const char *q;
-	char *num_end;
-	char num[64];
-	size_t n;
 
 	if ((size_t)(end - p) < sizeof(METRIC_PREFIX) - 1 ||
 	    strncmp(p, METRIC_PREFIX, sizeof(METRIC_PREFIX) - 1) != 0)
 		return -1;
 	for (q = p; q < end && name_char(*q, q == p); q++)
 		;
-	if (q < end && *q == '{') {
-		q++;
-		while (q < end && *q != '}') {
-			if (!name_char(*q, true))
-				return -1;
-			while (q < end && name_char(*q, false))
-				q++;
-			if (end - q < 2 || q[0] != '=' || q[1] != '"')
-				return -1;
-			for (q += 2; q < end && *q != '"'; q++)
-				if (*q == '\\' && ++q == end)
-					return -1;
-			if (q == end)
-				return -1;
-			q++;
-			if (q < end && *q == ',')
-				q++;
-		}
-		if (q == end)
-			return -1;
-		q++;
-	}
+	if (q < end && *q == '{' && (q = labels_valid(q + 1, end)) == NULL)
+		return -1;
 	if (q == end || *q != ' ')
 		return -1;
-	q++;
-	n = (size_t)(end - q);
-	if (n == 0 || n >= sizeof(num))
+	return value_valid(q + 1, end) ? 0 : -1;
+}
+
+/* "# HELP name text" or "# TYPE name counter|gauge|histogram|...". */
+static int
+comment_valid(const char *p, const char *end)
+{
+	static const char *const types[] = { "counter", "gauge", "histogram",
+		"summary", "untyped" };
+	const char *q = p + 7;
+	size_t i, n;
+
+	if ((size_t)(end - p) < 7 ||
+	    (strncmp(p, "# HELP ", 7) != 0 && strncmp(p, "# TYPE ", 7) != 0) ||
+	    (size_t)(end - q) < sizeof(METRIC_PREFIX) - 1 ||
+	    strncmp(q, METRIC_PREFIX, sizeof(METRIC_PREFIX) - 1) != 0)
 		return -1;
-	memcpy(num, q, n);
-	num[n] = '\0';
-	if (strcmp(num, "+Inf") == 0 || strcmp(num, "-Inf") == 0 ||
-	    strcmp(num, "NaN") == 0)
-		return 0;
-	strtod(num, &num_end);
-	return *num_end == '\0' && num_end != num ? 0 : -1;
+	while (q < end && name_char(*q, false))
+		q++;
+	if (p[2] == 'H')
+		return q == end || *q == ' ' ? 0 : -1;
+	if (q == end || *q++ != ' ')
+		return -1;
+	n = (size_t)(end - q);
+	for (i = 0; i < nitems(types); i++)
+		if (n == strlen(types[i]) && strncmp(q, types[i], n) == 0)
+			return 0;
+	return -1;
 }
 
 int
@@ -332,19 +393,11 @@ metrics_text_valid(const char *text, size_t len)
 
 	while (p < end) {
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
-			return -1; /* every line ends with \n */
+			return -1;	/* every line ends with \n */
 		if (memchr(p, '\0', (size_t)(nl - p)) != NULL)
 			return -1;
-		if (nl == p)
-			;
-		else if (*p == '#') {
-			if ((size_t)(nl - p) < 7 ||
-			    (strncmp(p, "# HELP ", 7) != 0 &&
-			        strncmp(p, "# TYPE ", 7) != 0) ||
-			    strncmp(p + 7, METRIC_PREFIX,
-			        sizeof(METRIC_PREFIX) - 1) != 0)
-				return -1;
-		} else if (sample_valid(p, nl) == -1)
+		if (nl != p && (*p == '#' ? comment_valid(p, nl)
+					  : sample_valid(p, nl)) == -1)
 			return -1;
 		p = nl + 1;
 	}

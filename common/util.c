@@ -170,9 +170,17 @@ read_file(const char *path, size_t max, size_t *lenp)
 	for (;;) {
 		if (len == cap) {
 			if (cap >= max) {
+				/* Exactly max bytes is fine: look for EOF. */
+				char extra;
+				do
+					r = read(fd, &extra, 1);
+				while (r == -1 && errno == EINTR);
+				if (r == 0)
+					break;
+				saved = r == -1 ? errno : EFBIG;
 				free(buf);
 				close(fd);
-				errno = EFBIG;
+				errno = saved;
 				return NULL;
 			}
 			cap = cap * 2 > max ? max : cap * 2;

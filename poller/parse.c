@@ -7,6 +7,7 @@
 
 #include "log.h"
 #include "poller.h"
+#include "util.h"
 
 static const char *const count_keys[] = {
 	[FETCH_UNCLAIMED] = "unclaimed_task_count",
@@ -46,7 +47,7 @@ void
 parse_result(
     const struct http_xfer *x, enum fetch_kind kind, struct fetch_result *r)
 {
-	const char *key = count_keys[kind];
+	const char *key = kind < nitems(count_keys) ? count_keys[kind] : "";
 	char msg[160];
 	json_error_t jerr;
 	json_t *j, *v;

@@ -377,6 +377,50 @@ test_usage_lists_flags(void **state)
 	free(text);
 }
 
+/* Regressions: cases that once failed. */
+
+/* `runner-provisioner -help` (one dash) names "-help", not the program
+ * (getopt would read it as the short options h,e,l,p). */
+static void
+test_single_dash_word(void **state)
+{
+	char *argv[] = { xstrdup("runner-provisioner"), xstrdup("-help"),
+		NULL };
+	char err[FLAGS_ERR_MAX] = "";
+	struct flags f;
+
+	(void)state;
+	assert_int_equal(flags_parse(&f, 2, argv, err, sizeof(err)), -1);
+	flags_free(&f);
+	if (strstr(err, "\"-help\"") == NULL)
+		fail_msg("message does not name the flag: %s", err);
+	free(argv[0]);
+	free(argv[1]);
+}
+
+/* A parse that stopped inside a cluster of short options does not
+ * leave getopt state behind for the next parse. */
+static void
+test_second_parse_after_cluster(void **state)
+{
+	char *a1[] = { xstrdup("rp"), xstrdup("-xy"), NULL };
+	char *a2[] = { xstrdup("rp"), xstrdup("--dry-run"), NULL };
+	char err[FLAGS_ERR_MAX] = "";
+	struct flags f;
+
+	(void)state;
+	assert_int_equal(flags_parse(&f, 2, a1, err, sizeof(err)), -1);
+	flags_free(&f);
+	if (flags_parse(&f, 2, a2, err, sizeof(err)) != 0)
+		fail_msg("valid command line refused: %s", err);
+	assert_true(f.f_dry_run);
+	flags_free(&f);
+	free(a1[0]);
+	free(a1[1]);
+	free(a2[0]);
+	free(a2[1]);
+}
+
 int
 main(void)
 {
@@ -390,6 +434,8 @@ main(void)
 		cmocka_unit_test(test_split_addr),
 		cmocka_unit_test(test_split_addr_host_too_long),
 		cmocka_unit_test(test_usage_lists_flags),
+		cmocka_unit_test(test_single_dash_word),
+		cmocka_unit_test(test_second_parse_after_cluster),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, teardown);

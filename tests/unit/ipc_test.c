@@ -391,6 +391,67 @@ test_open_errors(void **state)
 	assert_int_equal(ipc_open(&s, IPC_SUB_DIAL, "bogus://x", NULL), -1);
 }
 
+/* Regressions: cases that once failed. */
+
+/* ipc_peer_pid() of a message received from this very process must be
+ * getpid() (NNG_OPT_IPC_PEER_PID is a uint64 option in nng 1.5.2). */
+static void
+test_peer_pid(void **state)
+{
+	uint64_t deadline = now_ms() + 5000;
+	char dir[128], out[256], err[256], url[IPC_URL_MAX];
+	struct pollfd pfd = { .events = POLLIN };
+	nng_socket pub, sub;
+	nng_msg *m;
+
+	(void)state;
+	snprintf(dir, sizeof(dir), "%s/pp", tmpdir);
+	assert_int_equal(
+	    ipc_rundir(dir, out, sizeof(out), err, sizeof(err)), 0);
+	assert_int_equal(ipc_url(url, sizeof(url), out, IPC_DEMAND), 0);
+	assert_int_equal(ipc_open(&pub, IPC_PUB_LISTEN, url, NULL), 0);
+	assert_int_equal(ipc_open(&sub, IPC_SUB_DIAL, url, &pfd.fd), 0);
+	do {
+		assert_true(now_ms() < deadline);
+		assert_int_equal(ipc_send(pub, "x", 1), 0);
+	} while (poll(&pfd, 1, 20) != 1);
+	assert_int_equal(ipc_recv(sub, &m), 1);
+	assert_int_equal(ipc_peer_pid(m), getpid());
+	nng_msg_free(m);
+	nng_close(sub);
+	nng_close(pub);
+}
+
+/* Every run dir ipc_rundir() accepts must be usable for both sockets.
+ * Dirs of 96..108 bytes are accepted, but "<dir>/demand.sock" no longer
+ * fits sun_path (108 bytes with its NUL), so the listener fails later
+ * with a generic error. */
+static void
+test_accepted_rundir_is_usable(void **state)
+{
+	char dir[256], out[256], err[512], url[IPC_URL_MAX];
+	size_t len;
+	nng_socket s;
+
+	(void)state;
+	for (len = 90; len <= 120; len++) {
+		snprintf(dir, sizeof(dir), "%s/", tmpdir);
+		while (strlen(dir) < len)
+			strcat(dir, "d");
+		err[0] = '\0';
+		if (ipc_rundir(dir, out, sizeof(out), err, sizeof(err)) != 0)
+			continue;
+		assert_int_equal(
+		    ipc_url(url, sizeof(url), out, IPC_DEMAND), 0);
+		if (ipc_open(&s, IPC_PUB_LISTEN, url, NULL) != 0)
+			fail_msg("run dir of %zu bytes accepted, but %s "
+			         "cannot listen",
+			    len, url);
+		nng_close(s);
+		rmdir(dir);
+	}
+}
+
 int
 main(void)
 {
@@ -407,6 +468,8 @@ main(void)
 		cmocka_unit_test(test_stale_socket_replaced),
 		cmocka_unit_test(test_dial_before_listen),
 		cmocka_unit_test(test_open_errors),
+		cmocka_unit_test(test_peer_pid),
+		cmocka_unit_test(test_accepted_rundir_is_usable),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

@@ -105,7 +105,7 @@ static const char sample_text[] =
     "runner_provisioner_request_duration_seconds_bucket{endpoint="
     "\"tasks\",le=\"+Inf\"} 4\n"
     "runner_provisioner_request_duration_seconds_sum{endpoint=\"tasks\"} "
-    "7.903\n"
+    "7.9030000000000005\n" /* the exact double, as Go prints it */
     "runner_provisioner_request_duration_seconds_count{endpoint="
     "\"tasks\"} 4\n"
     "runner_provisioner_request_duration_seconds_bucket{endpoint="
@@ -388,6 +388,40 @@ test_text_valid_rejects_truncation(void **state)
 	buf_free(&b);
 }
 
+/* Regressions: cases that once failed. */
+
+/* metrics_text_valid() guards the supervisor's /metrics against a child's
+ * text; each of these is refused by `promtool check metrics` (a parse
+ * error, exit 1), and one such line would break the whole scrape, so
+ * the validator refuses them too. */
+static void
+test_rejects_what_prometheus_rejects(void **state)
+{
+	static const struct {
+		const char *what, *text;
+	} bad[] = {
+		{ "labels without a comma",
+		    "runner_provisioner_x{a=\"b\"c=\"d\"} 1\n" },
+		{ "unknown TYPE", "# TYPE runner_provisioner_x bogus\n" },
+		{ "invalid escape in a label value",
+		    "runner_provisioner_x{a=\"\\q\"} 1\n" },
+		{ "hexadecimal value", "runner_provisioner_x 0x1A\n" },
+		{ "value out of float64 range",
+		    "runner_provisioner_x 1e5000\n" },
+	};
+	size_t i, accepted = 0;
+
+	(void)state;
+	for (i = 0; i < nitems(bad); i++)
+		if (metrics_text_valid(bad[i].text, strlen(bad[i].text)) ==
+		    0) {
+			print_error(
+			    "accepted (%s): %s", bad[i].what, bad[i].text);
+			accepted++;
+		}
+	assert_int_equal(accepted, 0);
+}
+
 int
 main(void)
 {
@@ -401,6 +435,7 @@ main(void)
 		cmocka_unit_test(test_text_valid_rejects),
 		cmocka_unit_test(test_text_valid_rejects_nul),
 		cmocka_unit_test(test_text_valid_rejects_truncation),
+		cmocka_unit_test(test_rejects_what_prometheus_rejects),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

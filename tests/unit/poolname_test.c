@@ -57,23 +57,23 @@ static const struct {
 	{ "abcdefghij/abcdefghijabcdefghijabcdefgh",
 	    "abcdefghij--abcdefghijabcdefghijabcdefgh" },
 	/* lossy: sanitised, plus a hash */
-	{ "dev-team/custom:arm64", "dev-team-custom-arm64-fc9c614d" },
-	{ "My-Org/My-Runner", "my-org-my-runner-aeee5395" },
-	{ "a/B", "a-b-f42815d1" },
-	{ "my-org/my-runner:arm64", "my-org-my-runner-arm64-23f2a528" },
-	{ "org/a_b", "org-a-b-b10303fc" },
-	{ "org/a+b", "org-a-b-c493d383" },
-	{ "org/a:b", "org-a-b-33e8054f" },
-	{ "org/a.b", "org-a-b-763fc931" },
-	{ "my--org/runner", "my-org-runner-85b68954" },
-	{ "org/runner-", "org-runner-6f5093a8" },
+	{ "dev-team/custom:arm64", "dev-team-custom-arm64-fc9c614d44" },
+	{ "My-Org/My-Runner", "my-org-my-runner-aeee539526" },
+	{ "a/B", "a-b-f42815d162" },
+	{ "my-org/my-runner:arm64", "my-org-my-runner-arm64-23f2a52873" },
+	{ "org/a_b", "org-a-b-b10303fc0a" },
+	{ "org/a+b", "org-a-b-c493d383a0" },
+	{ "org/a:b", "org-a-b-33e8054fb3" },
+	{ "org/a.b", "org-a-b-763fc9317b" },
+	{ "my--org/runner", "my-org-runner-85b6895454" },
+	{ "org/runner-", "org-runner-6f5093a85f" },
 	{ "Org.With.Dots/Name_With_Under+plus:colon",
-	    "org-with-dots-name-with-under-p-ac0d3d50" },
+	    "org-with-dots-name-with-under-ac0d3d50e7" },
 	/* too long to keep whole: cut, plus a hash */
 	{ "abcdefghij/abcdefghijabcdefghijabcdefghi",
-	    "abcdefghij-abcdefghijabcdefghij-08e7ff0f" },
+	    "abcdefghij-abcdefghijabcdefgh-08e7ff0f12" },
 	{ "my-organisation/a-very-long-runner-class-name",
-	    "my-organisation-a-very-long-run-8eac8806" },
+	    "my-organisation-a-very-long-r-8eac8806c3" },
 };
 
 static void
@@ -264,6 +264,27 @@ test_random_no_collisions(void **state)
 	free(e);
 }
 
+/* Regressions: cases that once failed. */
+
+/* Two valid classes sharing their first sanitised characters, which once
+ * collided under a 32-bit hash suffix, get distinct pools. */
+static void
+test_known_collision(void **state)
+{
+	static const char a[] =
+	    "acme-platform/linux-x86-64-large-ubuntu-2204-17001";
+	static const char b[] =
+	    "acme-platform/linux-x86-64-large-ubuntu-2204-111259";
+	char pa[POOL_NAME_MAX + 1], pb[POOL_NAME_MAX + 1];
+
+	(void)state;
+	assert_int_equal(conf_class_name_valid(a), 0);
+	assert_int_equal(conf_class_name_valid(b), 0);
+	pool_name(a, pa, sizeof(pa));
+	pool_name(b, pb, sizeof(pb));
+	assert_string_not_equal(pa, pb);
+}
+
 int
 main(void)
 {
@@ -272,6 +293,7 @@ main(void)
 		cmocka_unit_test(test_near_names_differ),
 		cmocka_unit_test(test_stable),
 		cmocka_unit_test(test_random_no_collisions),
+		cmocka_unit_test(test_known_collision),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

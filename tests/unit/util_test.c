@@ -293,6 +293,34 @@ test_xasprintf_and_clocks(void **state)
 	assert_true(wall_ms() > 1577836800000ULL);
 }
 
+/* Regressions: cases that once failed. */
+
+/* read_file() promises "at most max bytes": a file of exactly max bytes
+ * is read, though the buffer is full before EOF is seen. */
+static void
+test_exactly_max(void **state)
+{
+	char tmp[] = "/tmp/rp-util-max-XXXXXX", data[4096];
+	size_t len = 0;
+	char *s;
+	int fd;
+
+	(void)state;
+	memset(data, 'x', sizeof(data));
+	fd = mkstemp(tmp);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, sizeof(data)), sizeof(data));
+	close(fd);
+	errno = 0;
+	s = read_file(tmp, sizeof(data), &len);
+	unlink(tmp);
+	if (s == NULL)
+		fail_msg("file of exactly max (%zu) bytes refused: errno %d",
+		    sizeof(data), errno);
+	assert_int_equal(len, sizeof(data));
+	free(s);
+}
+
 int
 main(void)
 {
@@ -310,6 +338,7 @@ main(void)
 		cmocka_unit_test(test_rng_seed_zero),
 		cmocka_unit_test(test_strlcpy),
 		cmocka_unit_test(test_xasprintf_and_clocks),
+		cmocka_unit_test(test_exactly_max),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);
