@@ -852,6 +852,10 @@ class Provisioner:
         self.log_level = log_level
         self.name = name
         self.log_path = tdir.join(name + ".log")
+        n = 1
+        while os.path.exists(self.log_path):  # one file per daemon run
+            n += 1
+            self.log_path = tdir.join("%s-%d.log" % (name, n))
         self.log = LogFile(self.log_path)
         self.proc = None
         self.pid = None
@@ -886,7 +890,7 @@ class Provisioner:
         return env
 
     def start(self, wait_serving=True, timeout=30.0):
-        self._err = open(self.log_path, "wb")
+        self._err = open(self.log_path, "xb")
         self.started_at = time.time()
         self.proc = subprocess.Popen(
             self.wrapper + self.argv(), stdout=subprocess.DEVNULL,
