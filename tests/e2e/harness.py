@@ -17,6 +17,9 @@ Building blocks (each usable on its own, e.g. by the benchmarks):
                  ts/level/proc/pid/msg), wait_log(), lines(), get() on the
                  right listener, child pids, stop()
   Metrics        a Prometheus text-format parser; promtool_check()
+  NngcatSubscriber, decode_message
+                 the nng wire format (proto/msg.h) seen through nngcat and
+                 decoded here, independently of the C code
   Prober         a background thread that keeps GETting one endpoint
   E2ETestCase    unittest base class: per-test TestDir, start_circleci(),
                  start_provisioner(), cleanup that kills everything started
@@ -36,6 +39,7 @@ RP_E2E_TMPDIR (where temp dirs go, default /tmp).
 Only the Python standard library and python3-yaml are used.
 """
 
+import ast
 import ctypes
 import http.client
 import json
@@ -45,6 +49,7 @@ import shutil
 import signal
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -429,6 +434,87 @@ def promtool_check(text):
     r = subprocess.run([PROMTOOL, "check", "metrics"], input=text.encode(),
                        capture_output=True, timeout=scaled(60))
     return r.returncode, (r.stdout + r.stderr).decode(errors="replace")
+
+
+# The nng wire format (proto/msg.h), decoded independently of the C code ----
+NNGCAT = "/usr/bin/nngcat"
+MSG_KINDS = {1: "demand", 2: "health_query", 3: "health"}
+DEMAND_ERRORS = ("none", "http", "transport", "parse", "rate_limited",
+                 "auth")
+_HDR = struct.Struct("<2sBBIII")        # magic, version, kind, len, seq, pid
+_DEMAND = struct.Struct("<QQBBHIIH")    # cycle, observed_ms, ok, error,
+#                                         http_status, unclaimed, running,
+#                                         class name length
+
+
+def decode_message(data):
+    """One message -> dict; AssertionError when it breaks the format."""
+    if len(data) < _HDR.size:
+        raise AssertionError("short message: %r" % data)
+    magic, version, kind, length, seq, pid = _HDR.unpack_from(data)
+    m = dict(magic=magic, version=version, kind=MSG_KINDS.get(kind, kind),
+             len=length, seq=seq, pid=pid)
+    if magic != b"RP" or version != 1 or length != len(data) or pid == 0:
+        raise AssertionError("bad header %r in %r" % (m, data))
+    if m["kind"] == "demand":
+        (cycle, observed_ms, ok, err, status, unclaimed, running,
+         n) = _DEMAND.unpack_from(data, _HDR.size)
+        name = data[_HDR.size + _DEMAND.size:]
+        if len(name) != n:
+            raise AssertionError("class name length %d, %d bytes follow"
+                                 % (n, len(name)))
+        m.update(cycle=cycle, observed_ms=observed_ms, ok=ok, error=err,
+                 error_name=DEMAND_ERRORS[err] if err < len(DEMAND_ERRORS)
+                 else err, http_status=status, unclaimed=unclaimed,
+                 running=running, resource_class=name.decode())
+    return m
+
+
+def encode_header(kind, payload, seq, pid):
+    return _HDR.pack(b"RP", 1, kind, _HDR.size + len(payload), seq,
+                     pid) + payload
+
+
+class NngcatSubscriber:
+    """nngcat (Debian's nng-utils, an nng peer independent of this code)
+    subscribed to a PUB socket, every message hex-dumped to a file as it
+    arrives; messages() decodes what came so far."""
+
+    def __init__(self, url, out_path):
+        self.url = url
+        self.out_path = out_path
+        self.proc = None
+
+    def start(self):
+        self._out = open(self.out_path, "wb")
+        self.proc = subprocess.Popen(
+            [NNGCAT, "--sub0", "--dial", self.url, "--subscribe", "",
+             "--hex"], stdout=self._out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, preexec_fn=die_with_parent)
+        return self
+
+    def raw(self):
+        with open(self.out_path, "rb") as f:
+            text = f.read().decode()
+        lines = text.split("\n")[:-1]  # the last one may be partial
+        return [ast.literal_eval("b" + line) for line in lines if line]
+
+    def messages(self):
+        return [decode_message(d) for d in self.raw()]
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        if getattr(self, "_out", None):
+            self._out.close()
+            self._out = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 # The log -------------------------------------------------------------------
