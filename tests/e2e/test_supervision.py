@@ -56,7 +56,12 @@ class SupervisionBase(harness.E2ETestCase):
             p.wait_ready(timeout=40)
         return p
 
-    def kill9(self, pid):
+    def kill9(self, pid, p=None):
+        """kill -9 pid, which must be a live process (else the failure shows
+        the log)."""
+        if not harness.proc_alive(pid):
+            raise AssertionError("pid %d is not running (state %s)%s" % (
+                pid, proc_state(pid), "\n" + p.log.tail() if p else ""))
         os.kill(pid, signal.SIGKILL)
 
     def assert_reaped(self, pid):
