@@ -7,7 +7,9 @@ exit, one JSON error line naming file:line:col and the key path, no child);
 a missing token is a clear start-up error; --check-config prints a summary
 without secrets and exits 0, or non-zero on a bad file; --version, --help
 (every flag of common/flags.c listed, for the daemon and each child); an
-unknown flag or a bad value exits 2 with a message.
+unknown flag or a bad value exits 2 with a message.  Mistakes only the API
+can reveal (a resource class it does not know, a wrong API token) are
+reported once, loudly, at start-up.
 """
 
 import os
@@ -173,6 +175,53 @@ class ConfigTest(harness.E2ETestCase):
                 else:  # an empty CIRCLE_TOKEN counts as unset
                     self.assertIn("CIRCLE_TOKEN is unset", e[0]["msg"])
                 self.assert_nothing_started(p)
+
+    # Mistakes only the API can reveal -----------------------------------
+    def test_unknown_class_and_wrong_token_are_reported_loudly(self):
+        """A class name the API does not know reads as a healthy 0 on the
+        task endpoints; a wrong API token is 401 everywhere.  Both are said
+        once, at start-up, as errors an operator can act on."""
+        typo = "e2e-org/tpyo"
+        sim = self.start_circleci([CLS])
+        self.write_config({CLS: {}, typo: {}})
+        p = self.start_provisioner(poll_interval="200ms")
+        found = p.wait_log(proc="poller", msg=re.compile(
+            r"^resource class %s found at %s \(0 runners registered\)$" % (
+                re.escape(CLS), re.escape(sim.url))))
+        self.assertEqual(found["level"], "info")
+        missing = p.wait_log(proc="poller", msg=re.compile(
+            r"^resource class %s was not found at %s: " % (
+                re.escape(typo), re.escape(sim.url))))
+        self.assertEqual(missing["level"], "error")
+        mark = p.mark()
+        p.wait_logs(5, since=mark, proc="poller", msg="polled task counts",
+                    resource_class=typo, unclaimed_tasks=0, running_tasks=0,
+                    desired_vms=3)
+        self.assertEqual(len(p.lines(msg=missing["msg"])), 1)
+        self.assertEqual(p.stop()[0], 0)
+
+        # The same daemon with a token CircleCI does not accept.
+        p = self.start_provisioner(token="e2e-wrong-token-0000",
+                                   poll_interval="200ms", name="wrong")
+        for cls in (CLS, typo):
+            e = p.wait_log(proc="poller", msg=re.compile(
+                r"^CircleCI rejected the API token checking resource class "
+                r"%s \(HTTP 401" % re.escape(cls)))
+            self.assertEqual(e["level"], "error")
+            p.wait_log(proc="poller", msg=re.compile(
+                r"^CircleCI rejected the API token for %s \(HTTP 401\)" %
+                re.escape(cls)))
+        body = p.wait_status("/ready", 503, timeout=20,
+                             where=lambda b: "token rejected" in b)
+        self.assertIn("poller: ", body)
+        mark = p.mark()
+        p.assert_stays(lambda: not p.lines(since=mark, level="error"), 3,
+                       "silence after the first report")
+        self.assertEqual(p.lines(proc="actuator",
+                                 msg=re.compile("^would scale")), [])
+        self.assertFalse(any(r["token_matched"] for r in sim.requests()
+                             if r["status"] == 401))
+        self.assertEqual(p.stop()[0], 0)
 
     # --check-config -----------------------------------------------------
     def test_check_config_summary_without_secrets(self):
