@@ -31,8 +31,8 @@
 #define LIST_STALE_MS            (5 * RESYNC_MS)
 #define WRITE_BACKOFF_BASE_MS    1000
 #define WRITE_BACKOFF_CAP_MS     60000
-#define FINALIZER_GRACE_MS       15000 /* stuck in deletion this long */
-#define BOOT_LOOP_STREAK         3     /* short-lived VMs in a row */
+#define FINALIZER_GRACE_MS       5000 /* in deletion, no VMI, this long */
+#define BOOT_LOOP_STREAK         3    /* short-lived VMs in a row */
 #define BOOT_LOOP_BACKOFF_MS     30000
 #define BOOT_LOOP_BACKOFF_CAP_MS 600000
 #define SEEN_STOPPED_MAX         64
@@ -65,6 +65,8 @@ struct act_class {
 	uint64_t ac_demand_rx_ms;
 	uint32_t ac_unclaimed;
 	uint32_t ac_running;
+	uint64_t ac_demand_since_wall_ms; /* first good demand */
+	uint64_t ac_last_running_wall_ms; /* last demand with running > 0 */
 	/* The decision. */
 	bool ac_have_target;
 	uint32_t ac_target; /* last count decided */
@@ -171,5 +173,7 @@ void reclaim_setup(struct actuator *);
 void reclaim_class(
     struct actuator *, struct act_class *, json_t *vms, uint64_t now);
 const char *vm_state_name(enum vm_state);
+/* Evidence that the class's VMs work (a job ran): ends a boot loop. */
+void reclaim_boot_ok(struct act_class *, const char *why);
 
 #endif

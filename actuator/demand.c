@@ -161,6 +161,12 @@ demand_receive(struct actuator *a, uint64_t now)
 		if (d.d_ok) {
 			ac->ac_unclaimed = d.d_unclaimed;
 			ac->ac_running = d.d_running;
+			if (ac->ac_demand_since_wall_ms == 0)
+				ac->ac_demand_since_wall_ms = wall_ms();
+			if (d.d_running > 0) {
+				ac->ac_last_running_wall_ms = wall_ms();
+				reclaim_boot_ok(ac, "a job is running");
+			}
 		}
 		act_decide(a, ac, now);
 	}

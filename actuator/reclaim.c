@@ -226,11 +226,13 @@ has_pool_finalizer(json_t *vm)
 	return false;
 }
 
-static void
-boot_loop_clear(struct act_class *ac, const char *why)
+void
+reclaim_boot_ok(struct act_class *ac, const char *why)
 {
+	if (!ac->ac_boot_loop && ac->ac_short_streak == 0)
+		return;
 	if (ac->ac_boot_loop)
-		log_info("VMs of %s stay up again (%s); reclaiming normally",
+		log_info("VMs of %s work again (%s); reclaiming normally",
 		    ac->ac_conf->cc_name, why);
 	ac->ac_boot_loop = false;
 	ac->ac_short_streak = 0;
@@ -239,12 +241,35 @@ boot_loop_clear(struct act_class *ac, const char *why)
 	metric_set(ac->ac_m_boot_loop, 0);
 }
 
+/* Why a stopped VM counts as a failed boot, or NULL when it does not: it
+ * stopped sooner than the threshold, or it stopped without a task ever
+ * running in its class while it existed, other than by its idle timeout.
+ * The second test needs demand seen since before the VM was created. */
+static const char *
+failed_boot(const struct actuator *a, const struct act_class *ac,
+    uint64_t created_ms, uint64_t lifetime_ms)
+{
+	uint64_t idle = ac->ac_conf->cc_idle_timeout_ms;
+
+	if (lifetime_ms < a->a_flags->f_boot_loop_ms)
+		return "stopped sooner after creation than the boot-loop "
+		       "threshold";
+	if (idle > 0 && lifetime_ms >= idle)
+		return NULL;
+	if (ac->ac_demand_since_wall_ms != 0 &&
+	    ac->ac_demand_since_wall_ms <= created_ms &&
+	    ac->ac_last_running_wall_ms < created_ms)
+		return "stopped without any job running in its class";
+	return NULL;
+}
+
 /* Counts each stopped VM once towards the boot-loop guard. */
 static void
 note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
-    uint64_t lifetime_ms, uint64_t now)
+    uint64_t created_ms, uint64_t lifetime_ms, uint64_t now)
 {
 	struct log_line ll;
+	const char *why;
 	uint64_t delay;
 	unsigned int i;
 
@@ -255,8 +280,8 @@ note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
 	i = ac->ac_seen_next++ % SEEN_STOPPED_MAX;
 	free(ac->ac_seen_stopped[i]);
 	ac->ac_seen_stopped[i] = xstrdup(uid);
-	if (lifetime_ms >= a->a_flags->f_boot_loop_ms) {
-		boot_loop_clear(ac, "a VM ran past the boot-loop threshold");
+	if ((why = failed_boot(a, ac, created_ms, lifetime_ms)) == NULL) {
+		reclaim_boot_ok(ac, "a VM stopped normally");
 		return;
 	}
 	if (++ac->ac_short_streak < BOOT_LOOP_STREAK || ac->ac_boot_loop)
@@ -271,7 +296,8 @@ note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
 	    "Replacing stopped VMs slowly until one stays up");
 	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
 	log_str(&ll, "pool", ac->ac_pool);
-	log_uint(&ll, "short_lived_vms", ac->ac_short_streak);
+	log_str(&ll, "reason", why);
+	log_uint(&ll, "failed_vms", ac->ac_short_streak);
 	log_uint(&ll, "threshold_ms", a->a_flags->f_boot_loop_ms);
 	log_uint(&ll, "next_reclaim_in_ms", delay);
 	log_end(&ll);
@@ -312,14 +338,9 @@ reclaim_class(
 				release_finalizer(a, ac, vm, name, uid);
 			continue;
 		}
-		if (st == VMS_RUNNING && ac->ac_boot_loop &&
-		    lifetime >= a->a_flags->f_boot_loop_ms)
-			boot_loop_clear(ac,
-			    "a VM has been running past the "
-			    "boot-loop threshold");
 		if (st != VMS_STOPPED)
 			continue;
-		note_stopped(a, ac, uid, lifetime, now);
+		note_stopped(a, ac, uid, created, lifetime, now);
 		if (inflight)
 			continue; /* the last pass's deletes are in flight */
 		if (ac->ac_boot_loop) {
