@@ -127,7 +127,7 @@ child_exec(const char *path, char **argv, char **env, pid_t parent)
 }
 
 void
-child_spawn(struct supervisor *s, struct child *c)
+child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 {
 	pid_t parent = getpid(), pid;
 	char **argv, **env;
@@ -154,12 +154,14 @@ child_spawn(struct supervisor *s, struct child *c)
 	if (pid == -1) {
 		log_warn("fork for the %s", c->c_name);
 		c->c_state = CHILD_WAITING;
-		c->c_next_start_ms = now_ms() + backoff_next(&c->c_backoff);
+		c->c_next_start_ms = now + backoff_next(&c->c_backoff);
 		return;
 	}
 	c->c_pid = pid;
 	c->c_state = CHILD_RUNNING;
-	c->c_started_ms = now_ms();
+	/* The loop's clock, so that nothing computed from the same `now`
+	 * sees the child start in its future. */
+	c->c_started_ms = now;
 	metric_set(c->c_m_up, 1);
 	log_info("started the %s (pid %d)", c->c_name, (int)pid);
 	/* Survey soon so the new child is seen answering quickly. */
@@ -299,7 +301,7 @@ child_tick(struct supervisor *s, uint64_t now)
 				c->c_restarts++;
 				metric_inc(c->c_m_restarts, 1);
 			}
-			child_spawn(s, c);
+			child_spawn(s, c, now);
 		}
 	}
 }

@@ -146,7 +146,8 @@ health_check(struct supervisor *s, uint64_t now)
 			continue;
 		ref = c->c_last_answer_ms ? c->c_last_answer_ms
 		                          : c->c_started_ms;
-		if (now - ref < HEALTH_KILL_MS)
+		/* A child spawned in this loop pass started after `now`. */
+		if (now <= ref || now - ref < HEALTH_KILL_MS)
 			continue;
 		log_begin(&ll, LOG_LVL_ERROR,
 		    "child stopped answering health surveys; killing it");

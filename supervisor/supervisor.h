@@ -91,7 +91,7 @@ int sup_run(struct supervisor *);
 /* child.c */
 /* Fills the child table and checks the executables exist. */
 int child_init(struct supervisor *, const char *self_dir);
-void child_spawn(struct supervisor *, struct child *);
+void child_spawn(struct supervisor *, struct child *, uint64_t now);
 /* Reaps every exited process and schedules restarts. */
 void child_reap(struct supervisor *);
 /* Starts children whose restart time has come. */
