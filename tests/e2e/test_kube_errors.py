@@ -1,0 +1,250 @@
+#!/usr/bin/python3
+"""End-to-end: Kubernetes API errors as an operator meets them.
+
+The simulated API server answers the actuator with faults (tests/sim's
+fault switches) or has its objects changed behind its back: a 409 on a
+scale is read again and retried; a pool deleted through the API is created
+again, a 404 on a scale is read again; a 403 is one clear error naming the
+verb and resource the Role lacks, turns the class (and /ready) not ready,
+and heals once permission returns; a rotated token file is re-read after
+the 401 without a restart; 500s, dropped connections and slow answers are
+retried with growing pauses until they succeed.  The actuator never
+restarts through any of it.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from kubesim import KubeTestCase, pool_name  # noqa: E402
+
+CLS = "e2e-org/errors"
+POOL = pool_name(CLS)
+SCALE = "virtualmachinepools/scale"
+
+
+class KubeErrorsTest(KubeTestCase):
+
+    def stack(self, start=True, **kw):
+        circle, kube, p = self.start_stack(
+            {CLS: {"minReplicas": 1, "maxReplicas": 5}}, start=start, **kw)
+        if start:
+            self.ready_pool(p, kube)
+        return circle, kube, p
+
+    def ready_pool(self, p, kube):
+        p.wait_log(proc="actuator", msg="created pool %s for %s with 1 "
+                   "replicas" % (POOL, CLS))
+        self.wait_pool(p, kube, POOL, 1, vms=1)
+
+    def pool_requests(self, kube, since):
+        """The actuator's requests on this pool object and its /scale (not
+        the lists), as (method, endpoint, status)."""
+        return [(r["method"], r["endpoint"], r["status"])
+                for r in kube.daemon_requests(since)
+                if r.get("key") == POOL and r["endpoint"] in (
+                    "virtualmachinepools", SCALE)]
+
+    def actuator_class(self, p):
+        status, body = p.ready()
+        return status, body, body["children"]["actuator"]["detail"][
+            "classes"][CLS]
+
+    def test_conflict_on_scale_is_read_again_and_retried(self):
+        circle, kube, p = self.stack()
+        t0, mark = time.time(), p.mark()
+        kube.fault(method="PATCH", endpoint=SCALE, status=409, count=1)
+        circle.set_running(CLS, 3)
+        p.wait_log(since=mark, proc="actuator", msg="pool %s changed under "
+                   "us (HTTP 409); reading it again" % POOL)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaled %s from 1 to 3" % POOL)
+        self.wait_pool(p, kube, POOL, 3, vms=3)
+        self.assertEqual(self.pool_requests(kube, t0), [
+            ("PATCH", SCALE, 409), ("GET", "virtualmachinepools", 200),
+            ("PATCH", SCALE, 200)])
+        self.assertEqual(p.lines(since=mark, proc="actuator",
+                                 msg="Kubernetes write failed; retrying"), [])
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+    def test_deleted_pool_is_created_again_and_404_is_read_again(self):
+        circle, kube, p = self.stack()
+        old = kube.pools()[POOL]["uid"]
+        mark = p.mark()
+        status, body = kube.api("DELETE", "pools/" + POOL)
+        self.assertIn(status, (200, 202), body)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="pool %s disappeared; creating it again" % POOL)
+        p.wait_log(since=mark, proc="actuator", msg="created pool %s for %s "
+                   "with 1 replicas" % (POOL, CLS))
+        st = self.wait_pool(p, kube, POOL, 1, vms=1, running=1)
+        new = [x for x in st["pools"] if x["name"] == POOL]
+        self.assertEqual(len(new), 1, st["pools"])
+        self.assertNotEqual(new[0]["uid"], old)
+        self.assertEqual([s["name"] for s in st["secrets"]],
+                         [POOL + "-userdata"])
+
+        # A 404 on /scale: the pool is read again (it exists) and scaled.
+        t0, mark = time.time(), p.mark()
+        kube.fault(method="PATCH", endpoint=SCALE, status=404, count=1)
+        circle.set_running(CLS, 2)
+        p.wait_log(since=mark, proc="actuator", msg="pool %s changed under "
+                   "us (HTTP 404); reading it again" % POOL)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaled %s from 1 to 2" % POOL)
+        self.wait_pool(p, kube, POOL, 2, vms=2)
+        self.assertEqual(self.pool_requests(kube, t0), [
+            ("PATCH", SCALE, 404), ("GET", "virtualmachinepools", 200),
+            ("PATCH", SCALE, 200)])
+        creates = [r for r in kube.writes() if r["method"] == "POST" and
+                   r["endpoint"] == "virtualmachinepools"]
+        self.assertEqual([r["status"] for r in creates], [201, 201])
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+    def test_forbidden_scale_is_one_clear_error_and_not_ready(self):
+        circle, kube, p = self.stack()
+        p.wait_ready(timeout=30)
+        t0, mark = time.time(), p.mark()
+        kube.fault(endpoint=SCALE, status=403, count=-1)
+        circle.set_running(CLS, 3)
+        e = p.wait_log(since=mark, proc="actuator", msg=re.compile(
+            r"^Kubernetes denied a request"))
+        self.assertEqual(e["level"], "error", e)
+        self.assertEqual((e["verb"], e["resource"], e["api_group"],
+                          e["namespace"]),
+                         ("patch", SCALE, "pool.kubevirt.io", "runners"), e)
+        self.assertIn('cannot patch resource "%s"' % SCALE, e["error"], e)
+
+        # Retried with growing pauses, every failure a warning naming the
+        # verb and resource; the RBAC error itself said once.
+        def attempts(n):
+            got = [r for r in kube.scale_requests(t0) if r["status"] == 403]
+            return got if len(got) >= n else None
+        tries = p.wait(lambda: attempts(4), 40, "four denied scale PATCHes")
+        gaps = [b["t"] - a["t"] for a, b in zip(tries, tries[1:])]
+        self.assertGreater(gaps[0], 0.4, gaps)
+        self.assertGreater(gaps[2], gaps[0], gaps)
+        for w in p.lines(since=mark, proc="actuator",
+                         msg="Kubernetes write failed; retrying"):
+            self.assertEqual((w["verb"], w["resource"], w["object"]),
+                             ("patch", SCALE, POOL), w)
+            self.assertGreater(w["retry_in_ms"], 0, w)
+        self.assertEqual(len(p.lines(since=mark, proc="actuator",
+                                     msg=re.compile("^Kubernetes denied"))),
+                         1, "the RBAC error is said once")
+
+        # The class is not synced, the actuator and /ready not ready.
+        p.wait_status("/ready", 503, timeout=40, where=lambda b: json.loads(
+            b)["children"]["actuator"]["detail"]["classes"][CLS][
+                "synced"] is False)
+        status, body, cls = self.actuator_class(p)
+        self.assertEqual(status, 503, body)
+        self.assertIs(body["children"]["actuator"]["ready"], False, body)
+        self.assertIn("403", cls.get("last_error", ""), cls)
+        self.assertEqual(cls["pool_replicas"], 1, cls)
+        self.assertEqual(kube.pools()[POOL]["replicas"], 1)
+
+        # Permission granted again: the scale goes through, all ready.
+        mark = p.mark()
+        kube.clear_faults()
+        p.wait_log(since=mark, proc="actuator", timeout=40,
+                   msg="scaled %s from 1 to 3" % POOL)
+        self.wait_pool(p, kube, POOL, 3, vms=3)
+        body = p.wait_ready(timeout=40)
+        self.assertIs(body["children"]["actuator"]["detail"]["classes"][
+            CLS]["synced"], True, body)
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+    def test_rotated_token_file_is_read_again_after_401(self):
+        circle, kube, p = self.stack(kube={"auth": "token-file"})
+        t0, mark = time.time(), p.mark()
+        new = "e2e-kube-rotated-token-8b41f0"
+        kube.rotate_token(new)
+        circle.set_running(CLS, 2)
+        p.wait_log(since=mark, proc="actuator", msg="Kubernetes token "
+                   "reloaded from %s" % kube.token_file)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaled %s from 1 to 2" % POOL)
+        self.wait_pool(p, kube, POOL, 2, vms=2)
+        self.wait_resyncs(p, kube, time.time(), n=2)
+        reqs = kube.daemon_requests(t0)
+        denied = [r for r in reqs if r["status"] == 401]
+        self.assertTrue(denied, "the old token was never refused")
+        # Each refused request was sent again, with the new token, and
+        # answered; nothing is refused any more.
+        for d in denied:
+            again = [r for r in reqs if r["t"] > d["t"] and
+                     (r["method"], r["path"]) == (d["method"], d["path"])]
+            self.assertTrue(again and again[0]["status"] in (200, 201),
+                            (d, again[:1]))
+        last = max(d["t"] for d in denied)
+        self.assertEqual([r for r in kube.daemon_requests(last + 0.001)
+                          if r["status"] == 401], [])
+        self.assertEqual(p.lines(since=mark, proc="actuator", msg=re.compile(
+            "^Kubernetes rejected the provisioner's credentials")), [])
+        for line in p.log.raw:
+            self.assertNotIn(new, line)
+        self.assert_no_actuator_restart(p)
+
+    def test_server_errors_and_slow_answers_back_off_then_succeed(self):
+        circle, kube, p = self.stack(start=False)
+        # The first Secret create fails (500), the first pool list is
+        # dropped mid-connection: both are retried.
+        kube.fault(method="POST", endpoint="secrets", status=500, count=1)
+        kube.fault(method="GET", endpoint="virtualmachinepools", drop=True,
+                   count=1)
+        p.start()
+        w = p.wait_log(proc="actuator", msg="Kubernetes write failed; "
+                       "retrying", verb="create", resource="secrets")
+        self.assertEqual(w["object"], POOL + "-userdata", w)
+        self.assertIn("500", w["error"], w)
+        self.ready_pool(p, kube)
+        self.assertEqual([r["status"] for r in kube.writes()
+                          if r["endpoint"] == "secrets"], [500, 201])
+
+        # Two 500s on /scale: retried after 0.5-1 s, then 1-2 s.
+        t0, mark = time.time(), p.mark()
+        kube.fault(endpoint=SCALE, status=500, count=2)
+        circle.set_running(CLS, 2)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaled %s from 1 to 2" % POOL)
+        tries = kube.scale_requests(t0)
+        self.assertEqual([r["status"] for r in tries], [500, 500, 200])
+        gaps = [b["t"] - a["t"] for a, b in zip(tries, tries[1:])]
+        self.assertTrue(0.4 < gaps[0] < 1.5 + 1, gaps)
+        self.assertTrue(0.9 < gaps[1] < 2.5 + 1, gaps)
+        warns = p.lines(since=mark, proc="actuator",
+                        msg="Kubernetes write failed; retrying")
+        self.assertEqual(len(warns), 2, warns)
+        for w in warns:
+            self.assertEqual((w["verb"], w["resource"]), ("patch", SCALE), w)
+
+        # A slow answer: one PATCH in flight for seconds, no second one
+        # sent meanwhile, and it lands.
+        t1, mark = time.time(), p.mark()
+        kube.fault(endpoint=SCALE, delay_ms=3000, count=1)
+        circle.set_running(CLS, 4)
+
+        def in_flight():
+            got = kube.scale_requests(t1)
+            return got if got and got[0]["status"] is None else None
+        p.wait(in_flight, 20, "a scale PATCH in flight")
+        p.wait_log(since=mark, proc="actuator", timeout=30,
+                   msg="scaled %s from 2 to 4" % POOL)
+        tries = kube.scale_requests(t1)
+        self.assertEqual([(r["body"], r["status"]) for r in tries],
+                         [({"spec": {"replicas": 4}}, 200)])
+        self.wait_pool(p, kube, POOL, 4, vms=4)
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+
+if __name__ == "__main__":
+    harness.main()
