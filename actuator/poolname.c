@@ -83,7 +83,8 @@ pool_names_unique(const struct conf *conf, char *err, size_t errlen)
 			if (strcmp(a, b) != 0)
 				continue;
 			snprintf(err, errlen,
-			    "%s: resource classes \"%s\" and \"%s\" map to the "
+			    "%s: resource classes \"%s\" and \"%s\" map to "
+			    "the "
 			    "same pool name \"%s\"; rename one of them",
 			    conf->c_path, conf->c_classes[i].cc_name,
 			    conf->c_classes[j].cc_name, a);

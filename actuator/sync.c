@@ -100,9 +100,10 @@ pool_seen(struct act_class *ac, json_t *pool)
 	if (ours(pool) && owner != NULL &&
 	    strcmp(owner, ac->ac_conf->cc_name) != 0) {
 		if (ac->ac_pool_state != OBJ_FOREIGN)
-			log_error("pool %s belongs to resource class %s, not %s "
-				  "(another deployment in this namespace?): not "
-				  "touching it",
+			log_error(
+			    "pool %s belongs to resource class %s, not %s "
+			    "(another deployment in this namespace?): not "
+			    "touching it",
 			    ac->ac_pool, owner, ac->ac_conf->cc_name);
 		ac->ac_pool_state = OBJ_FOREIGN;
 		return;
