@@ -2,12 +2,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "actuator.h"
 #include "ipc.h"
 #include "log.h"
+#include "sig.h"
 #include "survey.h"
 #include "util.h"
 
@@ -131,11 +131,11 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 		h->hl_state = HEALTH_OK;
 	else if (synced > 0)
 		h->hl_state = HEALTH_DEGRADED;
-	else if (tried > 0 || now - a->a_start_ms > sync_window_ms(a))
+	else if (tried > 0 || now - a->a_role->r_start_ms > sync_window_ms(a))
 		h->hl_state = HEALTH_FAILING;
 	else
 		h->hl_state = HEALTH_STARTING;
-	h->hl_uptime_ms = now - a->a_start_ms;
+	h->hl_uptime_ms = now - a->a_role->r_start_ms;
 	h->hl_detail = json_pack(
 	    "{s:b,s:o}", "dry_run", a->a_flags->f_dry_run, "classes", classes);
 	if (a->a_kube != NULL) {
@@ -175,33 +175,13 @@ classes_setup(struct actuator *a)
 }
 
 static int
-signals_setup(void)
-{
-	sigset_t set;
-	int fd;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
-	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
-		fatal("signalfd");
-	return fd;
-}
-
-static int
-ipc_setup(struct actuator *a, const char *run_dir)
+ipc_setup(struct actuator *a)
 {
 	char url[IPC_URL_MAX];
 
-	if (ipc_url(url, sizeof(url), run_dir, IPC_DEMAND) == -1 ||
+	if (ipc_url(url, sizeof(url), a->a_role->r_run_dir, IPC_DEMAND) ==
+	        -1 ||
 	    ipc_open(&a->a_sub, IPC_SUB_DIAL, url, &a->a_sub_fd) == -1)
-		return -1;
-	if (ipc_url(url, sizeof(url), run_dir, IPC_HEALTH) == -1 ||
-	    ipc_open(
-	        &a->a_health, IPC_RESPONDENT_DIAL, url, &a->a_health_fd) == -1)
 		return -1;
 	return 0;
 }
@@ -217,19 +197,16 @@ tick(struct actuator *a, uint64_t now)
 }
 
 int
-act_run(struct actuator *a, const char *run_dir)
+act_run(struct actuator *a)
 {
 	struct curl_waitfd extra[3];
-	struct signalfd_siginfo si;
-	int numfds, running;
+	int numfds, running, sig;
 	uint64_t now, deadline;
 
-	a->a_sigfd = signals_setup();
-	a->a_start_ms = now_ms();
 	a->a_metrics = metrics_new();
 	classes_setup(a);
 	demand_setup(a);
-	if (ipc_setup(a, run_dir) == -1)
+	if (ipc_setup(a) == -1)
 		return -1;
 	if ((a->a_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
@@ -238,7 +215,8 @@ act_run(struct actuator *a, const char *run_dir)
 		if (sync_setup(a) == -1)
 			return -1;
 	}
-	a->a_next_tick_ms = a->a_start_ms + a->a_flags->f_poll_interval_ms;
+	a->a_next_tick_ms =
+	    a->a_role->r_start_ms + a->a_flags->f_poll_interval_ms;
 
 	while (!a->a_quit) {
 		now = now_ms();
@@ -255,9 +233,9 @@ act_run(struct actuator *a, const char *run_dir)
 		if (a->a_next_tick_ms < deadline)
 			deadline = a->a_next_tick_ms;
 		memset(extra, 0, sizeof(extra));
-		extra[0].fd = a->a_sigfd;
+		extra[0].fd = a->a_role->r_sigfd;
 		extra[1].fd = a->a_sub_fd;
-		extra[2].fd = a->a_health_fd;
+		extra[2].fd = a->a_role->r_health_fd;
 		extra[0].events = extra[1].events = extra[2].events =
 		    CURL_WAIT_POLLIN;
 		curl_multi_poll(a->a_multi, extra, 3,
@@ -266,12 +244,11 @@ act_run(struct actuator *a, const char *run_dir)
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			demand_receive(a, now);
 		if (extra[2].revents & CURL_WAIT_POLLIN)
-			survey_answer(a->a_health, ROLE_ACTUATOR, &a->a_seq,
-			    health_fill, a);
+			survey_answer(a->a_role->r_health, ROLE_ACTUATOR,
+			    &a->a_seq, health_fill, a);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
-		    read(a->a_sigfd, &si, sizeof(si)) == sizeof(si)) {
-			log_info(
-			    "stopping (%s)", strsignal((int)si.ssi_signo));
+		    (sig = sig_read(a->a_role->r_sigfd)) != 0) {
+			log_info("stopping (%s)", strsignal(sig));
 			a->a_quit = true;
 		}
 	}
@@ -283,9 +260,7 @@ act_run(struct actuator *a, const char *run_dir)
 	}
 	curl_multi_cleanup(a->a_multi);
 	nng_close(a->a_sub);
-	nng_close(a->a_health);
 	metrics_free(a->a_metrics);
 	free(a->a_classes);
-	close(a->a_sigfd);
 	return 0;
 }

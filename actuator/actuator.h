@@ -24,6 +24,7 @@
 #include "msg.h"
 #include "pool.h"
 #include "poolname.h"
+#include "role.h"
 
 #define STALE_INTERVALS          3     /* no demand for this many intervals */
 #define RESYNC_MS                2000  /* list pools and VMs */
@@ -112,6 +113,7 @@ struct act_class {
 };
 
 struct actuator {
+	struct role *a_role;
 	const struct flags *a_flags;
 	struct conf *a_conf;
 	struct act_class *a_classes; /* same order as conf (sorted) */
@@ -119,11 +121,7 @@ struct actuator {
 	CURLM *a_multi;
 	nng_socket a_sub;
 	int a_sub_fd;
-	nng_socket a_health;
-	int a_health_fd;
-	int a_sigfd;
 	uint32_t a_seq;
-	uint64_t a_start_ms;
 	uint64_t a_next_tick_ms;
 	bool a_quit;
 	struct metrics *a_metrics;
@@ -144,7 +142,7 @@ struct actuator {
 };
 
 /* actuator.c */
-int act_run(struct actuator *, const char *run_dir);
+int act_run(struct actuator *);
 struct act_class *act_class_find(struct actuator *, const char *name);
 
 /* demand.c */

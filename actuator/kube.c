@@ -232,10 +232,7 @@ count(struct kube *k, const struct kube_call *c)
 	const struct kube_verb_info *v = &kube_verbs[c->kc_verb];
 	char code[16];
 
-	if (c->kc_xfer.x_result != CURLE_OK && !c->kc_xfer.x_too_big)
-		snprintf(code, sizeof(code), "error");
-	else
-		snprintf(code, sizeof(code), "%ld", c->kc_xfer.x_status);
+	http_xfer_code(&c->kc_xfer, code, sizeof(code));
 	metric_inc(metric_series(k->k_m_requests,
 	               (const char *[]){ v->kv_verb, v->kv_resource, code }),
 	    1);

@@ -177,6 +177,15 @@ http_xfer_describe(const struct http_xfer *x, char *out, size_t size)
 	log_redact(out, size);
 }
 
+void
+http_xfer_code(const struct http_xfer *x, char *out, size_t size)
+{
+	if (x->x_result != CURLE_OK && !x->x_too_big)
+		snprintf(out, size, "error");
+	else
+		snprintf(out, size, "%ld", x->x_status);
+}
+
 int
 http_retry_after_ms(const char *v, uint64_t *delay_ms)
 {

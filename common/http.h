@@ -52,6 +52,9 @@ void http_xfer_finish(struct http_xfer *, CURLM *, CURLcode);
 /* A short description of a failure: "HTTP 503", "timeout after 10000
  * ms", libcurl's error text. */
 void http_xfer_describe(const struct http_xfer *, char *, size_t);
+/* The outcome as a metric label: the HTTP status, or "error" when no
+ * answer came. */
+void http_xfer_code(const struct http_xfer *, char *, size_t);
 /* Parses a Retry-After value (delta-seconds or HTTP-date) into a delay
  * in ms from now; -1 when unparseable. */
 int http_retry_after_ms(const char *value, uint64_t *delay_ms);

@@ -138,10 +138,7 @@ count_request(struct poller *p, enum fetch_kind k, const struct http_xfer *x)
 {
 	char code[16];
 
-	if (x->x_result != CURLE_OK && !x->x_too_big)
-		snprintf(code, sizeof(code), "error");
-	else
-		snprintf(code, sizeof(code), "%ld", x->x_status);
+	http_xfer_code(x, code, sizeof(code));
 	metric_inc(metric_series(p->p_m_requests,
 	               (const char *[]){ fetch_kind_name(k), code }),
 	    1);

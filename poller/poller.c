@@ -3,13 +3,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include "decision.h"
 #include "ipc.h"
 #include "log.h"
 #include "poller.h"
+#include "sig.h"
 #include "survey.h"
 #include "util.h"
 
@@ -328,11 +328,12 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 		h->hl_state = HEALTH_OK;
 	else if (healthy > 0)
 		h->hl_state = HEALTH_DEGRADED;
-	else if (failed > 0 || now - p->p_start_ms > ready_window_ms(p))
+	else if (failed > 0 ||
+	    now - p->p_role->r_start_ms > ready_window_ms(p))
 		h->hl_state = HEALTH_FAILING;
 	else
 		h->hl_state = HEALTH_STARTING;
-	h->hl_uptime_ms = now - p->p_start_ms;
+	h->hl_uptime_ms = now - p->p_role->r_start_ms;
 	h->hl_detail = json_pack("{s:I,s:I,s:o}", "poll_interval_ms",
 	    (json_int_t)p->p_flags->f_poll_interval_ms, "cycle",
 	    (json_int_t)p->p_cycle, "classes", classes);
@@ -402,33 +403,13 @@ metrics_setup(struct poller *p)
 }
 
 static int
-signals_setup(void)
-{
-	sigset_t set;
-	int fd;
-
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
-	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
-		fatal("signalfd");
-	return fd;
-}
-
-static int
-ipc_setup(struct poller *p, const char *run_dir)
+ipc_setup(struct poller *p)
 {
 	char url[IPC_URL_MAX];
 
-	if (ipc_url(url, sizeof(url), run_dir, IPC_DEMAND) == -1 ||
+	if (ipc_url(url, sizeof(url), p->p_role->r_run_dir, IPC_DEMAND) ==
+	        -1 ||
 	    ipc_open(&p->p_pub, IPC_PUB_LISTEN, url, NULL) == -1)
-		return -1;
-	if (ipc_url(url, sizeof(url), run_dir, IPC_HEALTH) == -1 ||
-	    ipc_open(
-	        &p->p_health, IPC_RESPONDENT_DIAL, url, &p->p_health_fd) == -1)
 		return -1;
 	return 0;
 }
@@ -451,21 +432,18 @@ poller_setup_classes(struct poller *p)
 }
 
 int
-poller_run(struct poller *p, const char *run_dir)
+poller_run(struct poller *p)
 {
 	struct curl_waitfd extra[2];
-	struct signalfd_siginfo si;
 	uint64_t now, interval = p->p_flags->f_poll_interval_ms;
-	int running, numfds, timeout;
+	int running, numfds, timeout, sig;
 
-	p->p_sigfd = signals_setup();
-	p->p_start_ms = now_ms();
 	poller_setup_classes(p);
 	metrics_setup(p);
-	if (ipc_setup(p, run_dir) == -1)
+	if (ipc_setup(p) == -1)
 		return -1;
 	fetch_init(p);
-	p->p_next_cycle_ms = p->p_start_ms;
+	p->p_next_cycle_ms = p->p_role->r_start_ms;
 
 	while (!p->p_quit) {
 		now = now_ms();
@@ -480,27 +458,24 @@ poller_run(struct poller *p, const char *run_dir)
 		curl_multi_perform(p->p_multi, &running);
 		fetch_collect(p);
 		memset(extra, 0, sizeof(extra));
-		extra[0].fd = p->p_sigfd;
+		extra[0].fd = p->p_role->r_sigfd;
 		extra[0].events = CURL_WAIT_POLLIN;
-		extra[1].fd = p->p_health_fd;
+		extra[1].fd = p->p_role->r_health_fd;
 		extra[1].events = CURL_WAIT_POLLIN;
 		timeout = ms_until(p->p_next_cycle_ms, now_ms());
 		curl_multi_poll(p->p_multi, extra, 2, timeout, &numfds);
 		if (extra[1].revents & CURL_WAIT_POLLIN)
-			survey_answer(p->p_health, ROLE_POLLER, &p->p_seq,
-			    health_fill, p);
+			survey_answer(p->p_role->r_health, ROLE_POLLER,
+			    &p->p_seq, health_fill, p);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
-		    read(p->p_sigfd, &si, sizeof(si)) == sizeof(si)) {
-			log_info(
-			    "stopping (%s)", strsignal((int)si.ssi_signo));
+		    (sig = sig_read(p->p_role->r_sigfd)) != 0) {
+			log_info("stopping (%s)", strsignal(sig));
 			p->p_quit = true;
 		}
 	}
 	fetch_free(p);
 	nng_close(p->p_pub);
-	nng_close(p->p_health);
 	metrics_free(p->p_metrics);
 	free(p->p_classes);
-	close(p->p_sigfd);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include "http.h"
 #include "metrics.h"
 #include "msg.h"
+#include "role.h"
 
 #define POLL_BODY_MAX       (64 * 1024)
 #define POLL_TIMEOUT_MS     10000
@@ -76,6 +77,7 @@ struct poll_class {
 };
 
 struct poller {
+	struct role *p_role;
 	const struct flags *p_flags;
 	struct conf *p_conf;
 	char *p_token;
@@ -83,13 +85,9 @@ struct poller {
 	size_t p_nclasses;
 	CURLM *p_multi;
 	nng_socket p_pub;
-	nng_socket p_health;
-	int p_health_fd;
-	int p_sigfd;
 	uint32_t p_seq;
 	uint64_t p_cycle;
 	uint64_t p_next_cycle_ms;
-	uint64_t p_start_ms;
 	bool p_quit;
 	struct metrics *p_metrics;
 	struct metric_family *p_m_requests;
@@ -100,7 +98,7 @@ struct poller {
 };
 
 /* poller.c */
-int poller_run(struct poller *, const char *run_dir);
+int poller_run(struct poller *);
 
 /* fetch.c */
 void fetch_init(struct poller *);

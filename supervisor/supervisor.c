@@ -9,6 +9,7 @@
 
 #include "ipc.h"
 #include "log.h"
+#include "sig.h"
 #include "supervisor.h"
 #include "util.h"
 
@@ -16,27 +17,6 @@
 #define PFD_SURVEY 1
 #define PFD_HTTP   2
 #define PFD_MAX    4
-
-static int
-signals_block(void)
-{
-	sigset_t set;
-	int fd;
-
-	/* Blocked before nng starts its threads, so that every signal is
-	 * read from the signalfd by this thread only. */
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGCHLD);
-	sigaddset(&set, SIGHUP);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) == -1)
-		fatal("sigprocmask");
-	signal(SIGPIPE, SIG_IGN);
-	if ((fd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC)) == -1)
-		fatal("signalfd");
-	return fd;
-}
 
 static void
 shutdown_begin(struct supervisor *s, int sig, uint64_t now)
@@ -128,13 +108,15 @@ sup_cleanup(struct supervisor *s)
 int
 sup_run(struct supervisor *s)
 {
+	static const int signals[] = { SIGTERM, SIGINT, SIGCHLD, SIGHUP };
 	struct pollfd pfd[PFD_MAX];
 	struct metric_series *ready;
 	int hfds[2], nh, i, nfds;
 	bool killed = false;
 	uint64_t now;
 
-	s->s_sigfd = signals_block();
+	/* Before nng starts its threads. */
+	s->s_sigfd = sig_fd(signals, nitems(signals));
 	s->s_start_ms = now_ms();
 	metric_set(
 	    metric_series(metrics_family(s->s_metrics, METRIC_GAUGE,
