@@ -227,9 +227,9 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 		if (argv[c][0] == '-' && argv[c][1] == '-' &&
 		    strchr(argv[c], '=') == NULL && c + 1 < argc &&
 		    takes_value(argv[c] + 2))
-			c++;	/* its value may look like anything */
+			c++; /* its value may look like anything */
 	}
-	optind = 0;	/* glibc: 0 resets getopt completely */
+	optind = 0; /* glibc: 0 resets getopt completely */
 	opterr = 0;
 	while ((c = getopt_long(argc, argv, ":", long_opts, NULL)) != -1) {
 		switch (c) {

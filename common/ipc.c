@@ -130,8 +130,8 @@ listen_private(nng_socket s, const char *url)
 	if (lstat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
 		if (socket_in_use(path)) {
 			log_warnx("ipc: %s is in use by another process (is "
-				  "another runner-provisioner using this run "
-				  "dir?)",
+			          "another runner-provisioner using this run "
+			          "dir?)",
 			    path);
 			return -1;
 		}

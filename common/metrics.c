@@ -303,7 +303,8 @@ value_valid(const char *q, const char *end)
 	if (strcmp(num, "+Inf") == 0 || strcmp(num, "-Inf") == 0 ||
 	    strcmp(num, "NaN") == 0)
 		return true;
-	if (strpbrk(num, "xXpP") != NULL || strspn(num, "+-0123456789.eE") != n)
+	if (strpbrk(num, "xXpP") != NULL ||
+	    strspn(num, "+-0123456789.eE") != n)
 		return false;
 	errno = 0;
 	v = strtod(num, &num_end);
@@ -327,7 +328,8 @@ labels_valid(const char *q, const char *end)
 		for (q += 2; q < end && *q != '"'; q++) {
 			if (*q != '\\')
 				continue;
-			if (++q == end || (*q != '\\' && *q != '"' && *q != 'n'))
+			if (++q == end ||
+			    (*q != '\\' && *q != '"' && *q != 'n'))
 				return NULL;
 		}
 		if (q == end)
@@ -393,11 +395,12 @@ metrics_text_valid(const char *text, size_t len)
 
 	while (p < end) {
 		if ((nl = memchr(p, '\n', (size_t)(end - p))) == NULL)
-			return -1;	/* every line ends with \n */
+			return -1; /* every line ends with \n */
 		if (memchr(p, '\0', (size_t)(nl - p)) != NULL)
 			return -1;
-		if (nl != p && (*p == '#' ? comment_valid(p, nl)
-					  : sample_valid(p, nl)) == -1)
+		if (nl != p &&
+		    (*p == '#' ? comment_valid(p, nl) : sample_valid(p, nl)) ==
+		        -1)
 			return -1;
 		p = nl + 1;
 	}
