@@ -47,25 +47,8 @@ die() {
 	exit 1
 }
 
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		die "need root (or sudo) to run: $*"
-	fi
-}
-
-apt_updated=0
-apt_install() {
-	if [ "$apt_updated" -eq 0 ]; then
-		as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
-		apt_updated=1
-	fi
-	as_root env DEBIAN_FRONTEND=noninteractive \
-		apt-get install -y -q --no-install-recommends "$@"
-}
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 # --- prerequisites -----------------------------------------------------------
 missing=()

@@ -21,16 +21,8 @@ packages=(
 	procps util-linux valgrind unzip
 )
 
-as_root() {
-	if [ "$(id -u)" -eq 0 ]; then
-		"$@"
-	elif command -v sudo >/dev/null 2>&1; then
-		sudo "$@"
-	else
-		echo "setup: need root (or sudo) to run: $*" >&2
-		exit 1
-	fi
-}
+# shellcheck source=scripts/lib.sh
+. "$repo/scripts/lib.sh"
 
 missing=()
 for p in "${packages[@]}"; do
@@ -39,9 +31,7 @@ for p in "${packages[@]}"; do
 done
 if [ "${#missing[@]}" -gt 0 ]; then
 	echo "setup: installing ${missing[*]}"
-	as_root apt-get update -qq
-	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-		--no-install-recommends "${missing[@]}" >/dev/null
+	apt_install "${missing[@]}"
 else
 	echo "setup: Debian packages present"
 fi
