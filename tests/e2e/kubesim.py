@@ -527,7 +527,8 @@ class KubeTestCase(harness.E2ETestCase):
         for r in kube.daemon_requests():
             what = "%s %s -> %s: %s" % (r["method"], r["path"], r["status"],
                                         json.dumps(r.get("body"))[:600])
-            self.assertNotIn(r["status"], (400, 415, 422), what)
+            if not r.get("fault"):  # a test's fault switch answered it
+                self.assertNotIn(r["status"], (400, 415, 422), what)
             if r["path"].endswith("/scale"):
                 self.assertEqual(r["method"], "PATCH", what)
                 self.assertEqual(r["content_type"], MERGE_PATCH, what)
