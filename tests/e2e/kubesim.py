@@ -66,6 +66,7 @@ def actuator_constant(name):
 
 
 RESYNC_MS = actuator_constant("RESYNC_MS")
+SECRET_RESYNC_MS = actuator_constant("SECRET_RESYNC_MS")
 FINALIZER_GRACE_MS = actuator_constant("FINALIZER_GRACE_MS")
 BOOT_LOOP_STREAK = actuator_constant("BOOT_LOOP_STREAK")
 BOOT_LOOP_BACKOFF_MS = actuator_constant("BOOT_LOOP_BACKOFF_MS")
@@ -267,8 +268,8 @@ class KubeSim(Sim):
         """Journal entries (t, method, path, query, content_type, body,
         status, auth, user, verb, endpoint, key, ...) with t >= since;
         the tests' own API calls included."""
-        return self.client.call("GET", "/_sim/requests",
-                                query={"since": repr(float(since))})["requests"]
+        return self.client.call("GET", "/_sim/requests", query={
+            "since": repr(float(since))})["requests"]
 
     def daemon_requests(self, since=0.0):
         """The journal without the tests' own API calls."""
@@ -357,6 +358,15 @@ class KubeSim(Sim):
         if status != 200:
             raise AssertionError("GET %s: %d %s" % (path, status, body))
         return body
+
+
+def actuator_class(ready_body, cls):
+    """The actuator's /ready detail for a class ({} while the actuator has
+    not answered a health survey); ready_body parsed or text."""
+    if isinstance(ready_body, str):
+        ready_body = json.loads(ready_body)
+    act = ready_body.get("children", {}).get("actuator", {})
+    return ((act.get("detail") or {}).get("classes") or {}).get(cls) or {}
 
 
 class VMRecorder:
@@ -493,8 +503,8 @@ class KubeTestCase(harness.E2ETestCase):
             mine = [v for v in st["vms"] if v["owner"] == pl[0]["uid"]]
             if vms is not None and len(mine) != vms:
                 return None
-            if running is not None and sum(
-                    v["printableStatus"] == "Running" for v in mine) != running:
+            up = sum(v["printableStatus"] == "Running" for v in mine)
+            if running is not None and up != running:
                 return None
             return st
         return p.wait(check, timeout, "pool %s at %d replicas (vms %s, "

@@ -21,7 +21,8 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from kubesim import KubeTestCase, pool_name, DAEMON_CN  # noqa: E402
+from kubesim import (KubeTestCase, pool_name, DAEMON_CN,  # noqa: E402
+                     actuator_class)
 
 CLS = "e2e-org/creds"
 POOL = pool_name(CLS)
@@ -93,10 +94,11 @@ class KubeCredentialsTest(KubeTestCase):
         circle.set_running(CLS, 2)
 
         def not_ready(body):
-            act = json.loads(body)["children"]["actuator"]
-            return act["ready"] is False and \
-                act["detail"]["kubernetes_reachable"] is False and \
-                act["detail"]["classes"][CLS]["synced"] is False
+            b = json.loads(body)
+            detail = b["children"]["actuator"].get("detail") or {}
+            return b["children"]["actuator"]["ready"] is False and \
+                detail.get("kubernetes_reachable") is False and \
+                actuator_class(b, CLS).get("synced") is False
         p.wait_status("/ready", 503, timeout=30, where=not_ready)
         # Keeps trying, never gets through, says it once, does not crash.
         p.assert_stays(lambda: not k.requests() and len(

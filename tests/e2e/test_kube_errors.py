@@ -8,11 +8,12 @@ again, a 404 on a scale is read again; a 403 is one clear error naming the
 verb and resource the Role lacks, turns the class (and /ready) not ready,
 and heals once permission returns; a rotated token file is re-read after
 the 401 without a restart; 500s, dropped connections and slow answers are
-retried with growing pauses until they succeed.  The actuator never
-restarts through any of it.
+retried with growing pauses until they succeed.  A pool scaled or edited
+by hand is put back, a deleted Secret is created again, a pool of the same
+name that is not the provisioner's is left alone (one error, not ready).
+The actuator never restarts through any of it.
 """
 
-import json
 import os
 import re
 import sys
@@ -20,7 +21,8 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from kubesim import KubeTestCase, pool_name  # noqa: E402
+from kubesim import (KubeTestCase, pool_name, actuator_class,  # noqa: E402
+                     MERGE_PATCH, ANNOT_HASH, SECRET_RESYNC_MS)
 
 CLS = "e2e-org/errors"
 POOL = pool_name(CLS)
@@ -51,8 +53,7 @@ class KubeErrorsTest(KubeTestCase):
 
     def actuator_class(self, p):
         status, body = p.ready()
-        return status, body, body["children"]["actuator"]["detail"][
-            "classes"][CLS]
+        return status, body, actuator_class(body, CLS)
 
     def test_conflict_on_scale_is_read_again_and_retried(self):
         circle, kube, p = self.stack()
@@ -140,9 +141,8 @@ class KubeErrorsTest(KubeTestCase):
                          1, "the RBAC error is said once")
 
         # The class is not synced, the actuator and /ready not ready.
-        p.wait_status("/ready", 503, timeout=40, where=lambda b: json.loads(
-            b)["children"]["actuator"]["detail"]["classes"][CLS][
-                "synced"] is False)
+        p.wait_status("/ready", 503, timeout=40, where=lambda b:
+                      actuator_class(b, CLS).get("synced") is False)
         status, body, cls = self.actuator_class(p)
         self.assertEqual(status, 503, body)
         self.assertIs(body["children"]["actuator"]["ready"], False, body)
@@ -157,8 +157,7 @@ class KubeErrorsTest(KubeTestCase):
                    msg="scaled %s from 1 to 3" % POOL)
         self.wait_pool(p, kube, POOL, 3, vms=3)
         body = p.wait_ready(timeout=40)
-        self.assertIs(body["children"]["actuator"]["detail"]["classes"][
-            CLS]["synced"], True, body)
+        self.assertIs(actuator_class(body, CLS).get("synced"), True, body)
         self.assert_journal_sane(kube)
         self.assert_no_actuator_restart(p)
 
@@ -242,6 +241,87 @@ class KubeErrorsTest(KubeTestCase):
         self.assertEqual([(r["body"], r["status"]) for r in tries],
                          [({"spec": {"replicas": 4}}, 200)])
         self.wait_pool(p, kube, POOL, 4, vms=4)
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+    def test_pool_changed_behind_its_back_is_put_back(self):
+        circle, kube, p = self.stack()
+        # Someone scales the pool by hand: the next resync puts it back.
+        mark = p.mark()
+        status, body = kube.api("PATCH", "pools/%s/scale" % POOL,
+                                {"spec": {"replicas": 4}}, MERGE_PATCH)
+        self.assertEqual(status, 200, body)
+        p.wait_log(since=mark, proc="actuator", timeout=20,
+                   msg="scaled %s from 4 to 1" % POOL)
+        self.wait_pool(p, kube, POOL, 1)
+        # Someone edits the template: the pool is updated back.
+        want = kube.get("pools/" + POOL)["metadata"]["annotations"][
+            ANNOT_HASH]
+        mark = p.mark()
+        status, body = kube.api("PATCH", "pools/" + POOL, {
+            "metadata": {"annotations": {ANNOT_HASH: "edited-by-hand"}},
+            "spec": {"virtualMachineTemplate": {"spec": {"template": {
+                "spec": {"terminationGracePeriodSeconds": 7}}}}}},
+            MERGE_PATCH)
+        self.assertEqual(status, 200, body)
+        p.wait_log(since=mark, proc="actuator", timeout=20,
+                   msg="updated pool %s to the new configuration: new VMs "
+                   "use it, running VMs are left alone" % POOL)
+        pool = kube.get("pools/" + POOL)
+        self.assertEqual(pool["metadata"]["annotations"][ANNOT_HASH], want)
+        self.assertNotIn("terminationGracePeriodSeconds", pool["spec"][
+            "virtualMachineTemplate"]["spec"]["template"]["spec"])
+        self.assertEqual(pool["spec"]["replicas"], 1)
+        self.assert_journal_sane(kube)
+        self.assert_no_actuator_restart(p)
+
+    def test_foreign_pool_of_the_same_name_is_left_alone(self):
+        circle, kube, p = self.stack(start=False)
+        labels = {"app": "someone-elses"}
+        status, body = kube.api("POST", "pools", {
+            "apiVersion": "pool.kubevirt.io/v1beta1",
+            "kind": "VirtualMachinePool",
+            "metadata": {"name": POOL, "labels": labels},
+            "spec": {"replicas": 0, "selector": {"matchLabels": labels},
+                     "virtualMachineTemplate": {
+                         "metadata": {"labels": labels},
+                         "spec": {"runStrategy": "Always", "template": {
+                             "spec": {"domain": {"devices": {}}}}}}}})
+        self.assertEqual(status, 201, body)
+        p.start()
+        e = p.wait_log(proc="actuator", msg="pool %s exists but is not "
+                       "managed by runner-provisioner (no app.kubernetes.io/"
+                       "managed-by=runner-provisioner label): not touching "
+                       "it; rename or delete it" % POOL)
+        self.assertEqual(e["level"], "error", e)
+        circle.set_running(CLS, 3)
+        p.wait_status("/ready", 503, timeout=40, where=lambda b:
+                      actuator_class(b, CLS).get("synced") is False)
+        self.wait_resyncs(p, kube, time.time(), n=3)
+        self.assertEqual([r for r in kube.writes() if POOL in r["path"] and
+                          r["path"].rstrip("/").split("/")[-1] != "secrets"],
+                         [], "the foreign pool was written")
+        self.assertEqual(kube.pools()[POOL]["replicas"], 0)
+        self.assertEqual(len(p.lines(proc="actuator", msg=e["msg"])), 1)
+        self.assert_no_actuator_restart(p)
+
+    def test_deleted_secret_is_created_again(self):
+        circle, kube, p = self.stack()
+        p.wait_log(proc="actuator", msg="created secret %s-userdata "
+                   "(cloud-init for %s)" % (POOL, CLS))
+        t0, mark = time.time(), p.mark()
+        status, body = kube.api("DELETE", "secrets/%s-userdata" % POOL)
+        self.assertEqual(status, 200, body)
+        p.wait_log(since=mark, proc="actuator", msg="created secret "
+                   "%s-userdata (cloud-init for %s)" % (POOL, CLS),
+                   timeout=SECRET_RESYNC_MS / 1000 + 15)
+        took = time.time() - t0
+        self.assertEqual([s["name"] for s in kube.state()["secrets"]],
+                         [POOL + "-userdata"])
+        # A VM created now can mount it and boots.
+        circle.set_running(CLS, 2)
+        self.wait_pool(p, kube, POOL, 2, vms=2, running=2)
+        self.assertLess(took, SECRET_RESYNC_MS / 1000 + 10)
         self.assert_journal_sane(kube)
         self.assert_no_actuator_restart(p)
 

@@ -21,7 +21,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from kubesim import (KubeTestCase, pool_name, KUBE_TOKEN,  # noqa: E402
-                     walk_strings, decoded_forms)
+                     walk_strings, decoded_forms, actuator_class)
 
 CLS = "e2e-org/observe"
 POOL = pool_name(CLS)
@@ -98,8 +98,8 @@ class KubeObservabilityTest(KubeTestCase):
         circle.queue(CLS, 3, duration_ms=8000)
 
         def error_shown(b):
-            c = json.loads(b)["children"]["actuator"]["detail"]["classes"]
-            return "marker-scale" in c[CLS].get("last_error", "")
+            return "marker-scale" in actuator_class(b, CLS).get(
+                "last_error", "")
         def ready_with_error():
             body = p.get("/ready")[1]
             return body if error_shown(body) else None
@@ -123,7 +123,8 @@ class KubeObservabilityTest(KubeTestCase):
 
         # Tokens: logs, probes, metrics.
         with open(p.log.path, "rb") as f:
-            self.assert_no_token(f.read().decode("utf-8", "replace"), "the log")
+            self.assert_no_token(f.read().decode("utf-8", "replace"),
+                                 "the log")
         for path, body in bodies:
             self.assert_no_token(body, path)
         # Kubernetes objects: pools, VMs, VMIs (the Secret is the only

@@ -4,7 +4,8 @@
 While the CircleCI API fails (500s, then dropped connections) the real
 demand changes, and the pool must not follow a guess: replicas are held,
 "holding replicas" says why, and no scale request is sent; once CircleCI
-answers again scaling resumes.  An actuator killed with SIGKILL in the
+answers again scaling resumes.  The same when the poller hangs and
+demand goes stale.  An actuator killed with SIGKILL in the
 middle of creating the pool, or of a scale request, is restarted by the
 supervisor and converges on the right replica count, with exactly one pool
 and one Secret per class and no second create that succeeded.
@@ -18,7 +19,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
-from kubesim import KubeTestCase, pool_name  # noqa: E402
+from kubesim import KubeTestCase, pool_name, actuator_class  # noqa: E402
 
 CLS = "e2e-org/recovery"
 POOL = pool_name(CLS)
@@ -65,7 +66,7 @@ class KubeRecoveryTest(KubeTestCase):
         p.wait_log(since=mark, proc="poller", msg=lambda m: m.startswith(
             "failed to get"), where=lambda x: "500" in json.dumps(x))
         status, body = p.ready()
-        cls = body["children"]["actuator"]["detail"]["classes"][CLS]
+        cls = actuator_class(body, CLS)
         self.assertEqual(cls["holding"], "last observation failed", body)
         self.assertEqual(cls["demand"]["ok"], False, body)
         self.assertEqual(cls["target_replicas"], 3, body)
@@ -157,6 +158,41 @@ class KubeRecoveryTest(KubeTestCase):
         body = p.wait_ready(timeout=30)
         self.assertEqual(body["children"]["actuator"]["restarts"], 1, body)
         self.assert_journal_sane(kube)
+
+    def test_stalled_poller_holds_replicas(self):
+        circle, kube, p = self.stack()
+        p.wait_log(proc="actuator", msg="created pool %s for %s with 1 "
+                   "replicas" % (POOL, CLS))
+        circle.set_running(CLS, 2)
+        p.wait_log(proc="actuator", msg="scaled %s from 1 to 2" % POOL)
+        self.wait_pool(p, kube, POOL, 2, vms=2)
+        # The poller hangs (well within the supervisor's patience): no
+        # demand arrives, and the actuator holds rather than guess.
+        poller = p.child_pid("poller")
+        t0, mark = time.time(), p.mark()
+        os.kill(poller, signal.SIGSTOP)
+        self.addCleanup(harness.signal_pid, poller, signal.SIGCONT)
+        try:
+            circle.set_running(CLS, 0)
+            e = p.wait_log(since=mark, proc="actuator", timeout=8,
+                           msg="holding replicas")
+            self.assertEqual((e["reason"], e["replicas"]),
+                             ("demand is stale", 2), e)
+            self.assertGreaterEqual(e["demand_age_ms"], 3 * 500, e)
+            p.wait(lambda: actuator_class(p.ready()[1], CLS).get(
+                "holding") == "demand is stale", 5, "/ready to show the hold")
+            self.wait_resyncs(p, kube, time.time(), n=1, timeout=5)
+            self.assertEqual(kube.scale_requests(t0), [])
+            self.assertEqual(kube.pools()[POOL]["replicas"], 2)
+        finally:
+            os.kill(poller, signal.SIGCONT)
+        p.wait_log(since=mark, proc="actuator", timeout=20,
+                   msg="demand for %s is fresh again; no longer holding"
+                   % CLS)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaled %s from 2 to 1" % POOL)
+        self.assertEqual(p.child_pids("poller"), [poller])
+        self.assert_no_actuator_restart(p)
 
 
 if __name__ == "__main__":
