@@ -394,8 +394,10 @@ def callgrind_one(n, cycles, settle):
             args=["--boot-loop-threshold", "250ms"])
         st.prov.start(timeout=180)
         st.prov.pid = st.prov.proc.pid
-        st.prov.wait_ready(240)
-        bl.wait_for(lambda: _vms_running(st) >= n, 240,
+        # Not /ready: under valgrind the first sync of 100 classes can
+        # outlast its freshness windows.  Every pool at one running VM
+        # and every class polled is the steady state measured here.
+        bl.wait_for(lambda: _vms_running(st) >= n, 400, interval=0.5,
                     what="%d VMs running" % n)
         time.sleep(settle)
         pids = st.pids()
@@ -439,7 +441,13 @@ def scenario_callgrind(args):
     out = {}
     for n in args.callgrind_counts:
         log("callgrind: %d class(es), %d cycles" % (n, args.cg_cycles))
-        out[str(n)] = callgrind_one(n, args.cg_cycles, args.cg_settle)
+        try:
+            out[str(n)] = callgrind_one(n, args.cg_cycles, args.cg_settle)
+        except Exception as e:  # the other class counts still count
+            log("callgrind with %d classes failed: %s" % (n, e))
+            out[str(n)] = {"error": str(e)[:2000]}
+            if args.smoke:
+                raise
     return out
 
 
@@ -474,8 +482,8 @@ def latency_one(interval, changes, nclasses=5):
         def run(cls):
             rng = random.Random(cls)
             pool = pools[cls]
-            try:
-                for _ in range(per_class):
+            for _ in range(per_class):
+                try:
                     time.sleep(rng.uniform(0, ival))
                     mark = st.prov.mark()
                     r = st.circle.queue(cls, 1)
@@ -492,8 +500,14 @@ def latency_one(interval, changes, nclasses=5):
                     st.circle.set_unclaimed(cls, 0)
                     st.prov.wait(lambda: scaled_to(pool, 0, mark),
                                  10 + 5 * ival, "scale of %s to 0" % pool)
-            except Exception as e:  # reported, not hidden
-                errors.append("%s: %s" % (cls, e))
+                except Exception as e:  # reported, not hidden
+                    errors.append("%s at %s: %s" % (
+                        cls, time.strftime("%H:%M:%S"),
+                        str(e).splitlines()[0]))
+                    try:
+                        st.circle.set_unclaimed(cls, 0)
+                    except Exception:
+                        pass
 
         t_start = time.time()
         threads = [threading.Thread(target=run, args=(c,)) for c in names]
@@ -520,6 +534,8 @@ def latency_one(interval, changes, nclasses=5):
                            if e["resource_class"] == c and
                            e["unclaimed_tasks"] == 1)
             for tid in queued[c]:
+                if tid not in tasks:
+                    continue  # its change failed (in errors)
                 q = tasks[tid]["queued_at"]
                 up = next((t for t in ups if t > q), None)
                 if up is None:
@@ -546,7 +562,7 @@ def latency_one(interval, changes, nclasses=5):
             "poll_logged_to_scale_ms": bl.summary(daemon, 1000),
             "circleci_answer_mean_ms": round(1000 * lat_mean, 2)
             if lat_mean is not None else None,
-            "errors": errors[:10],
+            "failed_changes": len(errors), "errors": errors[:20],
         }
     finally:
         st.stop()
@@ -824,12 +840,18 @@ def targets(res):
         if p99 is None:
             continue
         limit = st_interval_s(interval) * 1000 + 100
+        failed = r.get("failed_changes", 0)
+        total = r["task_to_scale_ms"]["n"] + failed
+        # A change with no scale request within the wait counts as slower
+        # than any: p99 over all changes is missed once they are > 1 %.
         out.append(dict(what="task queued -> scale request, %s polling"
                         % interval,
                         target="p99 <= %d ms" % limit,
-                        value="p99 %.0f ms (n=%d)" % (
-                            p99, r["task_to_scale_ms"]["n"]),
-                        met=p99 <= limit))
+                        value="p99 %.0f ms over %d answered changes; %d of "
+                        "%d changes got no scale request within %.1f s" % (
+                            p99, r["task_to_scale_ms"]["n"], failed, total,
+                            10 + 5 * st_interval_s(interval)),
+                        met=p99 <= limit and failed * 100 <= total))
     if steady:
         worst = max(v["kube_writes_per_min"] for v in steady.values())
         out.append(dict(what="kube writes with unchanged demand",
@@ -914,6 +936,9 @@ def table(res):
                 "classes", "supervisor", "poller", "actuator", "total",
                 "per class"))
             for n, r in cg.items():
+                if "error" in r:
+                    add("%-8s failed: %s" % (n, r["error"].splitlines()[0]))
+                    continue
                 p = r["processes"]
                 add("%-8s %14d %14d %14d %14d %14d" % (
                     n, p["supervisor"]["instructions_per_cycle"],
@@ -989,6 +1014,8 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=float, default=15)
     ap.add_argument("--window", type=float, default=30)
     ap.add_argument("--cg-cycles", type=int, default=5)
+    ap.add_argument("--cg-classes", help="class counts under callgrind "
+                    "(default: those of --classes up to 10)")
     ap.add_argument("--cg-settle", type=float, default=5)
     ap.add_argument("--changes", type=int, default=200)
     ap.add_argument("--intervals", default="1s,100ms")
@@ -1001,7 +1028,7 @@ def parse_args(argv=None):
     ap.add_argument("--trace-claim-ms", type=int, default=100,
                     help="how often an idle VM's runner asks for a task "
                     "(real ms)")
-    ap.add_argument("--trace-max", type=int, default=30)
+    ap.add_argument("--trace-max", type=int, default=50)
     a = ap.parse_args(argv)
     if a.smoke:
         a.classes = "1"
@@ -1012,7 +1039,11 @@ def parse_args(argv=None):
         a.recovery_runs = 1
         a.trace_speed, a.trace_hours = 1200, 1.0
     a.class_counts = [int(x) for x in a.classes.split(",") if x]
-    a.callgrind_counts = a.class_counts
+    # Under callgrind (~50x slower) a 100-class daemon cannot keep its own
+    # deadlines (health answers within 10 s): the supervisor restarts its
+    # children.  Instruction counts are taken at 1 and 10 classes.
+    a.callgrind_counts = [int(x) for x in a.cg_classes.split(",") if x] \
+        if a.cg_classes else [n for n in a.class_counts if n <= 10]
     a.intervals = [x for x in a.intervals.split(",") if x]
     a.scenario_list = [s for s in a.scenarios.split(",") if s]
     for s in a.scenario_list:
@@ -1020,6 +1051,16 @@ def parse_args(argv=None):
             ap.error("unknown scenario %r (known: %s)" % (
                 s, ", ".join(SCENARIOS)))
     return a
+
+
+def write_results(path, res):
+    """Written after every scenario (a partial run still leaves figures)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(res, f, indent=1, sort_keys=False)
+        f.write("\n")
+    os.replace(tmp, path)
 
 
 def main(argv=None):
@@ -1046,16 +1087,12 @@ def main(argv=None):
             res["errors"][s] = "%s\n%s" % (e, traceback.format_exc()[-3000:])
             log("%s failed: %s" % (s, e))
         log("%s took %.0f s" % (s, time.time() - ts))
+        write_results(a.out, res)
     res["duration_s"] = round(time.time() - t0, 1)
     res["machine"]["loadavg_at_end"] = [round(x, 2)
                                         for x in os.getloadavg()]
     res["targets"] = targets(res)
-    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
-    tmp = a.out + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(res, f, indent=1, sort_keys=False)
-        f.write("\n")
-    os.replace(tmp, a.out)
+    write_results(a.out, res)
     print(table(res))
     print("\nresults: %s (%.0f s)" % (a.out, res["duration_s"]))
     if res["errors"]:
