@@ -266,10 +266,12 @@ def unique_resident(pids):
                     continue
                 lo, hi = (int(x, 16) for x in parts[0].split("-"))
                 npages = (hi - lo) // (PAGE_KIB * 1024)
+                if npages > (4 << 30) // (PAGE_KIB * 1024):
+                    continue  # a sanitizer's shadow reservation
                 try:
                     pm.seek(lo // (PAGE_KIB * 1024) * 8)
                     data = pm.read(npages * 8)
-                except OSError:
+                except (OSError, MemoryError):
                     continue
                 for (e,) in _struct.iter_unpack("<Q", data):
                     if not e >> 63:
