@@ -472,8 +472,17 @@ def latency_one(interval, changes, nclasses=5):
         errors = []
         per_class = -(-changes // nclasses)
 
+        log_lock = threading.Lock()  # the harness's LogFile is not
+        # thread-safe: concurrent refreshes lose lines
+
+        def mark_log():
+            with log_lock:
+                return st.prov.mark()
+
         def scaled_to(pool, to, since):
-            for e in st.prov.lines(since=since, proc="actuator"):
+            with log_lock:
+                lines = st.prov.lines(since=since, proc="actuator")
+            for e in lines:
                 m = SCALED_RE.match(e["msg"])
                 if m and m.group(1) == pool and int(m.group(3)) == to:
                     return e
@@ -485,7 +494,7 @@ def latency_one(interval, changes, nclasses=5):
             for _ in range(per_class):
                 try:
                     time.sleep(rng.uniform(0, ival))
-                    mark = st.prov.mark()
+                    mark = mark_log()
                     r = st.circle.queue(cls, 1)
                     queued[cls].append(r["added"][0])
                     st.prov.wait(lambda: scaled_to(pool, 1, mark),
@@ -496,7 +505,7 @@ def latency_one(interval, changes, nclasses=5):
                             "GET", "/_sim/tasks",
                             query={"resource_class": cls})["tasks"]:
                         tasks[t["id"]] = t
-                    mark = st.prov.mark()
+                    mark = mark_log()
                     st.circle.set_unclaimed(cls, 0)
                     st.prov.wait(lambda: scaled_to(pool, 0, mark),
                                  10 + 5 * ival, "scale of %s to 0" % pool)
