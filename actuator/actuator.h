@@ -95,6 +95,7 @@ struct act_class {
 	char *ac_seen_stopped[SEEN_STOPPED_MAX]; /* uids */
 	unsigned int ac_seen_next;
 	unsigned int ac_short_streak;
+	uint64_t ac_failed_life_max_ms; /* longest failed VM lifetime */
 	bool ac_boot_loop;
 	uint64_t ac_reclaim_not_before_ms;
 	struct backoff ac_boot_backoff;

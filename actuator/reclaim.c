@@ -236,6 +236,7 @@ reclaim_boot_ok(struct act_class *ac, const char *why)
 		    ac->ac_conf->cc_name, why);
 	ac->ac_boot_loop = false;
 	ac->ac_short_streak = 0;
+	ac->ac_failed_life_max_ms = 0;
 	ac->ac_reclaim_not_before_ms = 0;
 	backoff_reset(&ac->ac_boot_backoff);
 	metric_set(ac->ac_m_boot_loop, 0);
@@ -251,11 +252,12 @@ failed_boot(const struct actuator *a, const struct act_class *ac,
 {
 	uint64_t idle = ac->ac_conf->cc_idle_timeout_ms;
 
+	/* Reaching its idle timeout is how an unused VM is meant to stop. */
+	if (idle > 0 && lifetime_ms >= idle)
+		return NULL;
 	if (lifetime_ms < a->a_flags->f_boot_loop_ms)
 		return "stopped sooner after creation than the boot-loop "
 		       "threshold";
-	if (idle > 0 && lifetime_ms >= idle)
-		return NULL;
 	if (ac->ac_demand_since_wall_ms != 0 &&
 	    ac->ac_demand_since_wall_ms <= created_ms &&
 	    ac->ac_last_running_wall_ms < created_ms)
@@ -284,6 +286,8 @@ note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
 		reclaim_boot_ok(ac, "a VM stopped normally");
 		return;
 	}
+	if (lifetime_ms > ac->ac_failed_life_max_ms)
+		ac->ac_failed_life_max_ms = lifetime_ms;
 	if (++ac->ac_short_streak < BOOT_LOOP_STREAK || ac->ac_boot_loop)
 		return;
 	ac->ac_boot_loop = true;
@@ -338,6 +342,12 @@ reclaim_class(
 				release_finalizer(a, ac, vm, name, uid);
 			continue;
 		}
+		/* A VM that stays up twice as long as the failed ones lived
+		 * (and at least the threshold) shows the class works again. */
+		if (st == VMS_RUNNING && ac->ac_boot_loop &&
+		    lifetime >= a->a_flags->f_boot_loop_ms &&
+		    lifetime >= 2 * ac->ac_failed_life_max_ms)
+			reclaim_boot_ok(ac, "a VM stays up");
 		if (st != VMS_STOPPED)
 			continue;
 		note_stopped(a, ac, uid, created, lifetime, now);
