@@ -326,8 +326,8 @@ class T02LintAndTemplate(unittest.TestCase):
         self.assertEqual(typed({k: rc[k] for k in ("name", "token", "idleTimeout", "minReplicas", "maxReplicas")}),
                          typed({"name": "", "token": "", "idleTimeout": "", "minReplicas": 3, "maxReplicas": 10}))
         self.assertEqual(typed(rc["spec"]), typed(DOC_DEFAULT_SPEC))
-        self.assertEqual(v["resources"], {"requests": {"cpu": "10m", "memory": "24Mi"},
-                                          "limits": {"memory": "64Mi"}})
+        self.assertEqual(v["resources"], {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                          "limits": {"memory": "128Mi"}})
         self.assertIs(v["metrics"]["service"]["enabled"], True)
         self.assertIs(v["metrics"]["serviceMonitor"]["enabled"], False)
         for key in ("nodeSelector", "tolerations", "affinity", "podAnnotations"):
@@ -744,7 +744,7 @@ class T07Checksum(unittest.TestCase):
             "namespace": ({"provisioner": {"namespace": "ci-vms"}}, "--namespace", "ci-vms"),
             "image tag": ({"image": {"tag": "0.1.1"}}, None, None),
             "podAnnotations": ({"podAnnotations": {"example.com/x": "y"}}, None, None),
-            "resources": ({"resources": {"limits": {"memory": "128Mi"}}}, None, None),
+            "resources": ({"resources": {"limits": {"memory": "256Mi"}}}, None, None),
         }
         for what, (change, flag, value) in deployment_only.items():
             with self.subTest(change=what):
@@ -906,8 +906,8 @@ class T09Deployment(unittest.TestCase):
             "--poll-interval": "1s", "--log-level": "info", "--ready-addr": ":8000",
             "--live-addr": ":8001", "--run-dir": RUN_DIR})
         self.assertEqual(set(only(docs, "Secret")["data"]), {"circle-token", "config.yaml"})
-        self.assertEqual(c["resources"], {"requests": {"cpu": "10m", "memory": "24Mi"},
-                                          "limits": {"memory": "64Mi"}})
+        self.assertEqual(c["resources"], {"requests": {"cpu": "10m", "memory": "32Mi"},
+                                          "limits": {"memory": "128Mi"}})
         self.assertNotIn("env", c, "the token comes from the file, never the environment")
 
     def test_extras(self):
