@@ -34,6 +34,7 @@ struct kube {
 	CURLM *k_multi;
 	int k_inflight;
 	struct kube_call *k_free;
+	int k_nfree;
 	bool k_denied[KV_COUNT]; /* 403 logged, until success */
 	bool k_unreachable;
 	bool k_unauthorized;
@@ -71,6 +72,25 @@ call_free(struct kube_call *c)
 	free(c->kc_content_type);
 	free(c->kc_body);
 	c->kc_method = c->kc_url = c->kc_content_type = c->kc_body = NULL;
+}
+
+/* Keeps a few idle calls (their curl handles hold connections' state) and
+ * no large response bodies: a burst of requests or a big list must not
+ * stay resident. */
+static void
+call_release(struct kube *k, struct kube_call *c)
+{
+	call_free(c);
+	if (k->k_nfree >= KUBE_IDLE_CALLS) {
+		http_xfer_free(&c->kc_xfer);
+		free(c);
+		return;
+	}
+	if (c->kc_xfer.x_body.b_cap > KUBE_IDLE_BODY_MAX)
+		buf_free(&c->kc_xfer.x_body);
+	c->kc_next = k->k_free;
+	k->k_free = c;
+	k->k_nfree++;
 }
 
 void
@@ -141,9 +161,10 @@ kube_send(struct kube *k, enum kube_verb verb, const char *method,
 {
 	struct kube_call *c;
 
-	if ((c = k->k_free) != NULL)
+	if ((c = k->k_free) != NULL) {
 		k->k_free = c->kc_next;
-	else {
+		k->k_nfree--;
+	} else {
 		c = xcalloc(1, sizeof(*c));
 		http_xfer_init(&c->kc_xfer, KUBE_BODY_MAX, KUBE_TIMEOUT_MS, c);
 		kube_creds_apply(k->k_creds, c->kc_xfer.x_easy);
@@ -161,9 +182,7 @@ kube_send(struct kube *k, enum kube_verb verb, const char *method,
 	c->kc_cb = cb;
 	c->kc_arg = arg;
 	if (call_start(k, c) == -1) {
-		call_free(c);
-		c->kc_next = k->k_free;
-		k->k_free = c;
+		call_release(k, c);
 		return -1;
 	}
 	return 0;
@@ -278,9 +297,7 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 	r.kr_error = why;
 	c->kc_cb(k->k_act, c->kc_arg, &r);
 	json_decref(body);
-	call_free(c);
-	c->kc_next = k->k_free;
-	k->k_free = c;
+	call_release(k, c);
 }
 
 void

@@ -43,6 +43,8 @@ typedef void (*kube_cb)(
     struct actuator *, void *arg, const struct kube_reply *);
 
 #define KUBE_TIMEOUT_MS        30000
+#define KUBE_IDLE_CALLS        8
+#define KUBE_IDLE_BODY_MAX     (64 * 1024)
 #define KUBE_BODY_MAX          (32 * 1024 * 1024)
 #define KUBE_CONTENT_JSON      "application/json"
 #define KUBE_CONTENT_MERGE     "application/merge-patch+json"

@@ -6,6 +6,7 @@
  * only.
  */
 #include <stdio.h>
+#include <malloc.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -268,6 +269,8 @@ on_vms(struct actuator *a, void *arg, const struct kube_reply *r)
 		json_decref(per[i]);
 	}
 	free(per);
+	/* The list was parsed into a throwaway tree: give the heap back. */
+	malloc_trim(0);
 }
 
 static void
