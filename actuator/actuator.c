@@ -200,20 +200,19 @@ int
 act_run(struct actuator *a)
 {
 	struct curl_waitfd extra[3];
-	int numfds, running, sig;
+	int numfds, running, sig, rv = 0;
 	uint64_t now, deadline;
 
 	a->a_metrics = metrics_new();
 	classes_setup(a);
 	demand_setup(a);
-	if (ipc_setup(a) == -1)
-		return -1;
 	if ((a->a_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
-	if (!a->a_flags->f_dry_run) {
+	if (!a->a_flags->f_dry_run)
 		a->a_kube = kube_new(a, &a->a_creds, a->a_multi, a->a_metrics);
-		if (sync_setup(a) == -1)
-			return -1;
+	if (ipc_setup(a) == -1 || (a->a_kube != NULL && sync_setup(a) == -1)) {
+		rv = -1;
+		goto out;
 	}
 	a->a_next_tick_ms =
 	    a->a_role->r_start_ms + a->a_flags->f_poll_interval_ms;
@@ -252,6 +251,7 @@ act_run(struct actuator *a)
 			a->a_quit = true;
 		}
 	}
+out:
 	if (a->a_kube != NULL) {
 		/* Abandon requests still in flight; the next start re-reads.
 		 */
@@ -262,5 +262,5 @@ act_run(struct actuator *a)
 	nng_close(a->a_sub);
 	metrics_free(a->a_metrics);
 	free(a->a_classes);
-	return 0;
+	return rv;
 }

@@ -25,7 +25,9 @@ struct kube_call {
 	bool kc_retried;
 	kube_cb kc_cb;
 	void *kc_arg;
-	struct kube_call *kc_next; /* free list */
+	struct kube_call *kc_next;  /* free list */
+	struct kube_call *kc_bprev; /* in-flight list */
+	struct kube_call *kc_bnext;
 };
 
 struct kube {
@@ -34,6 +36,7 @@ struct kube {
 	CURLM *k_multi;
 	int k_inflight;
 	struct kube_call *k_free;
+	struct kube_call *k_busy; /* in flight */
 	int k_nfree;
 	bool k_denied[KV_COUNT]; /* 403 logged, until success */
 	bool k_unreachable;
@@ -98,8 +101,24 @@ kube_free(struct kube *k)
 {
 	struct kube_call *c;
 
+	struct kube_reply r;
+
 	if (k == NULL)
 		return;
+	/* Requests still out are abandoned; their owners get a cancelled
+	 * reply (status -1) so they can free what they passed as arg. */
+	while ((c = k->k_busy) != NULL) {
+		k->k_busy = c->kc_bnext;
+		curl_multi_remove_handle(k->k_multi, c->kc_xfer.x_easy);
+		memset(&r, 0, sizeof(r));
+		r.kr_verb = c->kc_verb;
+		r.kr_status = -1;
+		r.kr_error = "cancelled";
+		c->kc_cb(k->k_act, c->kc_arg, &r);
+		call_free(c);
+		http_xfer_free(&c->kc_xfer);
+		free(c);
+	}
 	while ((c = k->k_free) != NULL) {
 		k->k_free = c->kc_next;
 		http_xfer_free(&c->kc_xfer);
@@ -150,6 +169,11 @@ call_start(struct kube *k, struct kube_call *c)
 	    c->kc_body != NULL ? xstrdup(c->kc_body) : NULL);
 	if (http_xfer_start(&c->kc_xfer, k->k_multi) == -1)
 		return -1;
+	c->kc_bprev = NULL;
+	c->kc_bnext = k->k_busy;
+	if (k->k_busy != NULL)
+		k->k_busy->kc_bprev = c;
+	k->k_busy = c;
 	k->k_inflight++;
 	return 0;
 }
@@ -267,6 +291,12 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 	json_t *body = NULL;
 
 	http_xfer_finish(&c->kc_xfer, k->k_multi, result);
+	if (c->kc_bprev != NULL)
+		c->kc_bprev->kc_bnext = c->kc_bnext;
+	else
+		k->k_busy = c->kc_bnext;
+	if (c->kc_bnext != NULL)
+		c->kc_bnext->kc_bprev = c->kc_bprev;
 	k->k_inflight--;
 	count(k, c);
 	/* An expired token: read it again and try once more. */

@@ -30,7 +30,7 @@ struct kube_verb_info {
 
 struct kube_reply {
 	enum kube_verb kr_verb;
-	long kr_status;       /* 0: no HTTP answer */
+	long kr_status;       /* 0: no HTTP answer; -1: cancelled */
 	json_t *kr_body;      /* parsed body or NULL; borrowed */
 	const char *kr_error; /* why it failed, for logs */
 };

@@ -16,7 +16,7 @@ main(int argc, char **argv)
 	struct log_line ll;
 	struct actuator a;
 	struct role r;
-	int rv;
+	int rv = EXIT_PERMFAIL;
 
 	role_start(&r, "actuator", argc, argv);
 	memset(&a, 0, sizeof(a));
@@ -26,16 +26,17 @@ main(int argc, char **argv)
 	conf_register_secrets(a.a_conf);
 	if (pool_names_unique(a.a_conf, err, sizeof(err)) == -1) {
 		log_error("%s", err);
-		return EXIT_PERMFAIL;
+		goto out;
 	}
 	if (!a.a_flags->f_dry_run &&
 	    kube_creds_load(a.a_flags, &a.a_creds, err, sizeof(err)) == -1) {
 		log_error("%s", err);
-		return EXIT_PERMFAIL;
+		goto out;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("curl_global_init failed");
-		return EXIT_TEMPFAIL;
+		rv = EXIT_TEMPFAIL;
+		goto out;
 	}
 	log_begin(&ll, LOG_LVL_INFO, "actuator starting");
 	log_uint(&ll, "resource_classes", a.a_conf->c_nclasses);
@@ -46,9 +47,10 @@ main(int argc, char **argv)
 		log_str(&ll, "namespace", a.a_creds.kc_namespace);
 	}
 	log_end(&ll);
-	rv = act_run(&a);
-	kube_creds_free(&a.a_creds);
+	rv = act_run(&a) == 0 ? 0 : EXIT_TEMPFAIL;
 	curl_global_cleanup();
+out:
+	kube_creds_free(&a.a_creds);
 	role_stop(&r);
-	return rv == 0 ? 0 : EXIT_TEMPFAIL;
+	return rv;
 }

@@ -135,6 +135,10 @@ on_vm_op(struct actuator *a, void *arg, const struct kube_reply *r)
 
 	(void)a;
 	ac->ac_deleting--;
+	if (r->kr_status < 0) { /* cancelled at shutdown */
+		free(op);
+		return;
+	}
 	if (r->kr_status >= 200 && r->kr_status < 300) {
 		if (op->vo_delete) {
 			metric_inc(ac->ac_m_reclaimed, 1);

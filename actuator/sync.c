@@ -536,6 +536,10 @@ on_write(struct actuator *a, void *arg, const struct kube_reply *r)
 	struct log_line ll;
 
 	ac->ac_busy = false;
+	if (r->kr_status < 0) { /* cancelled at shutdown */
+		free(w);
+		return;
+	}
 	ac->ac_write_seq = ++a->a_write_seq;
 	if (r->kr_status >= 200 && r->kr_status < 300 &&
 	    json_is_object(r->kr_body)) {

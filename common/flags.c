@@ -195,8 +195,8 @@ parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
 	return 0;
 }
 
-int
-flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
+static int
+parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 {
 	char host[256];
 	uint16_t port;
@@ -322,6 +322,16 @@ flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	if (optind < argc) {
 		snprintf(err, errlen,
 		    "unexpected argument \"%s\" (see --help)", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+int
+flags_parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
+{
+	if (parse(f, argc, argv, err, errlen) == -1) {
+		flags_free(f);
 		return -1;
 	}
 	return 0;

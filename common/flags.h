@@ -43,7 +43,8 @@ struct flags {
 
 /* flags.c */
 /* Fills f from argv (defaults first).  Returns 0, or -1 with a message in
- * err.  The strings point into argv or are static, except f_api_addr. */
+ * err (and nothing to free).  The strings point into argv or are static,
+ * except f_api_addr: flags_free(). */
 int flags_parse(
     struct flags *f, int argc, char **argv, char *err, size_t errlen);
 void flags_free(struct flags *);

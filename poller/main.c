@@ -18,7 +18,7 @@ main(int argc, char **argv)
 	struct poller p;
 	struct role r;
 	const char *source;
-	int rv;
+	int rv = EXIT_PERMFAIL;
 
 	role_start(&r, "poller", argc, argv);
 	/* Runner tokens belong to the actuator; this side never needs them. */
@@ -30,11 +30,12 @@ main(int argc, char **argv)
 	if ((p.p_token = token_load(r.r_flags.f_circle_token_file, &source,
 	         err, sizeof(err))) == NULL) {
 		log_error("%s", err);
-		return EXIT_PERMFAIL;
+		goto out;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
 		log_error("curl_global_init failed");
-		return EXIT_TEMPFAIL;
+		rv = EXIT_TEMPFAIL;
+		goto out;
 	}
 	log_begin(&ll, LOG_LVL_INFO, "poller starting");
 	log_uint(&ll, "resource_classes", p.p_conf->c_nclasses);
@@ -42,9 +43,10 @@ main(int argc, char **argv)
 	log_str(&ll, "token_source", source);
 	log_uint(&ll, "poll_interval_ms", r.r_flags.f_poll_interval_ms);
 	log_end(&ll);
-	rv = poller_run(&p);
-	token_free(p.p_token);
+	rv = poller_run(&p) == 0 ? 0 : EXIT_TEMPFAIL;
 	curl_global_cleanup();
+out:
+	token_free(p.p_token);
 	role_stop(&r);
-	return rv == 0 ? 0 : EXIT_TEMPFAIL;
+	return rv;
 }

@@ -440,8 +440,11 @@ poller_run(struct poller *p)
 
 	poller_setup_classes(p);
 	metrics_setup(p);
-	if (ipc_setup(p) == -1)
+	if (ipc_setup(p) == -1) {
+		metrics_free(p->p_metrics);
+		free(p->p_classes);
 		return -1;
+	}
 	fetch_init(p);
 	p->p_next_cycle_ms = p->p_role->r_start_ms;
 

@@ -109,44 +109,43 @@ int
 main(int argc, char **argv)
 {
 	char err[FLAGS_ERR_MAX], rundir[PATH_MAX], dir[PATH_MAX];
+	struct conf *conf = NULL;
 	struct supervisor s;
 	struct log_line ll;
 	struct flags f;
-	struct conf *conf;
-	int lockfd, rv;
+	int lockfd = -1, rv = 1;
 
+	memset(&s, 0, sizeof(s));
 	log_init("supervisor", LOG_LVL_INFO);
 	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", PROG, err);
 		return 2;
 	}
-	if (f.f_help) {
-		flags_usage(stdout, PROG);
-		return 0;
-	}
-	if (f.f_version) {
-		printf("%s %s\n", PROG, RP_VERSION);
-		return 0;
+	if (f.f_help || f.f_version) {
+		if (f.f_help)
+			flags_usage(stdout, PROG);
+		else
+			printf("%s %s\n", PROG, RP_VERSION);
+		rv = 0;
+		goto out;
 	}
 	log_set_level(f.f_log_level);
 	if (f.f_check_config) {
 		conf = preflight(&f, true);
-		conf_free(conf);
-		flags_free(&f);
-		return conf != NULL ? 0 : 1;
+		rv = conf != NULL ? 0 : 1;
+		goto out;
 	}
 	if ((conf = preflight(&f, false)) == NULL)
-		return 1;
+		goto out;
 	if (ipc_rundir(
 	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
-		return 1;
+		goto out;
 	}
 	if ((lockfd = rundir_lock(rundir)) == -1 ||
 	    self_dir(dir, sizeof(dir)) == -1)
-		return 1;
+		goto out;
 
-	memset(&s, 0, sizeof(s));
 	s.s_flags = &f;
 	s.s_conf = conf;
 	s.s_run_dir = rundir;
@@ -154,7 +153,7 @@ main(int argc, char **argv)
 	s.s_child_argc = argc - 1;
 	s.s_metrics = metrics_new();
 	if (child_init(&s, dir) == -1)
-		return 1;
+		goto out;
 	log_begin(&ll, LOG_LVL_INFO, "starting runner-provisioner");
 	log_str(&ll, "version", RP_VERSION);
 	log_uint(&ll, "resource_classes", conf->c_nclasses);
@@ -163,10 +162,13 @@ main(int argc, char **argv)
 	log_bool(&ll, "dry_run", f.f_dry_run);
 	log_str(&ll, "run_dir", rundir);
 	log_end(&ll);
-	rv = sup_run(&s);
-	close(lockfd);
-	metrics_free(s.s_metrics);
+	rv = sup_run(&s) == 0 ? 0 : 1;
+out:
+	if (lockfd != -1)
+		close(lockfd);
+	sup_free(&s);
 	conf_free(conf);
 	flags_free(&f);
-	return rv == 0 ? 0 : 1;
+	log_secrets_clear();
+	return rv;
 }

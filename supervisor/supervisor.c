@@ -92,17 +92,27 @@ static void
 sup_cleanup(struct supervisor *s)
 {
 	char path[IPC_URL_MAX];
+
+	http_stop(s->s_http);
+	s->s_http = NULL;
+	nng_close(s->s_survey);
+	snprintf(path, sizeof(path), "%s/%s", s->s_run_dir, IPC_HEALTH);
+	unlink(path);
+	close(s->s_sigfd);
+}
+
+void
+sup_free(struct supervisor *s)
+{
 	size_t i;
 
 	for (i = 0; i < nitems(s->s_children); i++) {
 		msg_health_clear(&s->s_children[i].c_health);
 		free(s->s_children[i].c_path);
+		s->s_children[i].c_path = NULL;
 	}
-	http_stop(s->s_http);
-	nng_close(s->s_survey);
-	snprintf(path, sizeof(path), "%s/%s", s->s_run_dir, IPC_HEALTH);
-	unlink(path);
-	close(s->s_sigfd);
+	metrics_free(s->s_metrics);
+	s->s_metrics = NULL;
 }
 
 int
@@ -127,10 +137,10 @@ sup_run(struct supervisor *s)
 	ready = metric_single(metrics_family(s->s_metrics, METRIC_GAUGE,
 	    "ready", "1 when both children are healthy (GET /ready is 200).",
 	    NULL, NULL, 0));
-	if (health_init(s) == -1)
+	if (health_init(s) == -1 || (s->s_http = http_start(s)) == NULL) {
+		sup_cleanup(s);
 		return -1;
-	if ((s->s_http = http_start(s)) == NULL)
-		return -1;
+	}
 	child_tick(s, now_ms());
 
 	for (;;) {

@@ -87,6 +87,8 @@ struct supervisor {
 
 /* supervisor.c */
 int sup_run(struct supervisor *);
+/* Frees what main and child_init set up (children, metrics). */
+void sup_free(struct supervisor *);
 
 /* child.c */
 /* Fills the child table and checks the executables exist. */
