@@ -112,11 +112,14 @@ class KubeReclaimTest(KubeTestCase):
         self.assertEqual(kube.pools()[pool]["replicas"], 1)
         deletes = [r for r in kube.writes() if r["method"] == "DELETE"]
         self.assertEqual([r["key"] for r in deletes], [victim])
-        m = p.metrics()
-        self.assertEqual(m.get(PRE + "finalizers_removed_total",
-                               resource_class=cls), 1)
-        self.assertEqual(m.get(PRE + "reclaimed_vms_total",
-                               resource_class=cls), 1)
+        # The counters reach the supervisor with the next health survey.
+        def counted():
+            m = p.metrics()
+            return [m.get(PRE + name, resource_class=cls) or 0 for name in
+                    ("finalizers_removed_total", "reclaimed_vms_total")]
+        p.wait(lambda: min(counted()) >= 1, 10,
+               "the reclaim counters in /metrics")
+        self.assertEqual(counted(), [1, 1])
         self.assert_vm_deletes_safe(kube, circle)
         self.assert_journal_sane(kube)
         self.assert_no_actuator_restart(p)
