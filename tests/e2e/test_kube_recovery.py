@@ -38,13 +38,18 @@ class KubeRecoveryTest(KubeTestCase):
         os.kill(pid, signal.SIGKILL)
         return pid
 
-    def test_circleci_outage_holds_replicas_then_scaling_resumes(self):
+    def stack_scaled_to(self, n, **want):
+        """A running stack whose pool went from 1 to n replicas and VMs."""
         circle, kube, p = self.stack()
         p.wait_log(proc="actuator", msg="created pool %s for %s with 1 "
                    "replicas" % (POOL, CLS))
-        circle.set_running(CLS, 3)
-        p.wait_log(proc="actuator", msg="scaled %s from 1 to 3" % POOL)
-        self.wait_pool(p, kube, POOL, 3, vms=3, running=3)
+        circle.set_running(CLS, n)
+        p.wait_log(proc="actuator", msg="scaled %s from 1 to %d" % (POOL, n))
+        self.wait_pool(p, kube, POOL, n, vms=n, **want)
+        return circle, kube, p
+
+    def test_circleci_outage_holds_replicas_then_scaling_resumes(self):
+        circle, kube, p = self.stack_scaled_to(3, running=3)
 
         # CircleCI fails: four 500s, then every connection dropped.  The
         # real demand meanwhile falls to 0; the pool must not follow.
@@ -160,12 +165,7 @@ class KubeRecoveryTest(KubeTestCase):
         self.assert_journal_sane(kube)
 
     def test_stalled_poller_holds_replicas(self):
-        circle, kube, p = self.stack()
-        p.wait_log(proc="actuator", msg="created pool %s for %s with 1 "
-                   "replicas" % (POOL, CLS))
-        circle.set_running(CLS, 2)
-        p.wait_log(proc="actuator", msg="scaled %s from 1 to 2" % POOL)
-        self.wait_pool(p, kube, POOL, 2, vms=2)
+        circle, kube, p = self.stack_scaled_to(2)
         # The poller hangs (well within the supervisor's patience): no
         # demand arrives, and the actuator holds rather than guess.
         poller = p.child_pid("poller")
