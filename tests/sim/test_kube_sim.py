@@ -949,8 +949,8 @@ class KubeSimTest(unittest.TestCase):
             name = "up-" + update[:3]
             self.make_pool(name, 1, update=update)
             self.running(1) if update == "opportunistic" else \
-                self.wait_vms(lambda v: v[name + "-0"]["printableStatus"] ==
-                              "Running", name + " running")
+                self.wait_vms(lambda v: name + "-0" in v and v[name + "-0"][
+                    "printableStatus"] == "Running", name + " running")
             vm0 = self.get_vm(name + "-0")
             vmi0 = self.api("GET", VMIS % self.ns + "/%s-0" % name)[1]
             status, body = self.api("PATCH", POOLS % self.ns + "/" + name, {
