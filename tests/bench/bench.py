@@ -30,10 +30,11 @@ has no benchmark mode):
   recovery   kill -9 of each child -> its replacement answers a health
              survey; supervisor start -> first CircleCI poll request
   trace      a bursty working day of jobs (by default its busy morning)
-             replayed at speed through both simulators (VMs boot after a delay, claim tasks, run them,
-             power off): queue wait p50/p95/max and VM time used, for
-             several minReplicas/idleTimeout settings at once (one class
-             each, the same jobs)
+             replayed at speed through both simulators (VMs boot after a
+             delay, claim tasks, run them, power off): queue wait
+             p50/p95/max and VM time used, for several
+             minReplicas/idleTimeout settings at once (one class each,
+             the same jobs)
 
 Output: a table on stdout and a JSON file (schema "rp-bench/1"):
 {"schema", "smoke", "started", "duration_s", "machine", "build",

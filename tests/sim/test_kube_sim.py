@@ -948,7 +948,9 @@ class KubeSimTest(unittest.TestCase):
                                  ("proactive", True)):
             name = "up-" + update[:3]
             self.make_pool(name, 1, update=update)
-            self.running(1) if update == "opportunistic" else \
+            if update == "opportunistic":
+                self.running(1)
+            else:  # the opportunistic pool's VM is in the namespace too
                 self.wait_vms(lambda v: name + "-0" in v and v[name + "-0"][
                     "printableStatus"] == "Running", name + " running")
             vm0 = self.get_vm(name + "-0")
