@@ -75,6 +75,36 @@ kube_detail(const struct actuator *a, const struct act_class *ac, json_t *o)
 		    o, "last_error", json_string(ac->ac_error));
 }
 
+/* What /ready shows of how the target was reached. */
+static void
+scaling_detail(const struct act_class *ac, uint64_t now, json_t *o)
+{
+	const struct scale_policy *sp = &ac->ac_conf->cc_scaling;
+	const struct decision *d = &ac->ac_decision;
+	json_t *s = json_object();
+
+	if (d->d_schedule >= 0)
+		json_object_set_new(s, "schedule",
+		    json_string(sp->sp_schedules[d->d_schedule].ss_name));
+	if (ac->ac_have_target) {
+		json_object_set_new(s, "desired", json_integer(d->d_desired));
+		json_object_set_new(
+		    s, "headroom", json_integer(d->d_headroom));
+		if (d->d_held != d->d_desired)
+			json_object_set_new(s, "held_by_scale_down_delay",
+			    json_integer(d->d_held));
+		if (d->d_surge_capped)
+			json_object_set_new(
+			    s, "capped_by_max_surge", json_true());
+	}
+	if (scale_boot_ms(&ac->ac_scale) > 0)
+		json_object_set_new(s, "vm_boot_seconds",
+		    json_real((double)scale_boot_ms(&ac->ac_scale) / 1000));
+	json_object_set_new(s, "arrivals_per_minute",
+	    json_real(scale_rate_per_min(&ac->ac_scale, now)));
+	json_object_set_new(o, "scaling", s);
+}
+
 static void
 health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 {
@@ -91,6 +121,7 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 		if (ac->ac_have_target)
 			json_object_set_new(
 			    o, "target_replicas", json_integer(ac->ac_target));
+		scaling_detail(ac, now, o);
 		if (ac->ac_holding)
 			json_object_set_new(o, "holding",
 			    json_string(
@@ -151,7 +182,7 @@ static void
 classes_setup(struct actuator *a)
 {
 	static const char *const cls[] = { "resource_class", NULL };
-	struct metric_family *target, *holding;
+	struct metric_family *target, *holding, *headroom, *boot;
 	struct act_class *ac;
 	size_t i;
 
@@ -159,6 +190,12 @@ classes_setup(struct actuator *a)
 	    "Replica count decided for the pool.", cls, NULL, 0);
 	holding = metrics_family(a->a_metrics, METRIC_GAUGE, "holding",
 	    "1 while the pool is held because demand failed or is stale.", cls,
+	    NULL, 0);
+	headroom = metrics_family(a->a_metrics, METRIC_GAUGE, "headroom_vms",
+	    "Spare VMs added above demand in the last decision.", cls, NULL,
+	    0);
+	boot = metrics_family(a->a_metrics, METRIC_GAUGE, "vm_boot_seconds",
+	    "Smoothed time from VM creation to ready (0 until measured).", cls,
 	    NULL, 0);
 	a->a_nclasses = a->a_conf->c_nclasses;
 	a->a_classes = xcalloc(a->a_nclasses, sizeof(*a->a_classes));
@@ -171,6 +208,12 @@ classes_setup(struct actuator *a)
 		    target, (const char *[]){ ac->ac_conf->cc_name });
 		ac->ac_m_holding = metric_series(
 		    holding, (const char *[]){ ac->ac_conf->cc_name });
+		ac->ac_m_headroom = metric_series(
+		    headroom, (const char *[]){ ac->ac_conf->cc_name });
+		ac->ac_m_boot = metric_series(
+		    boot, (const char *[]){ ac->ac_conf->cc_name });
+		scale_state_init(&ac->ac_scale);
+		ac->ac_decision.d_schedule = -1;
 	}
 }
 

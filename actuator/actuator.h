@@ -69,6 +69,8 @@ struct act_class {
 	uint64_t ac_demand_since_wall_ms; /* first good demand */
 	uint64_t ac_last_running_wall_ms; /* last demand with running > 0 */
 	/* The decision. */
+	struct scale_state ac_scale;
+	struct decision ac_decision; /* the last one that scaled */
 	bool ac_have_target;
 	uint32_t ac_target; /* last count decided */
 	bool ac_holding;
@@ -94,6 +96,7 @@ struct act_class {
 	unsigned int ac_deleting;                /* VM requests in flight */
 	char *ac_seen_stopped[SEEN_STOPPED_MAX]; /* uids */
 	unsigned int ac_seen_next;
+	uint64_t ac_boot_mark_ms; /* boot times taken up to this Ready */
 	unsigned int ac_short_streak;
 	uint64_t ac_failed_life_max_ms; /* longest failed VM lifetime */
 	bool ac_boot_loop;
@@ -102,6 +105,8 @@ struct act_class {
 	/* Metrics. */
 	struct metric_series *ac_m_target;
 	struct metric_series *ac_m_holding;
+	struct metric_series *ac_m_headroom;
+	struct metric_series *ac_m_boot;
 	struct metric_series *ac_m_replicas;
 	struct metric_series *ac_m_status_replicas;
 	struct metric_series *ac_m_ready_replicas;

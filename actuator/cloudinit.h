@@ -16,8 +16,13 @@ struct conf_class;
  * plain YAML text; its runner.name line holds the placeholder until the
  * boot script installs it as the runner's own file with a name of its own.
  */
+#define CLOUDINIT_STAGE_DIR "/etc/runner-provisioner"
 #define CLOUDINIT_STAGED_CONFIG_PATH                                          \
-	"/etc/runner-provisioner/circleci-runner-config.yaml"
+	CLOUDINIT_STAGE_DIR "/circleci-runner-config.yaml"
+#define CLOUDINIT_SETTINGS_PATH CLOUDINIT_STAGE_DIR "/boot.conf"
+#define CLOUDINIT_DISKS_PATH    CLOUDINIT_STAGE_DIR "/disks"
+#define CLOUDINIT_USERDATA_PATH CLOUDINIT_STAGE_DIR "/user-data"
+#define CLOUDINIT_SUDOERS_PATH  "/etc/sudoers.d/runner-provisioner"
 #define CLOUDINIT_RUNNER_CONFIG_PATH                                          \
 	"/etc/circleci-runner/circleci-runner-config.yaml"
 #define CLOUDINIT_BOOT_SCRIPT_PATH "/usr/local/sbin/runner-provisioner-boot"
@@ -25,8 +30,9 @@ struct conf_class;
 	"/etc/systemd/system/circleci-runner.service.d/"                      \
 	"10-runner-provisioner.conf"
 #define CLOUDINIT_NAME_PLACEHOLDER "@RUNNER_NAME@"
-#define CLOUDINIT_MAX_RUN_TIME     "5h"  /* the runner's default */
-#define CLOUDINIT_STOP_TIMEOUT_S   18300 /* max run time + 5 min */
+#define CLOUDINIT_MAX_RUN_TIME     "5h" /* the runner's default */
+#define CLOUDINIT_MAX_RUN_TIME_S   18000
+#define CLOUDINIT_STOP_MARGIN_S    300 /* TimeoutStopSec past maxRunTime */
 
 /* cloudinit.c */
 /*
@@ -35,7 +41,8 @@ struct conf_class;
  * (trailing slash already stripped); it is written as api.url only when it
  * differs from CLOUDINIT_DEFAULT_API_URL (NULL or "" mean the default).
  * The same input always gives the same text, byte for byte.  Returns NULL,
- * logged, when cc has no token or a value is not valid UTF-8.
+ * logged, when cc has no token or a value is not valid UTF-8.  cc's runner
+ * options, userData and emptyDiskMounts come as conf.c checked them.
  */
 char *cloudinit_userdata(const struct conf_class *cc, const char *api_url);
 

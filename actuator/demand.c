@@ -89,6 +89,28 @@ apply(struct actuator *a, struct act_class *ac, uint32_t target, uint64_t now)
 		sync_class(a, ac, now);
 }
 
+/* A schedule starting or ending changes the controls: say so once. */
+static void
+log_schedule(const struct act_class *ac, const struct decision *d)
+{
+	const struct scale_policy *sp = &ac->ac_conf->cc_scaling;
+	int was = ac->ac_decision.d_schedule;
+	struct log_line ll;
+
+	if (d->d_schedule == was || sp->sp_nschedules == 0)
+		return;
+	log_begin(&ll, LOG_LVL_INFO,
+	    d->d_schedule >= 0 ? "scaling schedule active"
+	                       : "scaling schedule ended");
+	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "schedule",
+	    sp->sp_schedules[d->d_schedule >= 0 ? d->d_schedule : was]
+	        .ss_name);
+	log_uint(&ll, "min_replicas", d->d_controls.sc_min);
+	log_uint(&ll, "max_replicas", d->d_controls.sc_max);
+	log_end(&ll);
+}
+
 void
 act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 {
@@ -102,11 +124,18 @@ act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 	in.di_demand_age_ms = now - ac->ac_demand_rx_ms;
 	in.di_stale_after_ms =
 	    STALE_INTERVALS * a->a_flags->f_poll_interval_ms;
+	in.di_demand_at_ms = ac->ac_demand_rx_ms;
 	in.di_unclaimed = ac->ac_unclaimed;
 	in.di_running = ac->ac_running;
-	in.di_min = cc->cc_min_replicas;
-	in.di_max = cc->cc_max_replicas;
-	decide(&in, &d);
+	in.di_have_pool = ac->ac_have_replicas;
+	in.di_pool_replicas = ac->ac_replicas;
+	in.di_pool_ready = ac->ac_ready_replicas;
+	in.di_policy = &cc->cc_scaling;
+	in.di_now_ms = now;
+	in.di_wall_ms = (int64_t)wall_ms();
+	decide(&in, &ac->ac_scale, &d);
+	log_schedule(ac, &d);
+	ac->ac_decision.d_schedule = d.d_schedule;
 	if (d.d_action == DECIDE_HOLD) {
 		/* Log once per reason, not every tick; "no demand yet" is the
 		 * normal start-up state and not worth a warning. */
@@ -122,7 +151,10 @@ act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 		log_info("demand for %s is fresh again; no longer holding",
 		    cc->cc_name);
 	ac->ac_holding = false;
+	ac->ac_decision = d;
 	metric_set(ac->ac_m_holding, 0);
+	metric_set(ac->ac_m_headroom, d.d_headroom);
+	metric_set(ac->ac_m_boot, (double)scale_boot_ms(&ac->ac_scale) / 1000);
 	apply(a, ac, d.d_replicas, now);
 }
 

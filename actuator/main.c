@@ -18,7 +18,7 @@ main(int argc, char **argv)
 	struct role r;
 	int rv = EXIT_PERMFAIL;
 
-	role_start(&r, "actuator", argc, argv);
+	role_start(&r, "actuator", 0, argc, argv);
 	memset(&a, 0, sizeof(a));
 	a.a_role = &r;
 	a.a_flags = &r.r_flags;

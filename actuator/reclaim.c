@@ -269,6 +269,39 @@ failed_boot(const struct actuator *a, const struct act_class *ac,
 	return NULL;
 }
 
+/* A VM's boot time, creation to Ready: the samples behind headroom: auto.
+ * Each VM counts once: the one list pass that first sees it Ready after
+ * mark (the latest Ready time counted by earlier passes). */
+static void
+note_ready(struct act_class *ac, json_t *vm, uint64_t created_ms,
+    uint64_t mark, uint64_t *newmark)
+{
+	json_t *conds = json_object_get(
+	           json_object_get(vm, "status"), "conditions"),
+	       *c;
+	uint64_t ready_ms;
+	size_t k;
+
+	json_array_foreach(conds, k, c)
+	{
+		if (!json_is_string(json_object_get(c, "type")) ||
+		    strcmp(json_string_value(json_object_get(c, "type")),
+		        "Ready") != 0 ||
+		    !json_is_string(json_object_get(c, "status")) ||
+		    strcmp(json_string_value(json_object_get(c, "status")),
+		        "True") != 0 ||
+		    parse_time_ms(json_string_value(json_object_get(
+		                      c, "lastTransitionTime")),
+		        &ready_ms) == -1 ||
+		    ready_ms < created_ms || ready_ms <= mark)
+			continue;
+		scale_note_boot(&ac->ac_scale, ready_ms - created_ms);
+		if (ready_ms > *newmark)
+			*newmark = ready_ms;
+		return;
+	}
+}
+
 /* Counts each stopped VM once towards the boot-loop guard. */
 static void
 note_stopped(struct actuator *a, struct act_class *ac, const char *uid,
@@ -316,6 +349,7 @@ reclaim_class(
     struct actuator *a, struct act_class *ac, json_t *vms, uint64_t now)
 {
 	uint64_t wall = wall_ms(), created, deleted, lifetime;
+	uint64_t boot_mark = ac->ac_boot_mark_ms;
 	bool inflight = ac->ac_deleting > 0, deleted_one = false;
 	const char *name, *uid;
 	enum vm_state st;
@@ -348,6 +382,9 @@ reclaim_class(
 		}
 		/* A VM that stays up twice as long as the failed ones lived
 		 * (and at least the threshold) shows the class works again. */
+		if (st == VMS_RUNNING)
+			note_ready(
+			    ac, vm, created, boot_mark, &ac->ac_boot_mark_ms);
 		if (st == VMS_RUNNING && ac->ac_boot_loop &&
 		    lifetime >= a->a_flags->f_boot_loop_ms &&
 		    lifetime >= 2 * ac->ac_failed_life_max_ms)

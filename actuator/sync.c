@@ -401,8 +401,8 @@ sync_class(struct actuator *a, struct act_class *ac, uint64_t now)
 		    0);
 		return;
 	}
-	replicas =
-	    ac->ac_have_target ? ac->ac_target : ac->ac_conf->cc_min_replicas;
+	replicas = ac->ac_have_target ? ac->ac_target
+	                              : ac->ac_conf->cc_scaling.sp_base.sc_min;
 	if (ac->ac_pool_state == OBJ_MISSING) {
 		snprintf(path, sizeof(path),
 		    POOL_API "/namespaces/%s/virtualmachinepools", ns);

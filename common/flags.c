@@ -9,6 +9,7 @@
 
 enum {
 	OPT_CONFIG = 256,
+	OPT_SECRETS,
 	OPT_TOKEN_FILE,
 	OPT_API_ADDR,
 	OPT_CA_FILE,
@@ -29,6 +30,7 @@ enum {
 
 static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
+	{ "secrets", required_argument, NULL, OPT_SECRETS },
 	{ "circle-token-file", required_argument, NULL, OPT_TOKEN_FILE },
 	{ "circleci-api-addr", required_argument, NULL, OPT_API_ADDR },
 	{ "circleci-ca-file", required_argument, NULL, OPT_CA_FILE },
@@ -73,6 +75,10 @@ flags_usage(FILE *fp, const char *prog)
 	    "\n"
 	    "  --config PATH              resource class configuration "
 	    "(default %s)\n"
+	    "  --secrets PATH             per-class runner tokens and user "
+	    "data (default %s;\n"
+	    "                             skipped when that file is "
+	    "missing)\n"
 	    "  --circle-token-file PATH   CircleCI API token, used when "
 	    "CIRCLE_TOKEN is unset\n"
 	    "                             (default %s)\n"
@@ -109,9 +115,9 @@ flags_usage(FILE *fp, const char *prog)
 	    "Kubernetes\n"
 	    "  --version                  print the version and exit\n"
 	    "  --help                     print this help and exit\n",
-	    prog, FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_TOKEN_FILE,
-	    FLAGS_DEFAULT_API_ADDR, FLAGS_DEFAULT_READY_ADDR,
-	    FLAGS_DEFAULT_LIVE_ADDR);
+	    prog, FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_SECRETS,
+	    FLAGS_DEFAULT_TOKEN_FILE, FLAGS_DEFAULT_API_ADDR,
+	    FLAGS_DEFAULT_READY_ADDR, FLAGS_DEFAULT_LIVE_ADDR);
 }
 
 int
@@ -204,6 +210,7 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 
 	memset(f, 0, sizeof(*f));
 	f->f_config = FLAGS_DEFAULT_CONFIG;
+	f->f_secrets = FLAGS_DEFAULT_SECRETS;
 	f->f_circle_token_file = FLAGS_DEFAULT_TOKEN_FILE;
 	f->f_api_addr = xstrdup(FLAGS_DEFAULT_API_ADDR);
 	f->f_poll_interval_ms = FLAGS_DEFAULT_POLL_MS;
@@ -235,6 +242,10 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 		switch (c) {
 		case OPT_CONFIG:
 			f->f_config = optarg;
+			break;
+		case OPT_SECRETS:
+			f->f_secrets = optarg;
+			f->f_secrets_set = true;
 			break;
 		case OPT_TOKEN_FILE:
 			f->f_circle_token_file = optarg;

@@ -12,6 +12,7 @@
 #include "log.h"
 
 #define FLAGS_DEFAULT_CONFIG       "/etc/runner-provisioner/config.yaml"
+#define FLAGS_DEFAULT_SECRETS      "/etc/runner-provisioner-secrets/secrets.yaml"
 #define FLAGS_DEFAULT_TOKEN_FILE   "/etc/runner-provisioner/circle-token"
 #define FLAGS_DEFAULT_API_ADDR     "https://runner.circleci.com"
 #define FLAGS_DEFAULT_POLL_MS      1000
@@ -23,6 +24,8 @@
 
 struct flags {
 	const char *f_config;
+	const char *f_secrets;
+	bool f_secrets_set; /* given: the file must exist */
 	const char *f_circle_token_file;
 	char *f_api_addr;               /* owned; trailing '/' removed */
 	const char *f_circleci_ca_file; /* NULL: system CAs */

@@ -21,7 +21,8 @@ static void __attribute__((noreturn)) fail(const char *msg, const char *err)
 }
 
 void
-role_start(struct role *r, const char *name, int argc, char **argv)
+role_start(struct role *r, const char *name, unsigned conf_flags, int argc,
+    char **argv)
 {
 	static const int signals[] = { SIGTERM, SIGINT };
 	char err[CONF_ERR_MAX], url[IPC_URL_MAX];
@@ -45,8 +46,10 @@ role_start(struct role *r, const char *name, int argc, char **argv)
 	}
 	log_set_level(r->r_flags.f_log_level);
 	rng_seed(now_us() ^ (uint64_t)getpid() << 32);
-	if ((r->r_conf = conf_load(r->r_flags.f_config, err, sizeof(err))) ==
-	    NULL)
+	if (!r->r_flags.f_secrets_set)
+		conf_flags |= CONF_SECRETS_OPTIONAL;
+	if ((r->r_conf = conf_load(r->r_flags.f_config, r->r_flags.f_secrets,
+	         conf_flags, err, sizeof(err))) == NULL)
 		fail("invalid configuration", err);
 	if (ipc_rundir(r->r_flags.f_run_dir, r->r_run_dir,
 	        sizeof(r->r_run_dir), err, sizeof(err)) == -1)

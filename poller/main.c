@@ -20,8 +20,8 @@ main(int argc, char **argv)
 	const char *source;
 	int rv = EXIT_PERMFAIL;
 
-	role_start(&r, "poller", argc, argv);
-	/* Runner tokens belong to the actuator; this side never needs them. */
+	/* Runner tokens belong to the actuator; this side never reads them. */
+	role_start(&r, "poller", CONF_NO_SECRETS, argc, argv);
 	conf_drop_tokens(r.r_conf);
 	memset(&p, 0, sizeof(p));
 	p.p_role = &r;

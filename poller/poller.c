@@ -63,8 +63,10 @@ class_succeeded(struct poller *p, struct poll_class *pc, uint64_t now)
 		log_info("CircleCI polling recovered for %s", cc->cc_name);
 	pc->pc_unclaimed = pc->pc_result[FETCH_UNCLAIMED].fr_count;
 	pc->pc_running = pc->pc_result[FETCH_RUNNING].fr_count;
-	pc->pc_desired = decision_desired(pc->pc_unclaimed, pc->pc_running,
-	    cc->cc_min_replicas, cc->cc_max_replicas);
+	/* The level demand asks for; the actuator's target also weighs the
+	 * pool (maxSurge, scaleDownDelay, headroom: auto). */
+	pc->pc_desired = decision_level(
+	    &cc->cc_scaling, pc->pc_unclaimed, pc->pc_running, wall_ms());
 	pc->pc_have_success = true;
 	pc->pc_last_success_ms = now;
 	pc->pc_last_error = DEMAND_ERR_NONE;

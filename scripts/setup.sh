@@ -11,7 +11,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 # Build: compiler, CMake and the -dev packages of every library we link.
 # Test: cmocka, the simulators' python3 modules, and the real tools the tests
-# run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
+# run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl); time
+# zones for schedules; sudo, useradd and mkfs for the VM boot script's
+# sandbox test.
 packages=(
 	gcc make cmake pkg-config clang-format
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
@@ -19,6 +21,7 @@ packages=(
 	python3 python3-yaml python3-jsonschema
 	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
 	procps util-linux valgrind unzip
+	tzdata sudo passwd e2fsprogs
 )
 
 # shellcheck source=scripts/lib.sh

@@ -72,7 +72,9 @@ preflight(const struct flags *f, bool print)
 	struct conf *conf;
 	char *token, *summary;
 
-	if ((conf = conf_load(f->f_config, err, sizeof(err))) == NULL) {
+	if ((conf = conf_load(f->f_config, f->f_secrets,
+	         f->f_secrets_set ? 0 : CONF_SECRETS_OPTIONAL, err,
+	         sizeof(err))) == NULL) {
 		if (print)
 			fprintf(stderr, "%s: %s\n", PROG, err);
 		else {
@@ -97,6 +99,8 @@ preflight(const struct flags *f, bool print)
 	if (print) {
 		summary = conf_summary(conf);
 		printf("%s: configuration OK\n", f->f_config);
+		if (conf->c_secrets_path != NULL)
+			printf("secrets: from %s\n", conf->c_secrets_path);
 		printf("CircleCI API token: from %s\n", source);
 		printf("CircleCI API address: %s\n", f->f_api_addr);
 		fputs(summary, stdout);

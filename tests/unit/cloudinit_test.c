@@ -6,6 +6,9 @@
  * Run with --emit to print the user data of one class instead
  * (tests/cloudinit/test_cloudinit.py runs the boot script from it):
  *   cloudinit_test --emit NAME TOKEN API_URL [IDLE_TIMEOUT]
+ *   cloudinit_test --emit-config CONFIG SECRETS|- API_URL
+ * The second loads configuration files (conf_load) and prints the user data
+ * of their first class.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -69,6 +72,10 @@ static const struct ci_case cases[] = {
 
 static char tmpdir[] = "/tmp/cloudinit_test.XXXXXX";
 
+static char *default_prefix[] = { "sudo", "PATH=$PATH", "-niHu", "circleci",
+	"--", NULL };
+
+/* A class as conf.c leaves it: the 0.1.2 runner defaults. */
 static void
 conf_class_init(struct conf_class *cc, const char *name, const char *token,
     const char *idle)
@@ -78,8 +85,12 @@ conf_class_init(struct conf_class *cc, const char *name, const char *token,
 	cc->cc_token = (char *)(uintptr_t)token;
 	cc->cc_idle_timeout = (char *)(uintptr_t)idle;
 	cc->cc_idle_timeout_ms = idle != NULL ? 1000 : 0;
-	cc->cc_min_replicas = CONF_MIN_REPLICAS_DEFAULT;
-	cc->cc_max_replicas = CONF_MAX_REPLICAS_DEFAULT;
+	cc->cc_scaling.sp_base.sc_min = CONF_MIN_REPLICAS_DEFAULT;
+	cc->cc_scaling.sp_base.sc_max = CONF_MAX_REPLICAS_DEFAULT;
+	cc->cc_runner.cr_working_dir = CONF_WORKING_DIR_DEFAULT;
+	cc->cc_runner.cr_task_agent_dir = CONF_TASK_AGENT_DIR_DEFAULT;
+	cc->cc_runner.cr_prefix = default_prefix;
+	cc->cc_runner.cr_nprefix = nitems(default_prefix) - 1;
 }
 
 static char *
@@ -253,7 +264,7 @@ test_table(void **state)
 		const char *check[] = { "shellcheck", "-s", "sh", sh, NULL };
 		const char *extract[] = { PYTHON3, py, "script", path, sh,
 			NULL };
-		json_t *doc, *conf, *api, *runner, *log, *it, *rc;
+		json_t *doc, *conf, *api, *runner, *log, *it, *rc, *prefix;
 		const char *script;
 
 		print_message("case %zu: %s\n", i, c->c_what);
@@ -268,11 +279,18 @@ test_table(void **state)
 		it = write_files_item(doc, CLOUDINIT_STAGED_CONFIG_PATH);
 		assert_string_equal(jstr(it, "permissions"), "0600");
 		assert_string_equal(jstr(it, "owner"), "root:root");
+		it = write_files_item(doc, CLOUDINIT_SETTINGS_PATH);
+		assert_string_equal(jstr(it, "permissions"), "0600");
+		assert_string_equal(jstr(doc, "settings"),
+		    "stop_timeout_s=18300\n"
+		    "working_directory=/home/circleci/workdir\n");
 		it = write_files_item(doc, CLOUDINIT_BOOT_SCRIPT_PATH);
 		assert_string_equal(jstr(it, "permissions"), "0700");
 		assert_string_equal(jstr(it, "owner"), "root:root");
 		assert_int_equal(
-		    json_array_size(json_object_get(doc, "write_files")), 2);
+		    json_array_size(json_object_get(doc, "write_files")), 3);
+		assert_true(json_is_null(json_object_get(doc, "user_data")));
+		assert_true(json_is_null(json_object_get(doc, "disks")));
 
 		rc = json_object_get(doc, "runcmd");
 		assert_int_equal(json_array_size(rc), 1);
@@ -298,13 +316,23 @@ test_table(void **state)
 		if (c->c_idle != NULL) {
 			assert_string_equal(
 			    jstr(runner, "idle_timeout"), c->c_idle);
-			assert_int_equal(json_object_size(runner), 6);
+			assert_int_equal(json_object_size(runner), 8);
 		} else {
 			assert_null(json_object_get(runner, "idle_timeout"));
-			assert_int_equal(json_object_size(runner), 5);
+			assert_int_equal(json_object_size(runner), 7);
 		}
+		/* The 0.1.2 account model: jobs step down to circleci. */
 		assert_string_equal(jstr(runner, "working_directory"),
-		    "/var/lib/circleci-runner/workdir");
+		    "/home/circleci/workdir");
+		assert_string_equal(jstr(runner, "task_agent_directory"),
+		    "/tmp/libexec/circleci");
+		prefix = json_object_get(runner, "command_prefix");
+		assert_int_equal(json_array_size(prefix), 5);
+		assert_string_equal(
+		    json_string_value(json_array_get(prefix, 1)),
+		    "PATH=$PATH");
+		assert_string_equal(
+		    json_string_value(json_array_get(prefix, 3)), "circleci");
 		assert_true(json_is_true(
 		    json_object_get(runner, "cleanup_working_directory")));
 		assert_string_equal(
@@ -326,8 +354,11 @@ test_table(void **state)
 		    "echo \"ExecStopPost=$prefix"
 		    "$systemctl_bin --no-block "
 		    "poweroff\"\n"));
+		assert_non_null(strstr(
+		    script, "echo \"TimeoutStopSec=$stop_timeout_s\"\n"));
+		assert_non_null(strstr(script, "echo \"User=$AGENT\"\n"));
 		assert_non_null(
-		    strstr(script, "echo 'TimeoutStopSec=18300'\n"));
+		    strstr(script, "chown \"root:$AGENT\" \"$TMP\""));
 		assert_non_null(strstr(script, "systemctl daemon-reload"));
 		assert_non_null(
 		    strstr(script, "-o Dpkg::Options::=--force-confold"));
@@ -415,6 +446,8 @@ test_changes(void **state)
 		{ "my-org/a", "token-1", NULL, NULL },  /* no timeout */
 		{ "my-org/a", "token-1", "10m", "https://ci.example" },
 	};
+	struct conf_disk disk = { "d1", "/data", "ext4" };
+	static char *prefix[] = { "sudo", "--", NULL };
 
 	(void)state;
 	conf_class_init(&cc, "my-org/a", "token-1", "10m");
@@ -426,6 +459,32 @@ test_changes(void **state)
 			fail_msg("variant %zu gives the same user data", i);
 		free(ud);
 	}
+
+	/* userData, disks and runner options each change the text. */
+	conf_class_init(&cc, "my-org/a", "token-1", "10m");
+	cc.cc_user_data = "echo hi\n";
+	ud = cloudinit_userdata(&cc, NULL);
+	assert_string_not_equal(ud, base);
+	free(ud);
+	conf_class_init(&cc, "my-org/a", "token-1", "10m");
+	cc.cc_disks = &disk;
+	cc.cc_ndisks = 1;
+	ud = cloudinit_userdata(&cc, NULL);
+	assert_string_not_equal(ud, base);
+	free(ud);
+	conf_class_init(&cc, "my-org/a", "token-1", "10m");
+	cc.cc_runner.cr_prefix = prefix;
+	cc.cc_runner.cr_nprefix = 2;
+	ud = cloudinit_userdata(&cc, NULL);
+	assert_string_not_equal(ud, base);
+	free(ud);
+	conf_class_init(&cc, "my-org/a", "token-1", "10m");
+	cc.cc_runner.cr_max_run_time = "1h";
+	cc.cc_runner.cr_max_run_time_ms = 3600000;
+	ud = cloudinit_userdata(&cc, NULL);
+	assert_string_not_equal(ud, base);
+	assert_non_null(strstr(ud, "stop_timeout_s=3900\n"));
+	free(ud);
 
 	/* The default address, however it is given, is not written. */
 	conf_class_init(&cc, "my-org/a", "token-1", "10m");
@@ -525,6 +584,114 @@ test_tools_reject(void **state)
 	free(py);
 }
 
+/* The runner options of the 0.1.2 form reach the runner's configuration;
+ * maxRunTime also sets how long systemd waits for a draining runner. */
+static void
+test_runner_options(void **state)
+{
+	static char *prefix[] = { "/usr/local/bin/as-job", "--user=ci", "--",
+		NULL };
+	char *path = xasprintf("%s/runner.yaml", tmpdir), *ud;
+	const char *schema[] = { "cloud-init", "schema", "--config-file", path,
+		NULL };
+	struct conf_class cc;
+	json_t *doc, *runner, *p;
+
+	(void)state;
+	conf_class_init(&cc, "my-org/opts", "tok-opts", NULL);
+	cc.cc_runner.cr_working_dir = "/srv/work";
+	cc.cc_runner.cr_task_agent_dir = "/var/tmp/agent";
+	cc.cc_runner.cr_prefix = prefix;
+	cc.cc_runner.cr_nprefix = 3;
+	cc.cc_runner.cr_home_ssh_keys = true;
+	cc.cc_runner.cr_max_run_time = "2h30m";
+	cc.cc_runner.cr_max_run_time_ms = 9000000;
+	assert_non_null(ud = cloudinit_userdata(&cc, NULL));
+	write_text(path, ud);
+	assert_int_equal(run(schema, NULL, false), 0);
+	doc = extract_json(path);
+	runner =
+	    json_object_get(json_object_get(doc, "runner_config"), "runner");
+	assert_string_equal(jstr(runner, "working_directory"), "/srv/work");
+	assert_string_equal(
+	    jstr(runner, "task_agent_directory"), "/var/tmp/agent");
+	assert_string_equal(jstr(runner, "max_run_time"), "2h30m");
+	assert_true(json_is_true(
+	    json_object_get(runner, "use_home_ssh_dir_for_checkout_keys")));
+	p = json_object_get(runner, "command_prefix");
+	assert_int_equal(json_array_size(p), 3);
+	assert_string_equal(
+	    json_string_value(json_array_get(p, 0)), "/usr/local/bin/as-job");
+	assert_string_equal(jstr(doc, "settings"),
+	    "stop_timeout_s=9300\nworking_directory=/srv/work\n");
+	json_decref(doc);
+	free(ud);
+
+	/* An empty prefix is written as one: jobs run as the agent. */
+	cc.cc_runner.cr_nprefix = 0;
+	cc.cc_runner.cr_home_ssh_keys = false;
+	assert_non_null(ud = cloudinit_userdata(&cc, NULL));
+	write_text(path, ud);
+	doc = extract_json(path);
+	runner =
+	    json_object_get(json_object_get(doc, "runner_config"), "runner");
+	assert_true(json_is_array(json_object_get(runner, "command_prefix")));
+	assert_int_equal(
+	    json_array_size(json_object_get(runner, "command_prefix")), 0);
+	assert_null(
+	    json_object_get(runner, "use_home_ssh_dir_for_checkout_keys"));
+	json_decref(doc);
+	free(ud);
+	free(path);
+}
+
+/* userData travels as base64, so any text arrives byte for byte, and it
+ * never appears in the clear; extra disks become data lines. */
+static void
+test_user_data_and_disks(void **state)
+{
+	static const char script[] =
+	    "  leading blanks\r\n\ttab\n#!/not/first\n"
+	    "caf\xc3\xa9 `id` $(reboot) 'q' \"dq\" \\ \x01\x7f\n"
+	    "- yaml: [looking]\nno final newline";
+	struct conf_disk disks[] = { { "varlib", "/var/lib", "ext4" },
+		{ "cache9", "/mnt/cache", "xfs" } };
+	char *path = xasprintf("%s/ud.yaml", tmpdir), *ud, *base, *sh;
+	const char *schema[] = { "cloud-init", "schema", "--config-file", path,
+		NULL };
+	struct conf_class cc;
+	json_t *doc, *it;
+
+	(void)state;
+	conf_class_init(&cc, "my-org/ud", "tok-ud", "10m");
+	base = cloudinit_userdata(&cc, NULL);
+	cc.cc_user_data = (char *)(uintptr_t)script;
+	cc.cc_disks = disks;
+	cc.cc_ndisks = nitems(disks);
+	assert_non_null(ud = cloudinit_userdata(&cc, NULL));
+	assert_null(strstr(ud, "leading blanks"));
+	assert_null(strstr(ud, "reboot"));
+	write_text(path, ud);
+	assert_int_equal(run(schema, NULL, false), 0);
+	doc = extract_json(path);
+	assert_string_equal(jstr(doc, "user_data"), script);
+	it = write_files_item(doc, CLOUDINIT_USERDATA_PATH);
+	assert_string_equal(jstr(it, "permissions"), "0700");
+	assert_string_equal(jstr(doc, "disks"),
+	    "varlib ext4 /var/lib\ncache9 xfs /mnt/cache\n");
+	/* The script does not change with the data. */
+	sh = xstrdup(jstr(doc, "script"));
+	json_decref(doc);
+	write_text(path, base);
+	doc = extract_json(path);
+	assert_string_equal(jstr(doc, "script"), sh);
+	json_decref(doc);
+	free(sh);
+	free(base);
+	free(ud);
+	free(path);
+}
+
 /*
  * tests/cloudinit/sample-userdata.yaml shows what a VM receives; rewrite it
  * with RP_UPDATE_GOLDEN=1 after a deliberate change.
@@ -576,6 +743,36 @@ teardown(void **state)
 	return rv == 0 ? 0 : -1;
 }
 
+/* cloudinit_test --emit-config CONFIG SECRETS|- API_URL */
+static int
+emit_config(int argc, char *argv[])
+{
+	char err[CONF_ERR_MAX], *ud;
+	struct conf *c;
+
+	if (argc != 5) {
+		fprintf(stderr,
+		    "usage: %s --emit-config CONFIG SECRETS|- "
+		    "API_URL\n",
+		    argv[0]);
+		return 2;
+	}
+	log_init("cloudinit_test", LOG_LVL_INFO);
+	c = conf_load(argv[2], strcmp(argv[3], "-") == 0 ? NULL : argv[3], 0,
+	    err, sizeof(err));
+	if (c == NULL) {
+		fprintf(stderr, "%s\n", err);
+		return 1;
+	}
+	ud = cloudinit_userdata(&c->c_classes[0], argv[4]);
+	conf_free(c);
+	if (ud == NULL)
+		return 1;
+	fputs(ud, stdout);
+	free(ud);
+	return fflush(stdout) == 0 ? 0 : 1;
+}
+
 /* cloudinit_test --emit NAME TOKEN API_URL [IDLE_TIMEOUT] */
 static int
 emit(int argc, char *argv[])
@@ -609,10 +806,14 @@ main(int argc, char *argv[])
 		cmocka_unit_test(test_changes),
 		cmocka_unit_test(test_invalid),
 		cmocka_unit_test(test_tools_reject),
+		cmocka_unit_test(test_runner_options),
+		cmocka_unit_test(test_user_data_and_disks),
 		cmocka_unit_test(test_golden),
 	};
 
 	if (argc > 1 && strcmp(argv[1], "--emit") == 0)
 		return emit(argc, argv);
+	if (argc > 1 && strcmp(argv[1], "--emit-config") == 0)
+		return emit_config(argc, argv);
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

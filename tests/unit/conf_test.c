@@ -25,6 +25,7 @@
 
 #include "conf.h"
 #include "log.h"
+#include "tz.h"
 #include "util.h"
 
 #define CONFIG_DIR "config"
@@ -38,38 +39,144 @@
 static char **cases;
 static size_t ncases;
 
+/* Appends to *out (freeing the old text). */
+static void cat(char **out, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static void
+cat(char **out, const char *fmt, ...)
+{
+	va_list ap;
+	char *add, *both;
+
+	va_start(ap, fmt);
+	if (vasprintf(&add, fmt, ap) == -1)
+		fail_msg("vasprintf");
+	va_end(ap);
+	both = xasprintf("%s%s", *out, add);
+	free(add);
+	free(*out);
+	*out = both;
+}
+
+static void
+cat_controls(char **out, const struct scale_controls *c, unsigned set)
+{
+	if (set & SCALE_CTL_MIN)
+		cat(out, " min=%u", c->sc_min);
+	if (set & SCALE_CTL_MAX)
+		cat(out, " max=%u", c->sc_max);
+	if ((set & SCALE_CTL_HEADROOM) &&
+	    c->sc_headroom == SCALE_HEADROOM_AUTO)
+		cat(out, " headroom=auto");
+	else if (set & SCALE_CTL_HEADROOM)
+		cat(out, " headroom=%u", c->sc_headroom);
+	if (set & SCALE_CTL_SURGE)
+		cat(out, " maxSurge=%u", c->sc_max_surge);
+	if (set & SCALE_CTL_DELAY)
+		cat(out, " delay_ms=%llu", (unsigned long long)c->sc_delay_ms);
+}
+
+static void
+cat_json_string(char **out, const char *s)
+{
+	json_t *j = json_string(s);
+	char *d = json_dumps(j, JSON_ENCODE_ANY);
+
+	cat(out, "%s", d);
+	free(d);
+	json_decref(j);
+}
+
+/* What the 0.1.2 form adds, in full. */
+static void
+cat_012(char **out, const struct conf_class *cc)
+{
+	const struct scale_schedule *s;
+	const struct conf_runner *r = &cc->cc_runner;
+	size_t i;
+
+	cat(out, "  scaling:");
+	cat_controls(out, &cc->cc_scaling.sp_base, ~0u);
+	cat(out, "\n");
+	for (i = 0; i < cc->cc_scaling.sp_nschedules; i++) {
+		s = &cc->cc_scaling.sp_schedules[i];
+		cat(out,
+		    "  schedule %s: tz=%s start=%llx/%x/%x/%x/%x%s%s "
+		    "end=%llx/%x/%x/%x/%x%s%s",
+		    s->ss_name, tz_name(s->ss_tz),
+		    (unsigned long long)s->ss_start.cr_minute,
+		    s->ss_start.cr_hour, s->ss_start.cr_dom,
+		    s->ss_start.cr_month, s->ss_start.cr_dow,
+		    s->ss_start.cr_dom_star ? " dom*" : "",
+		    s->ss_start.cr_dow_star ? " dow*" : "",
+		    (unsigned long long)s->ss_end.cr_minute, s->ss_end.cr_hour,
+		    s->ss_end.cr_dom, s->ss_end.cr_month, s->ss_end.cr_dow,
+		    s->ss_end.cr_dom_star ? " dom*" : "",
+		    s->ss_end.cr_dow_star ? " dow*" : "");
+		cat_controls(out, &s->ss_ctl, s->ss_set);
+		cat(out, "\n");
+	}
+	cat(out,
+	    "  runner: workingDirectory=%s taskAgentDirectory=%s "
+	    "commandPrefix=[",
+	    r->cr_working_dir, r->cr_task_agent_dir);
+	for (i = 0; i < r->cr_nprefix; i++)
+		cat(out, "%s%s", i > 0 ? "," : "", r->cr_prefix[i]);
+	cat(out, "] homeSSH=%d maxRunTime=%s/%llu\n", r->cr_home_ssh_keys,
+	    r->cr_max_run_time != NULL ? r->cr_max_run_time : "-",
+	    (unsigned long long)r->cr_max_run_time_ms);
+	if (cc->cc_user_data != NULL) {
+		cat(out, "  userData: ");
+		cat_json_string(out, cc->cc_user_data);
+		cat(out, "\n");
+	}
+	for (i = 0; i < cc->cc_ndisks; i++)
+		cat(out, "  disk: %s %s %s\n", cc->cc_disks[i].cd_serial,
+		    cc->cc_disks[i].cd_fs_type, cc->cc_disks[i].cd_path);
+}
+
+/* <case>.yaml, with <case>.secrets as its secrets file when present. */
 static char *
 golden_output(const char *yaml, int *is_err)
 {
 	const struct conf_class *cc;
-	char err[CONF_ERR_MAX], *sum, *spec, *out, *line;
+	char err[CONF_ERR_MAX], *out, *spec, *secrets;
 	struct conf *c;
 	size_t i;
 
-	if ((c = conf_load(yaml, err, sizeof(err))) == NULL) {
+	secrets = xasprintf("%.*s.secrets", (int)(strlen(yaml) - 5), yaml);
+	if (access(secrets, F_OK) == -1) {
+		free(secrets);
+		secrets = NULL;
+	}
+	c = conf_load(yaml, secrets, 0, err, sizeof(err));
+	free(secrets);
+	if (c == NULL) {
 		*is_err = 1;
 		return xasprintf("%s\n", err);
 	}
 	*is_err = 0;
-	out = sum = conf_summary(c);
+	out = conf_summary(c);
 	for (i = 0; i < c->c_nclasses; i++) {
 		cc = &c->c_classes[i];
-		/* The summary is what --check-config prints: no token. */
-		if (strstr(sum, cc->cc_token) != NULL)
-			fail_msg("%s: summary shows the token of %s", yaml,
+		/* The summary is what --check-config prints: no secret. */
+		if (strstr(out, cc->cc_token) != NULL ||
+		    (cc->cc_user_data != NULL &&
+		        strstr(out, cc->cc_user_data) != NULL))
+			fail_msg("%s: summary shows a secret of %s", yaml,
 			    cc->cc_name);
+	}
+	for (i = 0; i < c->c_nclasses; i++) {
+		cc = &c->c_classes[i];
 		spec = json_dumps(cc->cc_spec, JSON_SORT_KEYS | JSON_COMPACT);
-		line = xasprintf(
-		    "%s%s at %d:%d token=%s idle_ms=%llu spec=%s\n", out,
+		cat(&out, "%s at %d:%d token=%s idle_ms=%llu spec=%s\n",
 		    cc->cc_name, cc->cc_line, cc->cc_col, cc->cc_token,
 		    (unsigned long long)cc->cc_idle_timeout_ms, spec);
 		free(spec);
-		if (out != sum)
-			free(out);
-		out = line;
+		if (c->c_form == CONF_FORM_012)
+			cat_012(&out, cc);
 	}
-	if (out != sum)
-		free(sum);
 	conf_free(c);
 	return out;
 }
@@ -172,7 +279,7 @@ test_find_and_sorted(void **state)
 	static const char yaml[] = "resourceClass:\n"
 	                           "  c/c: {token: t3}\n"
 	                           "  a/a: {token: t1}\n"
-	                           "  B/b: {token: t0}\n"
+	                           "  b/B: {token: t0}\n"
 	                           "  b/b: {token: t2}\n";
 	const struct conf_class *cc;
 	char err[CONF_ERR_MAX];
@@ -182,15 +289,15 @@ test_find_and_sorted(void **state)
 	assert_non_null(c = load(yaml, err, sizeof(err)));
 	assert_string_equal(c->c_path, "config.yaml");
 	assert_int_equal(c->c_nclasses, 4);
-	assert_string_equal(c->c_classes[0].cc_name, "B/b");
-	assert_string_equal(c->c_classes[1].cc_name, "a/a");
+	assert_string_equal(c->c_classes[0].cc_name, "a/a");
+	assert_string_equal(c->c_classes[1].cc_name, "b/B");
 	assert_string_equal(c->c_classes[2].cc_name, "b/b");
 	assert_string_equal(c->c_classes[3].cc_name, "c/c");
 	assert_non_null(cc = conf_class_find(c, "b/b"));
 	assert_string_equal(cc->cc_token, "t2");
 	assert_int_equal(cc->cc_line, 5);
 	assert_int_equal(cc->cc_col, 3);
-	assert_non_null(cc = conf_class_find(c, "B/b"));
+	assert_non_null(cc = conf_class_find(c, "b/B"));
 	assert_string_equal(cc->cc_token, "t0");
 	assert_non_null(conf_class_find(c, "a/a"));
 	assert_non_null(conf_class_find(c, "c/c"));
@@ -348,10 +455,11 @@ test_load_errors(void **state)
 	int fd;
 
 	(void)state;
-	assert_null(conf_load("config/does-not-exist.yaml", err, sizeof(err)));
+	assert_null(conf_load(
+	    "config/does-not-exist.yaml", NULL, 0, err, sizeof(err)));
 	assert_string_equal(
 	    err, "config/does-not-exist.yaml: No such file or directory");
-	assert_null(conf_load(CONFIG_DIR, err, sizeof(err)));
+	assert_null(conf_load(CONFIG_DIR, NULL, 0, err, sizeof(err)));
 	assert_string_equal(err, "config: Is a directory");
 
 	/* Exactly CONF_FILE_MAX bytes is accepted, one more is not. */
@@ -367,14 +475,14 @@ test_load_errors(void **state)
 	    (fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
 	assert_int_equal(write(fd, buf, len), (ssize_t)len);
 	close(fd);
-	c = conf_load(path, err, sizeof(err));
+	c = conf_load(path, NULL, 0, err, sizeof(err));
 	if (c == NULL)
 		fail_msg("%s", err);
 	conf_free(c);
 	assert_true((fd = open(path, O_WRONLY | O_APPEND)) >= 0);
 	assert_int_equal(write(fd, "\n", 1), 1);
 	close(fd);
-	assert_null(conf_load(path, err, sizeof(err)));
+	assert_null(conf_load(path, NULL, 0, err, sizeof(err)));
 	free(buf);
 	buf = xasprintf("%s: larger than 4194304 bytes", path);
 	assert_string_equal(err, buf);

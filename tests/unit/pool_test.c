@@ -50,7 +50,7 @@ static const char *const configs[] = {
 	"      terminationGracePeriodSeconds: 30\n",
 	/* A spec with a node selector and tolerations. */
 	"resourceClass:\n"
-	"  \"Org_X/Linux+Big\":\n"
+	"  \"org_x/Linux+Big\":\n"
 	"    token: \"tok-big-9012\"\n"
 	"    spec:\n"
 	"      nodeSelector: {kubevirt.io/schedulable: \"true\"}\n"
