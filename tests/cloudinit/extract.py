@@ -13,6 +13,8 @@ The shape is checked strictly: a key or an encoding this project does not
 generate is an error, so a change in the generator shows up here.
 """
 
+import base64
+import binascii
 import json
 import os
 import shlex
@@ -21,8 +23,12 @@ import sys
 import yaml
 
 STAGED = "/etc/runner-provisioner/circleci-runner-config.yaml"
+SETTINGS = "/etc/runner-provisioner/boot.conf"
+DISKS = "/etc/runner-provisioner/disks"
+USERDATA = "/etc/runner-provisioner/user-data"
 SCRIPT = "/usr/local/sbin/runner-provisioner-boot"
 ITEM_KEYS = {"path", "owner", "permissions", "content"}
+B64_ITEM_KEYS = ITEM_KEYS | {"encoding"}
 
 
 class ShapeError(Exception):
@@ -48,11 +54,22 @@ def load(path):
     if not isinstance(items, list) or not items:
         raise ShapeError("write_files is not a non-empty list")
     for item in items:
-        if not isinstance(item, dict) or set(item) != ITEM_KEYS:
+        if not isinstance(item, dict) or set(item) not in (ITEM_KEYS,
+                                                           B64_ITEM_KEYS):
             raise ShapeError(f"write_files item has keys {sorted(item)}")
-        for k in ITEM_KEYS:
+        for k in item:
             if not isinstance(item[k], str):
                 raise ShapeError(f"write_files {k} is not a string")
+        if "encoding" in item:
+            # cloud-init's b64 (cc_write_files.decode_perms/extract_contents)
+            if item["encoding"] != "b64":
+                raise ShapeError(f"encoding {item['encoding']!r}")
+            try:
+                item["content"] = base64.b64decode(
+                    item["content"], validate=True).decode("utf-8")
+            except (binascii.Error, UnicodeDecodeError) as e:
+                raise ShapeError(f"{item['path']}: bad base64: {e}") from e
+            del item["encoding"]
     if not isinstance(doc["runcmd"], list):
         raise ShapeError("runcmd is not a list")
     return first, doc
@@ -65,6 +82,11 @@ def item(doc, path):
     return found[0]
 
 
+def optional(doc, path):
+    found = [i for i in doc["write_files"] if i["path"] == path]
+    return item(doc, path)["content"] if found else None
+
+
 def summary(path):
     first, doc = load(path)
     config = yaml.safe_load(item(doc, STAGED)["content"])
@@ -73,6 +95,9 @@ def summary(path):
         "write_files": doc["write_files"],
         "runcmd": doc["runcmd"],
         "runner_config": config,
+        "settings": item(doc, SETTINGS)["content"],
+        "disks": optional(doc, DISKS),
+        "user_data": optional(doc, USERDATA),
         "script": item(doc, SCRIPT)["content"],
     }
 
@@ -84,7 +109,7 @@ def apply(path, runcmd_out):
     for i in doc["write_files"]:
         target = i["path"]
         os.makedirs(os.path.dirname(target), mode=0o755, exist_ok=True)
-        with open(target, "w", encoding="ascii") as f:
+        with open(target, "w", encoding="utf-8") as f:
             f.write(i["content"])
         user, _, group = i["owner"].partition(":")
         os.chown(target, 0 if user == "root" else -1,

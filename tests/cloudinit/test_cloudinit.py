@@ -3,9 +3,9 @@
 sandbox, against stub package managers and a stub systemd.
 
 Each run happens in fresh Linux namespaces (mount, UTS, IPC, network, PID):
-  - /usr and /etc are overlays whose upper layers are kept in the test's
-    directory, so what the script changed is read back afterwards and the
-    host's files are never touched;
+  - /usr, /etc and /var are overlays whose upper layers are kept in the
+    test's directory, so what the script changed is read back afterwards and
+    the host's files are never touched; /home and /run are empty tmpfs;
   - /dev is a tmpfs holding null/zero/full/random/urandom and, as plain
     files the test reads, console and ttyS0; /tmp is a tmpfs;
   - curl, apt-get, dnf, yum, systemctl, sleep, poweroff (halt, reboot,
@@ -13,7 +13,11 @@ Each run happens in fresh Linux namespaces (mount, UTS, IPC, network, PID):
     package managers' stub installs a fake circleci-runner package (group
     and user circleci, a default config, the binary);
   - write_files is applied as cloud-init would (extract.py apply), then
-    runcmd runs with cloud-init's environment.
+    runcmd runs with cloud-init's environment;
+  - an extra disk, when a test asks for one, is a loop device on a sparse
+    file, seen at /dev/disk/by-id/virtio-<serial> as KubeVirt's would be;
+  - afterwards a test's own script may run in the same sandbox (after.py),
+    e.g. to try the runner's account model with the real sudo.
 No network: the network namespace has only a down loopback.  A real
 poweroff cannot escape either: reboot(2) in a PID namespace ends only that
 namespace, and the sandbox checks every power command resolves to the stub
@@ -25,6 +29,7 @@ in an unprivileged user namespace.  Without root the tests skip; the unit
 test's static checks (cloud-init schema, shellcheck) run anyway.
 """
 
+import json
 import os
 import re
 import shutil
@@ -42,6 +47,8 @@ BUILD = os.environ.get("RP_BUILD_DIR",
 EMITTER = os.path.join(BUILD, "tests", "cloudinit_test")
 
 STAGED = "etc/runner-provisioner/circleci-runner-config.yaml"
+SETTINGS = "etc/runner-provisioner/boot.conf"
+SUDOERS = "etc/sudoers.d/runner-provisioner"
 CONFIG = "etc/circleci-runner/circleci-runner-config.yaml"
 DROPIN = "etc/systemd/system/circleci-runner.service.d/" \
     "10-runner-provisioner.conf"
@@ -50,8 +57,73 @@ MARKER = "SeCrEtMaRkEr"
 # Quotes, shell and YAML specials, a newline, and a line that looks like the
 # runner.name line the boot script rewrites.
 TOKEN = MARKER + "a\"b'c$d\\e: #x `id` $(id)\n  name: \"@RUNNER_NAME@\""
-CIRCLECI_GID = 999
 POWER = ("poweroff", "halt", "reboot", "shutdown")
+# A token the configuration loader accepts (no blanks), still full of
+# shell and YAML specials.
+CONF_TOKEN = MARKER + "-a\"b'c$d\\e:#x`id`$(id)"
+
+# Run in the sandbox after the boot script: what the runner agent and a job
+# started through the runner's own command_prefix (its $PATH expanded, as
+# the runner does) can do.
+AFTER_ACCOUNTS = r"""
+import grp, json, os, pwd, stat, subprocess, sys
+import yaml
+
+CONFIG = "/etc/circleci-runner/circleci-runner-config.yaml"
+WORKDIR = "/home/circleci/workdir"
+env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+       "HOME": "/var/lib/circleci-runner", "LANG": "C.UTF-8"}
+with open(CONFIG) as f:
+    prefix = yaml.safe_load(f)["runner"]["command_prefix"]
+prefix = [w.replace("$PATH", env["PATH"]) for w in prefix]
+agent = ["setpriv", "--reuid=circleci-runner", "--regid=circleci-runner",
+         "--init-groups", "--"]
+
+
+def run(argv):
+    p = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    return {"rc": p.returncode, "out": p.stdout.decode(errors="replace"),
+            "err": p.stderr.decode(errors="replace")}
+
+
+st = os.stat(WORKDIR)
+out = {
+    "agent_reads": run(agent + ["cat", CONFIG]),
+    "job_whoami": run(agent + prefix + ["id", "-un"]),
+    "job_groups": run(agent + prefix + ["id", "-Gn"]),
+    "job_reads": run(agent + prefix + ["cat", CONFIG]),
+    "job_root": run(agent + prefix + ["sudo", "-n", "true"]),
+    "job_home": run(agent + prefix + ["sh", "-c", 'echo "$HOME"']),
+    "job_workdir": run(agent + prefix + ["sh", "-c",
+                                        "cd " + WORKDIR + " && touch f"]),
+    "workdir_owner": [pwd.getpwuid(st.st_uid).pw_name,
+                      grp.getgrgid(st.st_gid).gr_name,
+                      oct(stat.S_IMODE(st.st_mode))],
+}
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f)
+"""
+
+# The extra disk as the VM sees it once the boot script is done.
+AFTER_DISK = r"""
+import json, os, subprocess, sys
+
+mounts = [l.split() for l in open("/proc/mounts")]
+m = [l for l in mounts if l[1] == "/var/lib/cache"]
+files = {}
+for n in sorted(os.listdir("/var/lib/cache")):
+    if n != "lost+found":
+        with open(os.path.join("/var/lib/cache", n)) as f:
+            files[n] = f.read()
+out = {"mount": [m[-1][0], m[-1][2]] if m else None, "files": files,
+       "type": subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE",
+                               "/dev/disk/by-id/virtio-cache1"],
+                              stdout=subprocess.PIPE, text=True).stdout}
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f)
+"""
 
 UBUNTU = """PRETTY_NAME="Ubuntu 24.04.1 LTS"
 NAME="Ubuntu"
@@ -133,10 +205,11 @@ apt-get | dnf | yum)
             echo "E: Unable to locate package circleci-runner" >&2
             exit 100
         fi
-        gid=$STUB_CIRCLECI_GID
-        echo "circleci:x:$gid:" >>/etc/group
-        echo "circleci:x:$gid:$gid::/var/lib/circleci-runner:/bin/false" \
-            >>/etc/passwd
+        # As a package would: a system account, no login shell.
+        getent group circleci >/dev/null || groupadd --system circleci
+        getent passwd circleci >/dev/null ||
+            useradd --system --gid circleci \
+                --home-dir /var/lib/circleci-runner --shell /bin/false circleci
         mkdir -p /etc/circleci-runner
         printf 'api:\n  auth_token: << AUTH_TOKEN >>\n' \
             >/etc/circleci-runner/circleci-runner-config.yaml
@@ -160,10 +233,18 @@ exit 0
 # runcmd as cloud-init would.  $1 is the test's directory.
 INNER = r"""set -eu
 R=$1
-for d in usr etc; do
+for d in usr etc var; do
     mount -t overlay overlay \
         -o "lowerdir=/$d,upperdir=$R/ovl/$d-up,workdir=$R/ovl/$d-work" "/$d"
 done
+mount -t tmpfs -o mode=0755 tmpfs /home
+mount -t tmpfs -o mode=0755 tmpfs /run
+LOOP=
+if [ -n "$SBX_DISK" ]; then
+    LOOP=$(losetup -f --show "$R/disk.img")
+    echo "$LOOP" >"$R/out/loop"
+    DEVNUM=$(stat -c '%t %T' "$LOOP")
+fi
 mount --rbind /dev "$R/hostdev"
 mount -t tmpfs -o mode=0755 tmpfs /dev
 # The test's directory may be under /tmp: keep it reachable from our /dev.
@@ -183,6 +264,13 @@ ln -s /proc/self/fd /dev/fd
 ln -s /proc/self/fd/0 /dev/stdin
 ln -s /proc/self/fd/1 /dev/stdout
 ln -s /proc/self/fd/2 /dev/stderr
+if [ -n "$LOOP" ]; then
+    # shellcheck disable=SC2086
+    set -- $DEVNUM
+    mkdir -p /dev/disk/by-id
+    mknod "/dev/disk/by-id/virtio-$SBX_DISK" b "$((0x$1))" "$((0x$2))"
+    mknod /dev/sbx-loop b "$((0x$1))" "$((0x$2))"
+fi
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 # Any bytes, as a DHCP server or a pool might set them.
 /usr/bin/python3 -c 'import socket, sys; socket.sethostname(sys.argv[1])' \
@@ -212,16 +300,27 @@ for c in systemctl $SBX_POWER; do
 done
 
 /usr/bin/python3 "$R/extract.py" apply "$R/userdata.yaml" "$R/runcmd.sh"
+if [ -f "$R/before.sh" ]; then
+    /bin/sh "$R/before.sh"
+fi
 set +e
 env -i PATH="$PATH" HOME=/root LANG=C.UTF-8 \
     STUB_LOG="$R/out/calls" STUB_DIR="$R/stub" \
     STUB_SYSTEMD_VERSION="$STUB_SYSTEMD_VERSION" \
     STUB_INSTALL_FAILS="$STUB_INSTALL_FAILS" \
     STUB_CURL_FAIL="$STUB_CURL_FAIL" \
-    STUB_CIRCLECI_GID="$STUB_CIRCLECI_GID" \
     /bin/sh "$R/runcmd.sh" >"$R/out/stdout" 2>"$R/out/stderr"
 echo $? >"$R/out/rc"
 ls -A /tmp >"$R/out/tmp-left"
+if [ -f "$R/after.py" ]; then
+    /usr/bin/python3 "$R/after.py" "$R/out/after.json" >"$R/out/after" 2>&1
+fi
+if [ -n "$LOOP" ]; then
+    if grep -q " $SBX_DISK_PATH " /proc/mounts; then
+        umount "$SBX_DISK_PATH"
+    fi
+    losetup -d /dev/sbx-loop
+fi
 """
 
 
@@ -234,17 +333,45 @@ def emit(token=TOKEN, api_url="https://runner.circleci.com", idle="10m",
                           timeout=30).stdout
 
 
+def emit_config(workdir, config, secrets=None,
+                api_url="https://runner.circleci.com"):
+    """The user data of the first class of a configuration (as YAML text),
+    through the daemon's own loader."""
+    cpath = os.path.join(workdir, "config.yaml")
+    spath = os.path.join(workdir, "secrets.yaml")
+    with open(cpath, "w") as f:
+        f.write(config)
+    if secrets is not None:
+        with open(spath, "w") as f:
+            f.write(secrets)
+    p = subprocess.run([EMITTER, "--emit-config", cpath,
+                        spath if secrets is not None else "-", api_url],
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    if p.returncode != 0:
+        raise AssertionError(p.stderr.decode())
+    return p.stdout
+
+
 class Run:
     """One execution of the boot script in a fresh sandbox."""
 
     def __init__(self, workdir, userdata, os_release=UBUNTU,
                  hostname="rp-my-org-linux-x7k2p", stubs=(),
                  remove=(), systemd_version=252, install_fails=0,
-                 curl_fail=False):
+                 curl_fail=False, disk=None, before=None, after=None):
         self.dir = tempfile.mkdtemp(prefix="run-", dir=workdir)
         for d in ("ovl/usr-up", "ovl/usr-work", "ovl/etc-up",
-                  "ovl/etc-work", "hostdev", "out", "stub"):
+                  "ovl/etc-work", "ovl/var-up", "ovl/var-work", "hostdev",
+                  "out", "stub"):
             os.makedirs(os.path.join(self.dir, d))
+        if disk is not None:  # (serial, path): a blank 64 MiB disk
+            with open(os.path.join(self.dir, "disk.img"), "wb") as f:
+                f.truncate(64 << 20)
+        for name, text in (("before.sh", before), ("after.py", after)):
+            if text is not None:
+                with open(os.path.join(self.dir, name), "w") as f:
+                    f.write(text)
         for f in ("console", "ttyS0", "calls"):
             open(os.path.join(self.dir, "out", f), "w").close()
         with open(os.path.join(self.dir, "userdata.yaml"), "wb") as f:
@@ -269,7 +396,8 @@ class Run:
             "STUB_SYSTEMD_VERSION": str(systemd_version),
             "STUB_INSTALL_FAILS": str(install_fails),
             "STUB_CURL_FAIL": "1" if curl_fail else "",
-            "STUB_CIRCLECI_GID": str(CIRCLECI_GID),
+            "SBX_DISK": disk[0] if disk else "",
+            "SBX_DISK_PATH": disk[1] if disk else "",
         }
         # --kill-child: a timeout kills unshare, and with it the namespace.
         argv = ["unshare", "--mount", "--uts", "--ipc", "--net", "--pid",
@@ -283,6 +411,8 @@ class Run:
             raise AssertionError("the boot script did not finish in 60 s; "
                                  f"calls so far: {self.out('calls')[-2000:]}"
                                  ) from e
+        finally:
+            self._detach_loop()
         if p.returncode != 0:
             raise AssertionError(
                 f"sandbox failed ({p.returncode}): "
@@ -291,6 +421,26 @@ class Run:
         self.calls = self.out("calls").splitlines()
         self.stderr = self.out("stderr")
 
+    def _detach_loop(self):
+        """Should the sandbox die early, its loop device must not stay."""
+        img = os.path.join(self.dir, "disk.img")
+        if not os.path.exists(img):
+            return
+        p = subprocess.run(["losetup", "-j", img], stdout=subprocess.PIPE,
+                           text=True, timeout=30)
+        for line in p.stdout.splitlines():
+            subprocess.run(["losetup", "-d", line.split(":", 1)[0]],
+                           timeout=30)
+
+    def after(self):
+        """What after.py wrote (a JSON object)."""
+        try:
+            with open(os.path.join(self.dir, "out", "after.json")) as f:
+                return json.load(f)
+        except FileNotFoundError:
+            raise AssertionError("after.py wrote nothing: " +
+                                 self.out("after")) from None
+
     def out(self, name):
         with open(os.path.join(self.dir, "out", name),
                   encoding="utf-8", errors="replace") as f:
@@ -298,7 +448,7 @@ class Run:
 
     def upper(self, rel):
         """Path of rel in the overlay's upper layer (what the run wrote)."""
-        top = "usr" if rel.startswith("usr/") else "etc"
+        top = rel.split("/", 1)[0]
         return os.path.join(self.dir, "ovl", top + "-up",
                             rel.split("/", 1)[1])
 
@@ -316,6 +466,15 @@ class Run:
 
     def names(self):
         return [c.split(" ", 1)[0] for c in self.calls]
+
+    def account(self, db, name):
+        """The fields of name in /etc/passwd or /etc/group after the run."""
+        with open(self.upper("etc/" + db), encoding="utf-8") as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if fields[0] == name:
+                    return fields
+        return None
 
     def everything_printed(self):
         return "".join(self.out(n) for n in
@@ -375,8 +534,10 @@ class BootScriptTest(unittest.TestCase):
         self.assert_not_leaked(run)
 
     def assert_installed(self, run, hostname="rp-my-org-linux-x7k2p",
-                         old_systemd=False):
-        """The runner configured and started: steps 3 to 5."""
+                         old_systemd=False, stop_timeout_s=18300,
+                         token=TOKEN, idle="10m",
+                         workdir="/home/circleci/workdir", max_run="5h"):
+        """The runner configured and started: steps 5 to 9."""
         self.assertEqual(run.rc, 0, run.stderr)
         self.assertEqual(run.out("console") + run.out("ttyS0"), "")
         self.assertEqual(run.calls[-4:], [
@@ -388,40 +549,69 @@ class BootScriptTest(unittest.TestCase):
         self.assertNotIn("poweroff", run.names())
         self.assertNotIn("systemctl --no-block poweroff", run.calls)
 
-        # Step 3: the staged file became the runner's, with a fresh name.
+        # Accounts: the agent, a system user; jobs' circleci has a home
+        # and a login shell (the package made it a system user); neither
+        # is in the other's group but the agent may enter the jobs' home.
+        agent = run.account("passwd", "circleci-runner")
+        jobs = run.account("passwd", "circleci")
+        self.assertEqual(agent[5:], ["/var/lib/circleci-runner",
+                                     "/usr/sbin/nologin"])
+        self.assertEqual(jobs[5:], ["/home/circleci", "/bin/bash"])
+        agent_group = run.account("group", "circleci-runner")
+        self.assertEqual(agent_group[3], "")
+        self.assertEqual(run.account("group", "circleci")[3],
+                         "circleci-runner")
+
+        # The staged file became the runner's, with a fresh name, readable
+        # by the agent's group alone.
         st = os.stat(run.upper(CONFIG))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o640)
-        self.assertEqual((st.st_uid, st.st_gid), (0, CIRCLECI_GID))
+        self.assertEqual((st.st_uid, st.st_gid), (0, int(agent_group[2])))
         text = run.read(CONFIG)
         conf = yaml.safe_load(text)
-        self.assertEqual(conf["api"]["auth_token"], TOKEN)
+        self.assertEqual(conf["api"]["auth_token"], token)
         name = conf["runner"]["name"]
         self.assertRegex(name, r"^[A-Za-z0-9.()_-]+$")
         self.assertRegex(name, "^" + re.escape(hostname) + "-[0-9a-f]{12}$")
         self.assertEqual(conf["runner"]["mode"], "single-task")
-        self.assertEqual(conf["runner"]["idle_timeout"], "10m")
-        self.assertEqual(conf["runner"]["max_run_time"], "5h")
+        self.assertEqual(conf["runner"].get("idle_timeout"), idle)
+        self.assertEqual(conf["runner"]["max_run_time"], max_run)
+        self.assertEqual(conf["runner"]["command_prefix"],
+                         ["sudo", "PATH=$PATH", "-niHu", "circleci", "--"])
+        self.assertEqual(conf["runner"]["working_directory"], workdir)
         self.assertNotIn("url", conf["api"])
         # Nothing else changed: the name line is the only difference.
-        self.assertEqual(text, self.staged.replace(
-            '  name: "@RUNNER_NAME@"\n', f'  name: "{name}"\n', 1))
+        if token == TOKEN:
+            self.assertEqual(text, self.staged.replace(
+                '  name: "@RUNNER_NAME@"\n', f'  name: "{name}"\n', 1))
         self.assertFalse(run.exists(STAGED))
+        self.assertFalse(run.exists(SETTINGS))
         self.assertFalse(run.exists(os.path.dirname(STAGED)))
         self.assertEqual(os.listdir(os.path.dirname(run.upper(CONFIG))),
                          [os.path.basename(CONFIG)])
         self.assertEqual(run.out("tmp-left"), "")
 
-        # Step 4: the drop-in.
+        # The agent may run commands as circleci, nothing more.
+        st = os.stat(run.upper(SUDOERS))
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o440)
+        self.assertEqual((st.st_uid, st.st_gid), (0, 0))
+        self.assertEqual(run.read(SUDOERS).splitlines()[-2:], [
+            "Defaults:circleci-runner !requiretty",
+            "circleci-runner ALL=(circleci) NOPASSWD:SETENV: ALL"])
+        self.assertFalse(run.exists(SUDOERS + ".tmp"))
+
+        # The drop-in: run by the agent, one task, then power off.
         st = os.stat(run.upper(DROPIN))
         self.assertEqual(stat.S_IMODE(st.st_mode), 0o644)
         want = ["# runner-provisioner: one task, then power off.",
-                "[Service]", "Restart=no"]
+                "[Service]", "User=circleci-runner", "Group=circleci-runner",
+                "Restart=no"]
         if old_systemd:
             want.append("PermissionsStartOnly=true")
         want += [
             "ExecStopPost=" + ("" if old_systemd else "+") +
             "/usr/bin/systemctl --no-block poweroff",
-            "TimeoutStopSec=18300",
+            "TimeoutStopSec=" + str(stop_timeout_s),
             "StandardOutput=journal+console",
             "StandardError=journal+console",
         ]
@@ -552,6 +742,165 @@ class BootScriptTest(unittest.TestCase):
                                        "url": "https://circleci.example.com"})
         self.assertNotIn("idle_timeout", conf["runner"])
         self.assert_not_leaked(run)
+
+    # -- the 0.1.2 configuration, from the daemon's loader to the VM ------
+
+    def config_userdata(self, extra="", defaults="", secrets_extra=""):
+        """User data for a class written in the 0.1.2 form: the token in
+        secrets.yaml, extra lines (indented 4) in the class's entry."""
+        d = tempfile.mkdtemp(prefix="conf-", dir=self.work)
+        config = ("resourceClassDefaults:\n" + defaults if defaults else
+                  "") + 'resourceClasses:\n  "my-org/linux":\n' + \
+            (extra if extra else "    {}\n")
+        if not extra:
+            config = config.replace('linux":\n    {}', 'linux": {}')
+        secrets = ('resourceClasses:\n  "my-org/linux":\n'
+                   f"    token: {json.dumps(CONF_TOKEN)}\n" + secrets_extra)
+        return emit_config(d, config, secrets)
+
+    def test_jobs_cannot_read_the_token(self):
+        """The account model: the agent (circleci-runner) reads the token;
+        a command run through the configured prefix runs as circleci and
+        can neither read it nor become root."""
+        ud = self.config_userdata(defaults="  scaling: {minReplicas: 0}\n")
+        run = self.run_boot(userdata=ud, after=AFTER_ACCOUNTS)
+        self.assert_installed(run, token=CONF_TOKEN, idle=None)
+        r = run.after()
+        self.assertEqual(r["agent_reads"]["rc"], 0, r["agent_reads"])
+        self.assertIn(MARKER, r["agent_reads"]["out"])
+        self.assertEqual(r["job_whoami"], {"rc": 0, "out": "circleci\n",
+                                           "err": r["job_whoami"]["err"]})
+        self.assertNotIn("circleci-runner", r["job_groups"]["out"].split())
+        self.assertNotEqual(r["job_reads"]["rc"], 0)
+        self.assertIn("Permission denied", r["job_reads"]["err"])
+        self.assertNotIn(MARKER, r["job_reads"]["out"] +
+                         r["job_reads"]["err"])
+        self.assertNotEqual(r["job_root"]["rc"], 0, r["job_root"])
+        self.assertEqual(r["job_home"]["out"], "/home/circleci\n")
+        # Jobs can work in their directory.
+        self.assertEqual(r["job_workdir"]["rc"], 0, r["job_workdir"])
+        self.assertEqual(r["workdir_owner"], ["circleci", "circleci",
+                                              "0o770"])
+
+    def test_without_step_down_jobs_can_read_the_token(self):
+        """The check above has teeth: an empty commandPrefix runs jobs as
+        the agent, and then they read the token."""
+        ud = self.config_userdata(
+            extra="    runner:\n      commandPrefix: []\n")
+        run = self.run_boot(userdata=ud, after=AFTER_ACCOUNTS)
+        self.assertEqual(run.rc, 0, run.stderr)
+        r = run.after()
+        self.assertEqual(r["job_whoami"]["out"], "circleci-runner\n")
+        self.assertEqual(r["job_reads"]["rc"], 0)
+        self.assertIn(MARKER, r["job_reads"]["out"])
+
+    def test_user_data_runs_before_the_runner_is_installed(self):
+        ud = self.config_userdata(secrets_extra=(
+            "    userData: |\n"
+            "      echo \"userdata $(id -un) $(umask)\" >>\"$STUB_LOG\"\n"
+            "      echo pre-installed >/etc/from-user-data\n"))
+        run = self.run_boot(userdata=ud)
+        self.assert_installed(run, token=CONF_TOKEN, idle=None)
+        self.assertEqual(run.calls[0], "userdata root 0022")
+        self.assertEqual(run.read("etc/from-user-data"), "pre-installed\n")
+        self.assertIn("runner-provisioner: running userData\n", run.stderr)
+        # It may hold secrets: gone once it ran.
+        self.assertFalse(run.exists("etc/runner-provisioner/user-data"))
+
+    def test_user_data_with_its_own_interpreter(self):
+        ud = self.config_userdata(secrets_extra=(
+            "    userData: |\n"
+            "      #!/usr/bin/python3\n"
+            "      import os\n"
+            "      open(os.environ['STUB_LOG'], 'a').write('python\\n')\n"))
+        run = self.run_boot(userdata=ud)
+        self.assertEqual(run.rc, 0, run.stderr)
+        self.assertEqual(run.calls[0], "python")
+
+    def test_failing_user_data_powers_off(self):
+        ud = self.config_userdata(secrets_extra=(
+            "    userData: \"echo trying; exit 3\"\n"))
+        run = self.run_boot(userdata=ud)
+        self.assert_powered_off(run, "userData failed (exit status 3)")
+        self.assertNotIn("curl", run.names())
+        self.assertFalse(run.exists("etc/runner-provisioner/user-data"))
+
+    def test_runner_options_reach_the_vm(self):
+        ud = self.config_userdata(extra=(
+            "    runner:\n"
+            "      workingDirectory: /var/lib/ci/work\n"
+            "      taskAgentDirectory: /var/tmp/agent\n"
+            "      maxRunTime: 1h\n"
+            "      useHomeSSHDirForCheckoutKeys: true\n"))
+        run = self.run_boot(userdata=ud, after=AFTER_ACCOUNTS.replace(
+            "/home/circleci/workdir", "/var/lib/ci/work"))
+        self.assert_installed(run, token=CONF_TOKEN, idle=None,
+                              stop_timeout_s=3900,
+                              workdir="/var/lib/ci/work", max_run="1h")
+        conf = yaml.safe_load(run.read(CONFIG))
+        self.assertEqual(conf["runner"]["task_agent_directory"],
+                         "/var/tmp/agent")
+        self.assertIs(conf["runner"]["use_home_ssh_dir_for_checkout_keys"],
+                      True)
+        r = run.after()
+        self.assertEqual(r["workdir_owner"], ["circleci", "circleci",
+                                              "0o770"])
+        self.assertEqual(r["job_workdir"]["rc"], 0, r["job_workdir"])
+
+    DISK_SPEC = (
+        "    emptyDiskMounts:\n"
+        "      - serial: cache1\n"
+        "        path: /var/lib/cache\n"
+        "    spec:\n"
+        "      domain:\n"
+        "        devices:\n"
+        "          disks:\n"
+        "            - {name: disk, disk: {bus: virtio}}\n"
+        "            - {name: c, serial: cache1, disk: {bus: virtio}}\n"
+        "      volumes:\n"
+        "        - {name: disk, containerDisk: {image: \"x/y:1\"}}\n"
+        "        - {name: c, emptyDisk: {capacity: 1Gi}}\n")
+
+    def test_empty_disk_is_formatted_seeded_and_mounted(self):
+        ud = self.config_userdata(extra=self.DISK_SPEC)
+        run = self.run_boot(
+            userdata=ud, disk=("cache1", "/var/lib/cache"),
+            before="mkdir -p /var/lib/cache && "
+                   "echo seed >/var/lib/cache/seed.txt\n",
+            after=AFTER_DISK)
+        self.assert_installed(run, token=CONF_TOKEN, idle=None)
+        r = run.after()
+        self.assertEqual(r["type"], "ext4\n")
+        self.assertEqual(r["mount"], ["/dev/disk/by-id/virtio-cache1",
+                                      "ext4"])
+        self.assertEqual(r["files"], {"seed.txt": "seed\n"})
+        self.assertIn("runner-provisioner: mounted the disk with serial "
+                      "cache1 at /var/lib/cache\n", run.stderr)
+        self.assertFalse(run.exists("etc/runner-provisioner/disks"))
+
+    def test_disk_with_a_filesystem_is_mounted_as_it_is(self):
+        ud = self.config_userdata(extra=self.DISK_SPEC)
+        run = self.run_boot(
+            userdata=ud, disk=("cache1", "/var/lib/cache"),
+            before="mkdir -p /var/lib/cache /tmp/m && "
+                   "echo seed >/var/lib/cache/seed.txt && "
+                   "mkfs.ext2 -q -F /dev/disk/by-id/virtio-cache1 && "
+                   "mount /dev/disk/by-id/virtio-cache1 /tmp/m && "
+                   "echo old >/tmp/m/old.txt && umount /tmp/m && "
+                   "rmdir /tmp/m\n",
+            after=AFTER_DISK)
+        self.assertEqual(run.rc, 0, run.stderr)
+        r = run.after()
+        self.assertEqual(r["type"], "ext2\n")
+        self.assertEqual(r["files"], {"old.txt": "old\n"})
+
+    def test_missing_disk_powers_off(self):
+        ud = self.config_userdata(extra=self.DISK_SPEC)
+        run = self.run_boot(userdata=ud)
+        self.assertEqual(run.names().count("sleep"), 30)
+        self.assert_powered_off(run, "cannot mount the disk with serial "
+                                "cache1 at /var/lib/cache")
+        self.assertNotIn("curl", run.names())
 
 
 if __name__ == "__main__":
