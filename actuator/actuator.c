@@ -97,7 +97,7 @@ scaling_detail(const struct act_class *ac, uint64_t now, json_t *o)
 			json_object_set_new(
 			    s, "capped_by_max_surge", json_true());
 	}
-	if (scale_boot_ms(&ac->ac_scale) > 0)
+	if (scale_boot_known(&ac->ac_scale))
 		json_object_set_new(s, "vm_boot_seconds",
 		    json_real((double)scale_boot_ms(&ac->ac_scale) / 1000));
 	json_object_set_new(s, "arrivals_per_minute",

@@ -80,13 +80,20 @@ scale_state_init(struct scale_state *st)
 void
 scale_note_boot(struct scale_state *st, uint64_t boot_ms)
 {
-	if (boot_ms == 0 || boot_ms > SCALE_BOOT_SAMPLE_MAX)
+	/* 0 is a boot within the timestamps' one-second resolution. */
+	if (boot_ms > SCALE_BOOT_SAMPLE_MAX)
 		return;
 	if (st->ss_boot_samples++ == 0)
 		st->ss_boot_ms = (double)boot_ms;
 	else
 		st->ss_boot_ms +=
 		    SCALE_BOOT_ALPHA * ((double)boot_ms - st->ss_boot_ms);
+}
+
+bool
+scale_boot_known(const struct scale_state *st)
+{
+	return st->ss_boot_samples > 0;
 }
 
 uint64_t

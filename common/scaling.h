@@ -94,6 +94,7 @@ void scale_note_demand(struct scale_state *, uint64_t obs_ms,
 /* Arrivals per minute and the boot estimate (ms, 0 when unmeasured). */
 double scale_rate_per_min(const struct scale_state *, uint64_t now_ms);
 uint64_t scale_boot_ms(const struct scale_state *);
+bool scale_boot_known(const struct scale_state *);
 /* headroom: auto at now: ceil(arrival rate x boot time), 0 without a
  * measured boot. */
 uint32_t scale_auto_headroom(const struct scale_state *, uint64_t now_ms);

@@ -62,10 +62,21 @@ BAD = [
     token: %s
       minReplicas: 2
 ''' % RUNNER_TOKEN, "4:18", None, "mapping values are not allowed"),
-    ("unknown top-level key", '''resourceClasses:
+    ("unknown top-level key", '''resourceClasss:
   "e2e-org/x":
     token: %s
-''' % RUNNER_TOKEN, "1:1", None, 'unknown key "resourceClasses"'),
+''' % RUNNER_TOKEN, "1:1", None, 'unknown key "resourceClasss"'),
+    ("both forms", '''resourceClass:
+  "e2e-org/x":
+    token: %s
+resourceClasses:
+  "e2e-org/y": {}
+''' % RUNNER_TOKEN, "4:1", None, "mixes the 0.1.0 form"),
+    ("0.1.2 name rule", '''resourceClass:
+  "E2E-Org/x":
+    token: %s
+''' % RUNNER_TOKEN, "2:3", 'resourceClass."E2E-Org/x"',
+     'contains "E" in the namespace'),
 ]
 
 

@@ -436,9 +436,14 @@ test_boot_estimate(void **state)
 	(void)state;
 	scale_state_init(&st);
 	assert_int_equal(scale_boot_ms(&st), 0);
-	scale_note_boot(&st, 0);
+	assert_false(scale_boot_known(&st));
 	scale_note_boot(&st, SCALE_BOOT_SAMPLE_MAX + 1);
+	assert_false(scale_boot_known(&st));
+	/* Faster than the timestamps' resolution: a sample of 0. */
+	scale_note_boot(&st, 0);
+	assert_true(scale_boot_known(&st));
 	assert_int_equal(scale_boot_ms(&st), 0);
+	scale_state_init(&st);
 	scale_note_boot(&st, 100000);
 	assert_int_equal(scale_boot_ms(&st), 100000);
 	scale_note_boot(&st, 60000);
