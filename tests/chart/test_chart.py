@@ -441,7 +441,7 @@ class T04ConfigYaml(unittest.TestCase):
     def test_types_that_yaml_could_change(self):
         conf = yaml.safe_load(config_of(render([VALUES_DIR / "custom-spec.yaml"])))
         (name, entry), = conf["resourceClass"].items()
-        self.assertEqual(name, "Acme_Corp/linux-large:v2+gpu")
+        self.assertEqual(name, "acme_corp/linux-large:v2+gpu")
         spec = entry["spec"]
         self.assertEqual(typed(spec["domain"]["resources"]["requests"]),
                          typed({"memory": "8Gi", "cpu": "4"}))
@@ -680,7 +680,7 @@ class T06BadValues(unittest.TestCase):
             {"provisioner": {"pollInterval": d}} for d in ("1s", "500ms", "2.5s", "1m")
         ] + [
             {"provisioner": {"resourceClass": {"name": n}}}
-            for n in ("a/b", "My.Org_1/runner-2", "org:x/class+y", "0rg/9")
+            for n in ("a/b", "my_org-1/Runner-2", "org/class:x+y", "0rg/9")
         ] + [
             {"provisioner": {"resourceClass": {"minReplicas": 0, "maxReplicas": 1}}},
             {"provisioner": {"resourceClass": {"minReplicas": 5, "maxReplicas": 5}}},

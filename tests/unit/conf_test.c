@@ -31,8 +31,11 @@
 #define CONFIG_DIR "config"
 #define GOLDEN_MIN 30 /* fewer means the directory was not found */
 
-/* deploy/chart/values.schema.json, provisioner.resourceClass.name. */
-#define CHART_NAME_RE                                                         \
+/* deploy/chart/values.schema.json: provisioner.resourceClass.name and the
+ * keys of provisioner.resourceClasses (the 0.1.2 rule). */
+#define CHART_NAME_RE "^[a-z0-9][a-z0-9_-]*/[A-Za-z0-9][A-Za-z0-9_:+-]*$"
+/* The shape messages may carry (conf_class_name_valid). */
+#define SHAPE_NAME_RE                                                         \
 	"^[A-Za-z0-9][A-Za-z0-9._:+-]*/[A-Za-z0-9][A-Za-z0-9._:+-]*$"
 #define CHART_SCHEMA "../deploy/chart/values.schema.json"
 
@@ -364,21 +367,23 @@ test_register_secrets(void **state)
 	conf_free(c);
 }
 
-/* The chart's regex and ours agree on every string over an alphabet that
- * holds each kind of character, up to four bytes, and both forbid more
- * than 253 bytes. */
+/* The chart's regex and the loader's rule agree on every string over an
+ * alphabet that holds each kind of character, up to four bytes, and both
+ * forbid more than 253 bytes; so do the message shape and its regex. */
 static void
 test_name_rule_matches_chart(void **state)
 {
 	static const char alpha[] = "aZ0._:+-/ @\xc3";
 	char s[8];
 	size_t n = strlen(alpha), len, i, total, k;
-	regex_t re;
+	regex_t re, shape;
 	int want, got;
 
 	(void)state;
 	assert_int_equal(
 	    regcomp(&re, CHART_NAME_RE, REG_EXTENDED | REG_NOSUB), 0);
+	assert_int_equal(
+	    regcomp(&shape, SHAPE_NAME_RE, REG_EXTENDED | REG_NOSUB), 0);
 	for (len = 0; len <= 4; len++) {
 		for (total = 1, i = 0; i < len; i++)
 			total *= n;
@@ -391,13 +396,19 @@ test_name_rule_matches_chart(void **state)
 			}
 			s[len] = '\0';
 			want = regexec(&re, s, 0, NULL, 0) == 0 ? 0 : -1;
-			got = conf_class_name_valid(s);
+			got = conf_class_name_allowed(s);
 			if (want != got)
 				fail_msg(
 				    "\"%s\": regex %d, conf %d", s, want, got);
+			want = regexec(&shape, s, 0, NULL, 0) == 0 ? 0 : -1;
+			got = conf_class_name_valid(s);
+			if (want != got)
+				fail_msg("\"%s\": shape regex %d, conf %d", s,
+				    want, got);
 		}
 	}
 	regfree(&re);
+	regfree(&shape);
 	memset(s, 0, sizeof(s));
 	{
 		char longest[300];
@@ -406,13 +417,17 @@ test_name_rule_matches_chart(void **state)
 		longest[0] = 'o';
 		longest[1] = '/';
 		longest[253] = '\0';
-		assert_int_equal(conf_class_name_valid(longest), 0);
+		assert_int_equal(conf_class_name_allowed(longest), 0);
 		longest[253] = 'a';
 		longest[254] = '\0';
+		assert_int_equal(conf_class_name_allowed(longest), -1);
 		assert_int_equal(conf_class_name_valid(longest), -1);
 	}
 	assert_int_equal(conf_class_name_valid(NULL), -1);
+	assert_int_equal(conf_class_name_allowed(NULL), -1);
 	assert_int_equal(conf_class_name_valid("My_Org/Runner:v1+gpu"), 0);
+	assert_int_equal(conf_class_name_allowed("My_Org/Runner:v1+gpu"), -1);
+	assert_int_equal(conf_class_name_allowed("my_org/Runner:v1+gpu"), 0);
 }
 
 /* The chart validates the same names with the same pattern. */
@@ -443,6 +458,17 @@ test_chart_uses_same_pattern(void **state)
 	if (strncmp(pat, "^$|", 3) == 0)
 		pat += 3;
 	assert_string_equal(pat, CHART_NAME_RE);
+	p = json_object_get(
+	    json_object_get(
+	        json_object_get(
+	            json_object_get(
+	                json_object_get(json_object_get(schema, "properties"),
+	                    "provisioner"),
+	                "properties"),
+	            "resourceClasses"),
+	        "propertyNames"),
+	    "pattern");
+	assert_string_equal(json_string_value(p), CHART_NAME_RE);
 	json_decref(schema);
 }
 
