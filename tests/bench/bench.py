@@ -29,12 +29,12 @@ has no benchmark mode):
              poll" and "poll request -> scale request" (the code's own part)
   recovery   kill -9 of each child -> its replacement answers a health
              survey; supervisor start -> first CircleCI poll request
-  trace      a bursty working day of jobs (by default its busy morning)
-             replayed at speed through both simulators (VMs boot after a
-             delay, claim tasks, run them, power off): queue wait
-             p50/p95/max and VM time used, for several
-             minReplicas/idleTimeout settings at once (one class each,
-             the same jobs)
+  trace      a bursty working day of jobs (by default its busy morning;
+             --trace-profile quiet: a quiet day) replayed at speed through
+             both simulators (VMs boot after a delay, claim tasks, run
+             them, power off): queue wait p50/p95/max and VM time used,
+             for several scaling settings at once (one class each, the
+             same jobs; --trace-settings picks them)
 
 Output: a table on stdout and a JSON file (schema "rp-bench/1"):
 {"schema", "smoke", "started", "duration_s", "machine", "build",
@@ -649,32 +649,52 @@ def scenario_recovery(args):
 
 
 # trace: a bursty day of jobs ----------------------------------------------
-# (name, minReplicas, idleTimeout in simulated seconds or None)
-TRACE_SETTINGS = [
-    ("min0", 0, None),
-    ("min0-idle10m", 0, 600),
-    ("min3-idle10m", 3, 600),
-    ("min10-idle30m", 10, 1800),
-]
+# name -> the class's scaling block in simulated time (durations in seconds,
+# schedules by simulated clock hour); each runs as its own class on the same
+# jobs.  The first four are the 0.1.0 formula (no headroom, surge or delay).
+TRACE_SETTINGS = {
+    "min0": {"minReplicas": 0},
+    "min0-idle10m": {"minReplicas": 0, "idleTimeout": 600},
+    "min3-idle10m": {"minReplicas": 3, "idleTimeout": 600},
+    "min10-idle30m": {"minReplicas": 10, "idleTimeout": 1800},
+    "headroom2": {"minReplicas": 0, "headroom": 2, "idleTimeout": 600},
+    "headroom5-delay10m": {"minReplicas": 0, "headroom": 5,
+                           "scaleDownDelay": 600, "idleTimeout": 900},
+    "auto": {"minReplicas": 0, "headroom": "auto", "idleTimeout": 600},
+    "auto-delay10m": {"minReplicas": 0, "headroom": "auto",
+                      "scaleDownDelay": 600, "idleTimeout": 900},
+    "auto-delay20m": {"minReplicas": 0, "headroom": "auto",
+                      "scaleDownDelay": 1200, "idleTimeout": 1800},
+    "hours-min5-auto": {"minReplicas": 0, "headroom": "auto",
+                        "idleTimeout": 600,
+                        "schedules": [{"name": "working-hours", "from": 8,
+                                       "to": 18, "minReplicas": 5}]},
+}
+TRACE_DEFAULT = "min0,min3-idle10m,min10-idle30m,headroom2,auto"
+TRACE_BASELINE = "min0"  # the VM-hours the target is measured against
 
 
-def day_trace(seed, hours, start_hour=7.0):
-    """A bursty working day from start_hour: (t seconds, duration seconds)
-    of each job in simulated time.  A background rate that ramps up in the
-    morning, dips at lunch and fades in the evening, plus bursts (a
-    pipeline fanning out 8-30 jobs at once, a few per hour at peak)."""
+def day_trace(seed, hours, start_hour=7.0, profile="busy"):
+    """A working day from start_hour: (t seconds, duration seconds) of each
+    job in simulated time.  "busy": a background rate that ramps up in the
+    morning, dips at lunch and fades in the evening, plus bursts (a pipeline
+    fanning out 8-30 jobs at once, a few per hour at peak).  "quiet": a
+    tenth of that background, and a burst of 3-8 jobs every 3 hours."""
     rng = random.Random(seed)
+    quiet = profile == "quiet"
 
     def rate(h):  # jobs per hour
         if h < 8 or h >= 19:
-            return 2
-        if h < 10:
-            return 8 + 12 * (h - 8)
-        if 12 <= h < 13:
-            return 14
-        if h >= 17:
-            return 30 - 12 * (h - 17)
-        return 30
+            r = 2
+        elif h < 10:
+            r = 8 + 12 * (h - 8)
+        elif 12 <= h < 13:
+            r = 14
+        elif h >= 17:
+            r = 30 - 12 * (h - 17)
+        else:
+            r = 30
+        return r / 10.0 if quiet else r
 
     def duration():
         return min(45 * 60, max(60, rng.lognormvariate(6.0, 0.7)))
@@ -691,11 +711,14 @@ def day_trace(seed, hours, start_hour=7.0):
     t = 0.0
     while True:
         h = start_hour + t / 3600
-        bursts = 0.5 if (h < 8 or h >= 19) else 3.0
+        if quiet:
+            bursts = 0.05 if (h < 8 or h >= 19) else 0.33
+        else:
+            bursts = 0.5 if (h < 8 or h >= 19) else 3.0
         t += rng.expovariate(bursts / 3600.0)
         if t >= end:
             break
-        for _ in range(rng.randint(8, 30)):
+        for _ in range(rng.randint(3, 8) if quiet else rng.randint(8, 30)):
             jobs.append((t + rng.uniform(0, 20), duration()))
     jobs.sort()
     return jobs
@@ -705,35 +728,108 @@ def go_ms(seconds):
     return "%dms" % max(1, int(round(seconds * 1000)))
 
 
+def trace_scaling(setting, args, t0):
+    """A setting's scaling block for the daemon, in real time: durations
+    divided by the replay speed, each schedule's simulated hours turned into
+    one-off cron expressions for the real UTC minutes they fall on (the
+    replay starts at t0, a whole minute).  Returns (scaling, notes)."""
+    out = {"maxReplicas": args.trace_max}
+    notes = []
+    for k, v in setting.items():
+        if k in ("idleTimeout", "scaleDownDelay"):
+            out[k] = go_ms(v / args.trace_speed)
+        elif k == "schedules":
+            out[k] = []
+            for sch in v:
+                sch = dict(sch)
+                reals = [round((t0 + (sch.pop(key) - args.trace_start_hour)
+                                * 3600.0 / args.trace_speed) / 60.0) * 60
+                         for key in ("from", "to")]
+                if reals[1] == reals[0]:  # a window shorter than a minute
+                    reals[1] += 60
+                crons = []
+                for key, real in zip(("from", "to"), reals):
+                    tm = time.gmtime(real)
+                    crons.append("%d %d %d %d *" % (tm.tm_min, tm.tm_hour,
+                                                    tm.tm_mday, tm.tm_mon))
+                    notes.append("%s %s: %s (simulated %.2f h)" % (
+                        sch["name"], key, crons[-1], args.trace_start_hour +
+                        (real - t0) * args.trace_speed / 3600.0))
+                sch.update(start=crons[0], end=crons[1], timezone="UTC")
+                out[k].append(sch)
+        else:
+            out[k] = v
+    return out, notes
+
+
+def _metric_values(text, name):
+    """{resource_class: value} of one gauge in Prometheus text."""
+    out = {}
+    for m in re.finditer(r'^%s\{resource_class="([^"]+)"\} (\S+)$'
+                         % re.escape(name), text, re.M):
+        out[m.group(1)] = float(m.group(2))
+    return out
+
+
 def scenario_trace(args):
     speed = args.trace_speed
     hours = args.trace_hours
-    jobs = day_trace(5, hours, args.trace_start_hour)
-    names = {s[0]: "bench-org/trace-%s" % s[0] for s in TRACE_SETTINGS}
-    classes = {}
-    for name, lo, idle in TRACE_SETTINGS:
-        c = {"minReplicas": lo, "maxReplicas": args.trace_max}
-        if idle is not None:
-            c["idleTimeout"] = go_ms(idle / speed)
-        classes[names[name]] = c
+    jobs = day_trace(5, hours, args.trace_start_hour, args.trace_profile)
+    chosen = [s for s in args.trace_settings.split(",") if s]
+    for s in chosen:
+        if s not in TRACE_SETTINGS:
+            raise AssertionError("unknown trace setting %r (known: %s)" % (
+                s, ", ".join(TRACE_SETTINGS)))
+    names = {s: "bench-org/trace-%s" % s for s in chosen}
+    # With a schedule the replay starts on a whole minute, far enough ahead
+    # for the warm pools to boot, so that its cron can name real minutes.
+    if any("schedules" in TRACE_SETTINGS[s] for s in chosen):
+        t0 = (int(time.time() + args.trace_lead_s) // 60 + 1) * 60
+    else:
+        t0 = time.time() + args.trace_lead_s
+    classes, notes = {}, {}
+    for s in chosen:
+        scaling, notes[s] = trace_scaling(TRACE_SETTINGS[s], args, t0)
+        classes[names[s]] = {"scaling": scaling}
     boot_ms = int(1000 * args.trace_boot_s / speed)
-    log("trace: %d jobs in %.1f h at %gx (%.0f s), boot %.0f s (%d ms), "
-        "%d settings" % (len(jobs), hours, speed, hours * 3600 / speed,
-                         args.trace_boot_s, boot_ms, len(TRACE_SETTINGS)))
+    log("trace: %s day, %d jobs in %.1f h at %gx (%.0f s), boot %.0f s "
+        "(%d ms), settings %s" % (args.trace_profile, len(jobs), hours,
+                                  speed, hours * 3600 / speed,
+                                  args.trace_boot_s, boot_ms,
+                                  ",".join(chosen)))
     st = bl.Stack(classes, poll_interval=args.trace_poll,
                   boot_delay_ms=boot_ms,
                   claim_interval_ms=args.trace_claim_ms,
                   boot_loop_threshold="10ms")
     from kubesim import VMRecorder
     rec = None
+    samples = {names[s]: [] for s in chosen}  # (headroom, boot s)
+    stop = threading.Event()
+
+    def sample_metrics():
+        while not stop.wait(1.0):
+            try:
+                text = st.prov.get("/metrics")[1]
+            except Exception:
+                continue
+            head = _metric_values(text, "runner_provisioner_headroom_vms")
+            boot = _metric_values(text, "runner_provisioner_vm_boot_seconds")
+            for c in samples:
+                if c in head:
+                    samples[c].append((head[c], boot.get(c, 0.0)))
+    sampler = threading.Thread(target=sample_metrics, daemon=True)
     try:
         st.start(timeout=60)
         rec = VMRecorder(st.kube, interval=0.1).start()
         # Warm pools first (minReplicas VMs booted), as after a night.
-        want = sum(lo for _, lo, _ in TRACE_SETTINGS)
+        want = sum(TRACE_SETTINGS[s].get("minReplicas", 0) for s in chosen)
         bl.wait_for(lambda: _vms_running(st) >= want, 60,
                     what="%d warm VMs" % want)
-        t0 = time.time()
+        if time.time() > t0:
+            raise AssertionError("warm-up outlasted the replay's start; "
+                                 "raise --trace-lead-s")
+        time.sleep(t0 - time.time())
+        sampler.start()
         late = 0.0
         for t, d in jobs:
             at = t0 + t / speed
@@ -759,13 +855,14 @@ def scenario_trace(args):
         except AssertionError:
             drained_ok = False
         t_drain = time.time()
+        stop.set()
         rec.wait_snapshots(2)
         rec.stop()
         views = rec.all()
         last_seen = dict(rec.last_seen)
         results = {}
-        for name, lo, idle in TRACE_SETTINGS:
-            cls = names[name]
+        for s in chosen:
+            cls = names[s]
             tasks = st.circle.client.call(
                 "GET", "/_sim/tasks", query={"resource_class": cls})["tasks"]
             waits = [(t["claimed_at"] - t["queued_at"]) * speed
@@ -781,27 +878,48 @@ def scenario_trace(args):
                     continue
                 nvms += 1
                 start = v.get("created") or rec.first_seen.get(uid)
-                stop = v.get("stopped")
-                if stop is None or (v.get("booted") and
-                                    stop < v["booted"]):
-                    stop = last_seen.get(uid, t_drain)
+                stop_t = v.get("stopped")
+                if stop_t is None or (v.get("booted") and
+                                      stop_t < v["booted"]):
+                    stop_t = last_seen.get(uid, t_drain)
                 start = max(start, t0)
-                stop = min(stop, t_drain)
-                if stop > start:
-                    vm_s += stop - start
-            results[name] = {
-                "resource_class": cls, "minReplicas": lo,
-                "idleTimeout_s": idle,
+                stop_t = min(stop_t, t_drain)
+                if stop_t > start:
+                    vm_s += stop_t - start
+            head = [h for h, _ in samples[cls]]
+            boots = [b for _, b in samples[cls] if b > 0]
+            results[s] = {
+                "resource_class": cls,
+                "controls": TRACE_SETTINGS[s],
+                "schedule_crons": notes[s],
                 "jobs": len(tasks), "never_claimed": unclaimed,
                 "queue_wait_s": bl.summary(waits, 1, 0),
+                "queue_wait_mean_s": round(sum(waits) / len(waits), 1)
+                if waits else None,
                 "vm_hours": round(vm_s * speed / 3600, 1),
                 "busy_vm_hours": round(busy_s * speed / 3600, 1),
                 "vm_utilisation_pct": round(100 * busy_s / vm_s, 1)
                 if vm_s else None,
                 "vms_created": nvms,
+                "headroom_mean": round(sum(head) / len(head), 2)
+                if head else None,
+                "headroom_max": max(head) if head else None,
+                "boot_estimate_s": round(boots[-1] * speed, 1)
+                if boots else None,
             }
-        return {"speed": speed, "hours": hours, "jobs": len(jobs),
-                "boot_delay_s": args.trace_boot_s,
+        base = results.get(TRACE_BASELINE)
+        for s, r in results.items():
+            w = r["queue_wait_s"]
+            if base and base["vm_hours"]:
+                r["vm_hours_vs_min0"] = round(
+                    r["vm_hours"] / base["vm_hours"], 2)
+            r["meets_target"] = bool(
+                w.get("n") and base and w["p50"] <= 10 and
+                w["p95"] <= args.trace_boot_s and
+                r["vm_hours"] <= 1.5 * base["vm_hours"])
+        return {"profile": args.trace_profile, "speed": speed,
+                "hours": hours, "start_hour": args.trace_start_hour,
+                "jobs": len(jobs), "boot_delay_s": args.trace_boot_s,
                 "poll_interval": args.trace_poll,
                 "poll_interval_simulated_s": round(
                     st_interval_s(args.trace_poll) * speed, 1),
@@ -812,6 +930,7 @@ def scenario_trace(args):
                 "replay_late_max_s": round(late, 3), "drained": drained_ok,
                 "settings": results}
     finally:
+        stop.set()
         if rec is not None:
             rec.stop()
         st.stop()
@@ -982,20 +1101,21 @@ def table(res):
     tr = sc.get("trace") or {}
     if tr.get("settings"):
         add("")
-        add("Job trace: %d jobs over %g h replayed at %gx, VM boot %g s; "
-            "simulated minutes" % (tr["jobs"], tr["hours"], tr["speed"],
-                                   tr["boot_delay_s"]))
-        add("%-15s %8s %8s %8s %8s %9s %7s" % (
-            "setting", "wait p50", "p95", "max", "VM-h", "busy VM-h",
-            "util %"))
+        add("Job trace: %s day, %d jobs over %g h replayed at %gx, VM boot "
+            "%g s; waits in simulated seconds" % (
+                tr.get("profile", "busy"), tr["jobs"], tr["hours"],
+                tr["speed"], tr["boot_delay_s"]))
+        add("%-20s %6s %6s %6s %6s %6s %6s %7s %5s %s" % (
+            "setting", "p50", "p95", "p99", "max", "VM-h", "xmin0", "util%",
+            "head", "target"))
         for name, r in tr["settings"].items():
             w = r["queue_wait_s"]
-            add("%-15s %8s %8s %8s %8s %9s %7s" % (
-                name, fmt(w.get("p50", 0) / 60.0 if w.get("n") else None),
-                fmt(w.get("p95", 0) / 60.0 if w.get("n") else None),
-                fmt(w.get("max", 0) / 60.0 if w.get("n") else None),
-                fmt(r["vm_hours"]), fmt(r["busy_vm_hours"]),
-                fmt(r["vm_utilisation_pct"])))
+            add("%-20s %6s %6s %6s %6s %6s %6s %7s %5s %s" % (
+                name, fmt(w.get("p50")), fmt(w.get("p95")),
+                fmt(w.get("p99")), fmt(w.get("max")), fmt(r["vm_hours"]),
+                fmt(r.get("vm_hours_vs_min0")),
+                fmt(r["vm_utilisation_pct"]), fmt(r.get("headroom_mean")),
+                "met" if r.get("meets_target") else "-"))
     if res["targets"]:
         add("")
         add("DESIGN §11 targets")
@@ -1045,6 +1165,16 @@ def parse_args(argv=None):
                     help="how often an idle VM's runner asks for a task "
                     "(real ms)")
     ap.add_argument("--trace-max", type=int, default=50)
+    ap.add_argument("--trace-profile", choices=("busy", "quiet"),
+                    default="busy", help="busy: the working day above; "
+                    "quiet: a tenth of its rate, small bursts")
+    ap.add_argument("--trace-settings", default=TRACE_DEFAULT,
+                    help="comma-separated names of TRACE_SETTINGS, each "
+                    "run as its own class (known: %s)" % ", ".join(
+                        TRACE_SETTINGS))
+    ap.add_argument("--trace-lead-s", type=float, default=75,
+                    help="real seconds before the replay starts (warm-up; "
+                    "the next whole minute after it with a schedule)")
     a = ap.parse_args(argv)
     if a.smoke:
         a.classes = "1"
@@ -1054,6 +1184,7 @@ def parse_args(argv=None):
         a.intervals = "100ms"
         a.recovery_runs = 1
         a.trace_speed, a.trace_hours = 1200, 1.0
+        a.trace_lead_s = 5
     a.class_counts = [int(x) for x in a.classes.split(",") if x]
     # Under callgrind (~50x slower) a 100-class daemon cannot keep its own
     # deadlines (health answers within 10 s): the supervisor restarts its

@@ -127,7 +127,8 @@ def mapped_libraries(pid):
 class Stack:
     """The two simulators and the daemon for n resource classes.
 
-    classes: {name: class config (minReplicas, maxReplicas, idleTimeout)}.
+    classes: {name: class config (minReplicas, maxReplicas, idleTimeout; or
+    the 0.1.2 form's scaling, runner, ... when any class has "scaling")}.
     boot_delay_ms / claim_interval_ms: the Kubernetes simulator's VMs.
     The daemon is the build's supervisor (RP_BUILD_DIR), started exactly as
     the end-to-end tests start it (TLS to both simulators, a kubeconfig with
@@ -145,7 +146,10 @@ class Stack:
             c = dict(c)
             c.setdefault("token", harness.runner_token(n))
             full[n] = c
-        self.tdir.write_config(harness.make_config(full))
+        if any("scaling" in c for c in full.values()):
+            self.tdir.write_config({"resourceClasses": full})  # 0.1.2 form
+        else:
+            self.tdir.write_config(harness.make_config(full))
         self.circle = harness.CircleSim(self.tdir, list(self.classes),
                                         task_duration_ms=task_duration_ms)
         self.kube = KubeSim(self.tdir, circle=self.circle,
