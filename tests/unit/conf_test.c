@@ -521,6 +521,77 @@ test_load_errors(void **state)
 	free(path);
 }
 
+/* --secrets: a missing default file is skipped, a given one must exist; a
+ * child that needs no secrets does not read them at all. */
+static void
+test_secrets_file(void **state)
+{
+	static const char config[] = "resourceClasses:\n  \"a/b\": {}\n";
+	static const char secrets[] = "resourceClasses:\n  \"a/b\":\n"
+	                              "    token: rtok-sec-0123\n"
+	                              "    userData: \"echo hi\\n\"\n";
+	char err[CONF_ERR_MAX], dir[] = "/tmp/conf_test.XXXXXX", *cpath,
+	                        *spath;
+	char *missing, *want;
+	struct conf *c;
+	int fd;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	cpath = xasprintf("%s/config.yaml", dir);
+	spath = xasprintf("%s/secrets.yaml", dir);
+	missing = xasprintf("%s/absent.yaml", dir);
+	assert_true((fd = open(cpath, O_WRONLY | O_CREAT, 0600)) >= 0);
+	assert_int_equal(
+	    write(fd, config, strlen(config)), (ssize_t)strlen(config));
+	close(fd);
+	assert_true((fd = open(spath, O_WRONLY | O_CREAT, 0600)) >= 0);
+	assert_int_equal(
+	    write(fd, secrets, strlen(secrets)), (ssize_t)strlen(secrets));
+	close(fd);
+
+	/* Both files. */
+	assert_non_null(c = conf_load(cpath, spath, 0, err, sizeof(err)));
+	assert_string_equal(c->c_secrets_path, spath);
+	assert_string_equal(c->c_classes[0].cc_token, "rtok-sec-0123");
+	assert_string_equal(c->c_classes[0].cc_user_data, "echo hi\n");
+	conf_drop_tokens(c);
+	assert_null(c->c_classes[0].cc_token);
+	assert_null(c->c_classes[0].cc_user_data);
+	conf_free(c);
+
+	/* The default path, missing: skipped, and then the token is. */
+	assert_null(conf_load(
+	    cpath, missing, CONF_SECRETS_OPTIONAL, err, sizeof(err)));
+	want = xasprintf("%s:2:3: resourceClasses.\"a/b\": no runner token: "
+	                 "set token for this class in the secrets file "
+	                 "(--secrets), or for a daemon run by hand in %s",
+	    cpath, cpath);
+	assert_string_equal(err, want);
+	free(want);
+	/* A given path must exist. */
+	assert_null(conf_load(cpath, missing, 0, err, sizeof(err)));
+	want = xasprintf("%s: No such file or directory", missing);
+	assert_string_equal(err, want);
+	free(want);
+	/* The poller: no secrets read, none required. */
+	assert_non_null(
+	    c = conf_load(cpath, missing, CONF_NO_SECRETS, err, sizeof(err)));
+	assert_null(c->c_secrets_path);
+	assert_null(c->c_classes[0].cc_token);
+	conf_free(c);
+	assert_non_null(c = conf_load(cpath, "/dev/null/x", CONF_NO_SECRETS,
+	                    err, sizeof(err)));
+	conf_free(c);
+
+	unlink(cpath);
+	unlink(spath);
+	rmdir(dir);
+	free(cpath);
+	free(spath);
+	free(missing);
+}
+
 static char *
 classes_doc(size_t n)
 {
@@ -606,6 +677,7 @@ main(void)
 		cmocka_unit_test(test_name_rule_matches_chart),
 		cmocka_unit_test(test_chart_uses_same_pattern),
 		cmocka_unit_test(test_load_errors),
+		cmocka_unit_test(test_secrets_file),
 		cmocka_unit_test(test_classes_limit),
 		cmocka_unit_test(test_error_buffer),
 		cmocka_unit_test(test_error_hides_token),
