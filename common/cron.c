@@ -36,9 +36,9 @@ static const struct field fields[5] = {
 static int value(const struct field *, const char **, unsigned *);
 static int parse_field(
     const struct field *, const char *, size_t, uint64_t *, char *, size_t);
+static bool date_matches(const struct cron *, unsigned, unsigned, unsigned);
 static bool day_matches(const struct cron *, int64_t);
 static int prev_match(const struct cron *, int64_t, int64_t, int64_t *);
-static int64_t floor_div(int64_t, int64_t);
 
 /* A number or a name at *sp. */
 static int
@@ -219,43 +219,36 @@ cron_equal(const struct cron *a, const struct cron *b)
 	    a->cr_dow == b->cr_dow && a_or == b_or;
 }
 
+/* The month and the two day fields, by the Vixie rule. */
+static bool
+date_matches(
+    const struct cron *c, unsigned month, unsigned mday, unsigned wday)
+{
+	bool dom = c->cr_dom >> mday & 1, dow = c->cr_dow >> wday & 1;
+
+	if (!(c->cr_month >> month & 1))
+		return false;
+	if (c->cr_dom_star || c->cr_dow_star)
+		return dom && dow;
+	return dom || dow;
+}
+
 bool
 cron_matches(const struct cron *c, unsigned month, unsigned mday,
     unsigned wday, unsigned hour, unsigned minute)
 {
-	bool dom, dow;
-
-	if (!(c->cr_minute >> minute & 1) || !(c->cr_hour >> hour & 1) ||
-	    !(c->cr_month >> month & 1))
-		return false;
-	dom = c->cr_dom >> mday & 1;
-	dow = c->cr_dow >> wday & 1;
-	if (c->cr_dom_star || c->cr_dow_star)
-		return dom && dow;
-	return dom || dow;
+	return (c->cr_minute >> minute & 1) && (c->cr_hour >> hour & 1) &&
+	    date_matches(c, month, mday, wday);
 }
 
 static bool
 day_matches(const struct cron *c, int64_t day)
 {
 	int64_t y;
-	unsigned m, d, w = tz_weekday(day);
-	bool dom, dow;
+	unsigned m, d;
 
 	tz_civil_from_days(day, &y, &m, &d);
-	if (!(c->cr_month >> m & 1))
-		return false;
-	dom = c->cr_dom >> d & 1;
-	dow = c->cr_dow >> w & 1;
-	if (c->cr_dom_star || c->cr_dow_star)
-		return dom && dow;
-	return dom || dow;
-}
-
-static int64_t
-floor_div(int64_t a, int64_t b)
-{
-	return a / b - (a % b != 0 && (a < 0) != (b < 0));
+	return date_matches(c, m, d, tz_weekday(day));
 }
 
 /* The latest local minute (local seconds) <= from that matches c, no
@@ -263,7 +256,7 @@ floor_div(int64_t a, int64_t b)
 static int
 prev_match(const struct cron *c, int64_t from, int64_t floor, int64_t *out)
 {
-	int64_t day = floor_div(from, SECS_PER_DAY);
+	int64_t day = tz_floor_div(from, SECS_PER_DAY);
 	int64_t sod = from - day * SECS_PER_DAY;
 	int h = (int)(sod / 3600), m = (int)(sod % 3600 / 60), mm;
 
@@ -300,7 +293,7 @@ cron_last_fire(
 	int32_t o_hi = o_now > o_then ? o_now : o_then;
 	int32_t spread = o_now > o_then ? o_now - o_then : o_then - o_now;
 	int64_t floor = t - (int64_t)CRON_HORIZON_DAYS * SECS_PER_DAY;
-	int64_t from = floor_div(t + o_hi, 60) * 60, local, u[2];
+	int64_t from = tz_floor_div(t + o_hi, 60) * 60, local, u[2];
 	int64_t best_local = 0;
 	bool found = false;
 	int n, i;

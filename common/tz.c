@@ -64,7 +64,6 @@ static const char *rule_offset(const char *, int32_t *);
 static const char *rule_date(const char *, struct tz_date *);
 static int rule_parse(const char *, struct tz_rule *);
 static bool is_leap(int64_t);
-static int64_t floor_div(int64_t, int64_t);
 static int64_t rule_local(int64_t, const struct tz_date *);
 static int32_t rule_offset_at(const struct tz_rule *, int64_t);
 static int name_valid(const char *);
@@ -321,8 +320,8 @@ tz_weekday(int64_t days)
 	return (unsigned)(w < 0 ? w + 7 : w);
 }
 
-static int64_t
-floor_div(int64_t a, int64_t b)
+int64_t
+tz_floor_div(int64_t a, int64_t b)
 {
 	return a / b - (a % b != 0 && (a < 0) != (b < 0));
 }
@@ -367,7 +366,7 @@ rule_offset_at(const struct tz_rule *r, int64_t t)
 	if (!r->tr_has_dst)
 		return r->tr_std;
 	tz_civil_from_days(
-	    floor_div(t + r->tr_std, TZ_SECS_PER_D), &y, &m, &d);
+	    tz_floor_div(t + r->tr_std, TZ_SECS_PER_D), &y, &m, &d);
 	start = rule_local(y, &r->tr_start) - r->tr_std;
 	end = rule_local(y, &r->tr_end) - r->tr_dst;
 	if (start < end)

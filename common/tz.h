@@ -38,5 +38,7 @@ int64_t tz_days_from_civil(int64_t y, unsigned m, unsigned d);
 void tz_civil_from_days(int64_t days, int64_t *y, unsigned *m, unsigned *d);
 /* 0 = Sunday. */
 unsigned tz_weekday(int64_t days);
+/* a / b rounded towards minus infinity. */
+int64_t tz_floor_div(int64_t a, int64_t b);
 
 #endif

@@ -658,6 +658,9 @@ TRACE_SETTINGS = {
     "min3-idle10m": {"minReplicas": 3, "idleTimeout": 600},
     "min10-idle30m": {"minReplicas": 10, "idleTimeout": 1800},
     "headroom2": {"minReplicas": 0, "headroom": 2, "idleTimeout": 600},
+    "headroom3": {"minReplicas": 0, "headroom": 3, "idleTimeout": 600},
+    "headroom5": {"minReplicas": 0, "headroom": 5, "idleTimeout": 600},
+    "headroom8": {"minReplicas": 0, "headroom": 8, "idleTimeout": 600},
     "headroom5-delay10m": {"minReplicas": 0, "headroom": 5,
                            "scaleDownDelay": 600, "idleTimeout": 900},
     "auto": {"minReplicas": 0, "headroom": "auto", "idleTimeout": 600},
@@ -669,6 +672,9 @@ TRACE_SETTINGS = {
                         "idleTimeout": 600,
                         "schedules": [{"name": "working-hours", "from": 8,
                                        "to": 18, "minReplicas": 5}]},
+    "hours-headroom5": {"minReplicas": 0, "idleTimeout": 600,
+                        "schedules": [{"name": "working-hours", "from": 8,
+                                       "to": 18, "headroom": 5}]},
 }
 TRACE_DEFAULT = "min0,min3-idle10m,min10-idle30m,headroom2,auto"
 TRACE_BASELINE = "min0"  # the VM-hours the target is measured against
@@ -895,6 +901,9 @@ def scenario_trace(args):
                 "jobs": len(tasks), "never_claimed": unclaimed,
                 "queue_wait_s": bl.summary(waits, 1, 0),
                 "queue_wait_mean_s": round(sum(waits) / len(waits), 1)
+                if waits else None,
+                "waits_within_10s_pct": round(100.0 * sum(
+                    1 for w in waits if w <= 10) / len(waits), 1)
                 if waits else None,
                 "vm_hours": round(vm_s * speed / 3600, 1),
                 "busy_vm_hours": round(busy_s * speed / 3600, 1),
