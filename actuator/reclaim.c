@@ -380,11 +380,11 @@ reclaim_class(
 				release_finalizer(a, ac, vm, name, uid);
 			continue;
 		}
-		/* A VM that stays up twice as long as the failed ones lived
-		 * (and at least the threshold) shows the class works again. */
 		if (st == VMS_RUNNING)
 			note_ready(
 			    ac, vm, created, boot_mark, &ac->ac_boot_mark_ms);
+		/* A VM that stays up twice as long as the failed ones lived
+		 * (and at least the threshold) shows the class works again. */
 		if (st == VMS_RUNNING && ac->ac_boot_loop &&
 		    lifetime >= a->a_flags->f_boot_loop_ms &&
 		    lifetime >= 2 * ac->ac_failed_life_max_ms)

@@ -675,6 +675,17 @@ TRACE_SETTINGS = {
     "hours-headroom5": {"minReplicas": 0, "idleTimeout": 600,
                         "schedules": [{"name": "working-hours", "from": 8,
                                        "to": 18, "headroom": 5}]},
+    # Spare VMs that wait long enough not to time out between bursts.
+    "headroom5-idle1h": {"minReplicas": 0, "headroom": 5,
+                         "idleTimeout": 3600},
+    "headroom8-idle1h": {"minReplicas": 0, "headroom": 8,
+                         "idleTimeout": 3600},
+    "auto-idle1h": {"minReplicas": 0, "headroom": "auto",
+                    "idleTimeout": 3600},
+    "hours-headroom5-idle1h": {"minReplicas": 0, "idleTimeout": 3600,
+                               "schedules": [{"name": "working-hours",
+                                              "from": 8, "to": 18,
+                                              "headroom": 5}]},
 }
 TRACE_DEFAULT = "min0,min3-idle10m,min10-idle30m,headroom2,auto"
 TRACE_BASELINE = "min0"  # the VM-hours the target is measured against
@@ -862,6 +873,26 @@ def scenario_trace(args):
             drained_ok = False
         t_drain = time.time()
         stop.set()
+        # Spare VMs left idle after the last job cost VM time until their
+        # idleTimeout: keep recording until they are gone (or that long).
+        tail = max((TRACE_SETTINGS[s].get("idleTimeout", 0)
+                    for s in chosen), default=0) / speed
+        floor = {bl.pool_name(names[s]): TRACE_SETTINGS[s].get(
+            "minReplicas", 0) for s in chosen}
+
+        def idle_gone():
+            up = {}
+            for v in st.kube.state()["vms"]:
+                if v["printableStatus"] != "Stopped":
+                    pool = v["name"].rsplit("-", 1)[0]
+                    up[pool] = up.get(pool, 0) + 1
+            return all(n <= floor.get(p, 0) for p, n in up.items())
+        try:
+            bl.wait_for(idle_gone, tail + 10, interval=0.5,
+                        what="idle VMs to time out")
+        except AssertionError:
+            pass
+        t_end = time.time()
         rec.wait_snapshots(2)
         rec.stop()
         views = rec.all()
@@ -875,6 +906,10 @@ def scenario_trace(args):
                      for t in tasks if t["claimed_at"] is not None]
             unclaimed = sum(1 for t in tasks if t["claimed_at"] is None)
             pool = bl.pool_name(cls)
+            # VMs alive when the queue drained count for one idleTimeout
+            # more (what they cost if no job comes), no longer.
+            cap = min(t_end, t_drain + TRACE_SETTINGS[s].get(
+                "idleTimeout", 0) / speed)
             vm_s = 0.0
             busy_s = sum(t["duration_ms"] / 1000.0 for t in tasks
                          if t["claimed_at"] is not None)
@@ -887,9 +922,9 @@ def scenario_trace(args):
                 stop_t = v.get("stopped")
                 if stop_t is None or (v.get("booted") and
                                       stop_t < v["booted"]):
-                    stop_t = last_seen.get(uid, t_drain)
+                    stop_t = last_seen.get(uid, t_end)
                 start = max(start, t0)
-                stop_t = min(stop_t, t_drain)
+                stop_t = min(stop_t, cap)
                 if stop_t > start:
                     vm_s += stop_t - start
             head = [h for h, _ in samples[cls]]
@@ -936,6 +971,7 @@ def scenario_trace(args):
                     args.trace_claim_ms / 1000.0 * speed, 1),
                 "maxReplicas": args.trace_max,
                 "replay_s": round(t_drain - t0, 1),
+                "idle_tail_s": round(t_end - t_drain, 1),
                 "replay_late_max_s": round(late, 3), "drained": drained_ok,
                 "settings": results}
     finally:
