@@ -425,6 +425,8 @@ unknown_key(struct parse *p, json_t *obj, const char *path, const char *key,
 	char q[Y2J_PATH_MAX], list[256];
 	struct y2j_mark m = mk_key(p, obj, key);
 
+	holder(p, obj, key, &path); /* resourceClassDefaults' own path */
+
 	y2j_quote(q, sizeof(q), key);
 	if ((why = misplaced(key, known)) != NULL)
 		return perr(p, m, path, "unknown key %s (%s)", q, why);
