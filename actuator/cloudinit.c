@@ -29,8 +29,6 @@
 #include "log.h"
 #include "util.h"
 
-#define CI_STR(x)         CI_STR_(x)
-#define CI_STR_(x)        #x
 #define CI_CONTENT_INDENT "    " /* content lines of a write_files item */
 
 static int ci_utf8_next(const unsigned char *, uint32_t *);

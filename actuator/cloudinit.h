@@ -1,8 +1,10 @@
 /*
  * The cloud-init user data a runner VM boots with (DESIGN §6): a
- * #cloud-config document that stages the runner's configuration and a boot
- * script, which installs circleci-runner, gives the runner a unique name,
- * makes the VM power off when the runner exits, and starts it.
+ * #cloud-config document that stages the runner's configuration, the
+ * class's extra disks and userData, and a boot script, which mounts the
+ * disks, runs userData, installs circleci-runner, runs it as
+ * circleci-runner with jobs stepped down to circleci, gives it a unique
+ * name, makes the VM power off when the runner exits, and starts it.
  */
 #ifndef RP_CLOUDINIT_H
 #define RP_CLOUDINIT_H
