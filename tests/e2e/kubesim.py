@@ -53,16 +53,18 @@ ANNOT_HASH = "runner-provisioner/template-hash"
 MERGE_PATCH = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 
-ACTUATOR_H = os.path.join(harness.SOURCE_DIR, "actuator", "actuator.h")
+ACTUATOR_HEADERS = [os.path.join(harness.SOURCE_DIR, "actuator", h)
+                    for h in ("actuator.h", "plan.h", "bootloop.h")]
 
 
 def actuator_constant(name):
-    """A #define from actuator/actuator.h (an integer)."""
-    with open(ACTUATOR_H) as f:
-        m = re.search(r"^#define\s+%s\s+(\d+)" % name, f.read(), re.M)
-    if m is None:
-        raise AssertionError("no #define %s in %s" % (name, ACTUATOR_H))
-    return int(m.group(1))
+    """A #define from the actuator's headers (an integer)."""
+    for path in ACTUATOR_HEADERS:
+        with open(path) as f:
+            m = re.search(r"^#define\s+%s\s+(\d+)" % name, f.read(), re.M)
+        if m is not None:
+            return int(m.group(1))
+    raise AssertionError("no #define %s in %s" % (name, ACTUATOR_HEADERS))
 
 
 RESYNC_MS = actuator_constant("RESYNC_MS")
