@@ -108,7 +108,7 @@ ready_window_ms(const struct actuator *a)
 {
 	uint64_t w = 5 * a->a_flags->f_poll_interval_ms;
 
-	if (a->a_kube != NULL)
+	if (!a->a_flags->f_dry_run)
 		return LIST_STALE_MS + RESYNC_MS;
 	return w > 15000 ? w : 15000;
 }
@@ -122,7 +122,7 @@ act_class_ready(
 	if (ac->ac_kube.ck_synced_ms == 0 ||
 	    now - ac->ac_kube.ck_synced_ms > ready_window_ms(a))
 		return false;
-	if (a->a_kube == NULL)
+	if (a->a_flags->f_dry_run)
 		return true;
 	/* A denial is no passing fault: not ready until that verb works. */
 	for (k = 0; k < LIST_COUNT; k++)
@@ -147,7 +147,7 @@ step(struct actuator *a, struct act_class *ac, uint64_t now)
 	ac->ac_dirty = false;
 	ac->ac_wake_ms = PLAN_NEVER;
 	demand_decide(a, ac, now);
-	if (a->a_kube == NULL) {
+	if (a->a_flags->f_dry_run) {
 		if (ac->ac_demand.cd_have_target && !ac->ac_demand.cd_holding)
 			ac->ac_kube.ck_synced_ms = now;
 		report_class(ac);

@@ -24,7 +24,6 @@ reset(struct boot_guard *g)
 	g->bg_failed_life_max_ms = 0;
 	g->bg_last_failed_ms = 0;
 	g->bg_loop = false;
-	g->bg_loop_since_ms = 0;
 	g->bg_probes = 0;
 	g->bg_reclaim_at_ms = 0;
 	return was ? BOOT_EV_RECOVERED : BOOT_EV_NONE;
@@ -60,7 +59,6 @@ boot_note_stopped(struct boot_guard *g, enum boot_verdict v,
 	if (++g->bg_streak < BOOT_LOOP_STREAK || g->bg_loop)
 		return BOOT_EV_NONE;
 	g->bg_loop = true;
-	g->bg_loop_since_ms = wall_ms;
 	g->bg_probes = 0;
 	g->bg_reclaim_at_ms = now_ms + boot_probe_delay_ms(g);
 	return BOOT_EV_LOOP;
@@ -70,7 +68,7 @@ enum boot_event
 boot_note_evidence(struct boot_guard *g, const struct boot_evidence *ev)
 {
 	/* A job after the last failure: the failures were not a pattern. */
-	if (g->bg_streak > 0 && ev->be_job_ms > g->bg_last_failed_ms)
+	if (g->bg_streak > 0 && ev->be_job_ms >= g->bg_last_failed_ms)
 		return reset(g);
 	return BOOT_EV_NONE;
 }

@@ -48,7 +48,6 @@ struct boot_guard {
 	uint64_t bg_failed_life_max_ms; /* longest life among them */
 	uint64_t bg_last_failed_ms;     /* wall clock of the last one */
 	bool bg_loop;
-	uint64_t bg_loop_since_ms; /* wall clock the loop began */
 	unsigned int bg_probes;    /* reclaims during the loop */
 	uint64_t bg_reclaim_at_ms; /* loop: next reclaim (monotonic) */
 };
@@ -67,7 +66,7 @@ enum boot_verdict boot_judge(const struct boot_params *,
  * wall_ms the wall clock, both "now". */
 enum boot_event boot_note_stopped(struct boot_guard *, enum boot_verdict,
     uint64_t lifetime_ms, uint64_t now_ms, uint64_t wall_ms);
-/* A job ran after the loop began: it ends. */
+/* A job ran since the last failed boot: the streak (and a loop) ends. */
 enum boot_event boot_note_evidence(
     struct boot_guard *, const struct boot_evidence *);
 /* A VM has been running for lifetime_ms: long enough, it ends the loop. */

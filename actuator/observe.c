@@ -669,11 +669,12 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 	if (r->kr_status >= 200 && r->kr_status < 300) {
 		if (write_done(ac, w, from, r->kr_body, now) == 0) {
 			k->ck_denied &= ~bit;
-			k->ck_conflicts = 0;
 			k->ck_retry_ms = 0;
 			/* A read proves nothing about writing. */
-			if (!get)
+			if (!get) {
+				k->ck_conflicts = 0;
 				backoff_reset(&k->ck_backoff);
+			}
 			return;
 		}
 		snprintf(why, sizeof(why), "HTTP %ld with a malformed body",

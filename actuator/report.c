@@ -190,7 +190,7 @@ class_detail(
 			        (enum demand_error)d->cd_error)));
 		json_object_set_new(o, "demand", dem);
 	}
-	if (a->a_kube != NULL)
+	if (!a->a_flags->f_dry_run)
 		kube_detail(a, ac, o);
 	json_object_set_new(
 	    o, "synced", json_boolean(act_class_ready(a, ac, now)));
