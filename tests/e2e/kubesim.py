@@ -605,14 +605,14 @@ class KubeTestCase(harness.E2ETestCase):
                 self.assertEqual(view["name"], name, what)
                 if powered_off_before(view, r["t"]):
                     continue
-                self.fail("%s: the VM had not powered off: %s" % (
-                    what, json.dumps(events(view))))
-            # Gone before the recorder saw it stopped: its runner must
-            # have finished its (single) task before the DELETE.
+            # Gone before the recorder (which looks every 100 ms) saw it
+            # stopped: its runner must have finished its (single) task
+            # before the DELETE.
             runner = "%s-%s" % (name, uid[:8])
             self.assertIn(runner, finished, "%s: no evidence the VM had "
-                          "stopped (never recorded, no finished task)"
-                          % what)
+                          "stopped (%s, no finished task)" % (
+                              what, json.dumps(events(view)) if view
+                              else "never recorded"))
             self.assertLess(finished[runner], r["t"], what)
         return deletes
 
