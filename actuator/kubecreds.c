@@ -12,8 +12,6 @@
 #include "util.h"
 #include "yaml2json.h"
 
-#define KUBECONFIG_MAX (4 * 1024 * 1024)
-
 struct kc_parse {
 	const char *kp_path;
 	char kp_dir[PATH_MAX]; /* relative paths resolve here */
@@ -209,11 +207,12 @@ load_kubeconfig(
 }
 
 static int
-load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
+load_in_cluster(
+    struct kube_creds *kc, const char *sa_dir, char *err, size_t errlen)
 {
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
-	char *ns;
+	char *ns, *path;
 
 	if (host == NULL || host[0] == '\0' || port == NULL ||
 	    port[0] == '\0') {
@@ -226,9 +225,12 @@ load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
 	kc->kc_server = strchr(host, ':') != NULL
 	    ? xasprintf("https://[%s]:%s", host, port)
 	    : xasprintf("https://%s:%s", host, port);
-	kc->kc_token_file = xstrdup(KUBE_SA_DIR "/token");
-	kc->kc_ca_file = xstrdup(KUBE_SA_DIR "/ca.crt");
-	if ((ns = read_file(KUBE_SA_DIR "/namespace", 256, NULL)) != NULL) {
+	kc->kc_token_file = xasprintf("%s/token", sa_dir);
+	kc->kc_ca_file = xasprintf("%s/ca.crt", sa_dir);
+	path = xasprintf("%s/namespace", sa_dir);
+	ns = read_file(path, 256, NULL);
+	free(path);
+	if (ns != NULL) {
 		rstrip(ns);
 		if (ns[0] != '\0')
 			kc->kc_namespace = ns;
@@ -242,6 +244,13 @@ load_in_cluster(struct kube_creds *kc, char *err, size_t errlen)
 int
 kube_creds_load(
     const struct flags *f, struct kube_creds *kc, char *err, size_t errlen)
+{
+	return kube_creds_load_sa(f, KUBE_SA_DIR, kc, err, errlen);
+}
+
+int
+kube_creds_load_sa(const struct flags *f, const char *sa_dir,
+    struct kube_creds *kc, char *err, size_t errlen)
 {
 	const char *path = f->f_kubeconfig;
 	char first[PATH_MAX];
@@ -257,7 +266,7 @@ kube_creds_load(
 		path = first;
 	}
 	if ((path != NULL ? load_kubeconfig(kc, path, err, errlen)
-	                  : load_in_cluster(kc, err, errlen)) == -1)
+	                  : load_in_cluster(kc, sa_dir, err, errlen)) == -1)
 		return -1;
 	if (f->f_namespace != NULL) {
 		free(kc->kc_namespace);
