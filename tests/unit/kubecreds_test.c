@@ -272,26 +272,30 @@ check_pem(const char *what, const char *field, const struct buf *got,
 	    USER("u", user))
 #define KC_TOKEN KC1("{" SERVER "}", "{token: inline-token-0001}")
 
+/* Stand-ins for certificate material: loading only decodes it. */
 #define CA_PEM "-----BEGIN CERTIFICATE-----\nca\n-----END CERTIFICATE-----\n"
-#define CA_B64                                                                \
-	"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCmNhCi0tLS0tRU5EIENFUlRJRklDQVR" \
-	"FLS0tLS0K"
 #define CERT_PEM                                                              \
 	"-----BEGIN CERTIFICATE-----\nclient\n-----END CERTIFICATE-----\n"
-#define CERT_B64                                                              \
-	"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCmNsaWVudAotLS0tLUVORCBDRVJUSUZ" \
-	"J"                                                                   \
-	"Q0FURS0tLS0tCg=="
 #define KEY_PEM "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n"
+#define CA_B64                                                                \
+	"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"                                \
+	"CmNhCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K"
+#define CERT_B64                                                              \
+	"LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0t"                                \
+	"CmNsaWVudAotLS0tLUVORCBDRVJUSUZJQ0FURS0tLS0tCg=="
 #define KEY_B64                                                               \
-	"LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0tCmtleQotLS0tLUVORCBQUklWQVRFIEt" \
-	"F"                                                                   \
-	"WS0tLS0tCg=="
+	"LS0tLS1CRUdJTiBQUklWQVRFIEtFWS0tLS0t"                                \
+	"CmtleQotLS0tLUVORCBQUklWQVRFIEtFWS0tLS0tCg=="
 
 #define KCPATH "%D/config"
 #define KCERR  "kubeconfig %D/config: "
 #define KCSRC  "kubeconfig %D/config"
 #define SASRC  "in-cluster service account"
+
+/* What a row loading the everyday kubeconfig at KCPATH gives. */
+#define EVERYDAY                                                              \
+	.kubeconfig = KCPATH, .server = "https://k.example:6443",             \
+	.ns = "default", .source = KCSRC
 
 struct file {
 	const char *f_name; /* under the temporary directory */
@@ -320,10 +324,7 @@ static const struct load_case load_cases[] = {
 	{
 	    .what = "inline token; the namespace defaults",
 	    .files = { { "config", KC_TOKEN } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	},
 	{
@@ -378,10 +379,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC1("{server: \"https://k.example:6443//\"}",
 	            "{token: inline-token-0001}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	},
 	{
@@ -403,10 +401,7 @@ static const struct load_case load_cases[] = {
 	                       ", certificate-authority: pki/ca.crt}",
 	                       "{token: inline-token-0001}") },
 	        { "pki/ca.crt", CA_PEM } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .ca_file = "%D/pki/ca.crt",
 	},
@@ -429,10 +424,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC1("{" SERVER ", certificate-authority-data: " CA_B64 "}",
 	            "{token: inline-token-0001}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .ca_pem = CA_PEM,
 	},
@@ -457,10 +449,7 @@ static const struct load_case load_cases[] = {
 	        "- name: u\n"
 	        "  user:\n"
 	        "    token: inline-token-0001\n" } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .ca_pem = CA_PEM,
 	},
@@ -470,10 +459,7 @@ static const struct load_case load_cases[] = {
 	        KC1("{" SERVER ", certificate-authority-data: " CA_B64
 	            ", certificate-authority: /nonexistent/ca.crt}",
 	            "{token: inline-token-0001}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .ca_pem = CA_PEM,
 	},
@@ -482,10 +468,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC1("{" SERVER ", insecure-skip-tls-verify: true}",
 	            "{token: inline-token-0001}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .insecure = true,
 	},
@@ -494,10 +477,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC1("{" SERVER ", insecure-skip-tls-verify: false}",
 	            "{token: inline-token-0001}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	},
 	{
@@ -505,10 +485,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	                   KC1("{" SERVER "}", "{tokenFile: secrets/token}") },
 	        { "secrets/token", "file-token-0001\n" } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "file-token-0001",
 	    .token_file = "%D/secrets/token",
 	},
@@ -518,10 +495,7 @@ static const struct load_case load_cases[] = {
 	                   KC1("{" SERVER "}",
 	                       "{token: \"\", tokenFile: %D/token}") },
 	        { "token", "  file-token-0001 \r\n\n" } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "file-token-0001",
 	    .token_file = "%D/token",
 	},
@@ -534,10 +508,7 @@ static const struct load_case load_cases[] = {
 	                       "{token: inline-token-0001, tokenFile: "
 	                       "token}") },
 	        { "token", "file-token-0002\n" } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "file-token-0002",
 	    .token_file = "%D/token",
 	},
@@ -546,10 +517,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC1("{" SERVER "}",
 	            "{token: inline-token-0001, tokenFile: token}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .token_file = "%D/token",
 	    .log = "cannot read the token file %D/token: No such file or "
@@ -563,10 +531,7 @@ static const struct load_case load_cases[] = {
 	                       "client-key: %D/pki/client.key}") },
 	        { "ca.crt", CA_PEM }, { "pki/client.crt", CERT_PEM },
 	        { "pki/client.key", KEY_PEM } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .ca_file = "%D/ca.crt",
 	    .cert_file = "%D/pki/client.crt",
 	    .key_file = "%D/pki/client.key",
@@ -577,10 +542,7 @@ static const struct load_case load_cases[] = {
 	        KC1("{" SERVER ", certificate-authority-data: " CA_B64 "}",
 	            "{client-certificate-data: " CERT_B64
 	            ", client-key-data: " KEY_B64 "}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .ca_pem = CA_PEM,
 	    .cert_pem = CERT_PEM,
 	    .key_pem = KEY_PEM,
@@ -593,10 +555,7 @@ static const struct load_case load_cases[] = {
 	                       ", client-key: client.key, "
 	                       "token: inline-token-0001}") },
 	        { "client.key", KEY_PEM } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	    .cert_pem = CERT_PEM,
 	    .key_file = "%D/client.key",
@@ -608,10 +567,7 @@ static const struct load_case load_cases[] = {
 	            "certificate-authority: \"\"}",
 	            "{token: inline-token-0001, tokenFile: \"\", "
 	            "client-certificate: \"\", client-key-data: \"\"}") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	},
 	{
@@ -623,10 +579,7 @@ static const struct load_case load_cases[] = {
 	            "- {cluster: {server: \"https://x.example\"}}\n" CLUSTER(
 	                "k", "{" SERVER "}"),
 	            USER("u", "{token: inline-token-0001}")) } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	    .token = "inline-token-0001",
 	},
 	{
@@ -634,10 +587,7 @@ static const struct load_case load_cases[] = {
 	    .files = { { "config",
 	        KC("dev", CTX("dev", "{cluster: k}"),
 	            CLUSTER("k", "{" SERVER "}"), "") } },
-	    .kubeconfig = KCPATH,
-	    .server = "https://k.example:6443",
-	    .ns = "default",
-	    .source = KCSRC,
+	    EVERYDAY,
 	},
 	{
 	    .what = "$KUBECONFIG",
@@ -1041,7 +991,8 @@ static const struct load_case load_cases[] = {
 	},
 	{
 	    .what = "a client key without a certificate",
-	    .files = { { "config", KC1("{" SERVER "}", "{client-key: client.key}") }, { "client.key", KEY_PEM } },
+	    .files = { { "config", KC1("{" SERVER "}", "{client-key: key}") },
+	        { "key", KEY_PEM } },
 	    .kubeconfig = KCPATH,
 	    .err = KCERR "user \"u\" has a client certificate without a key, "
 	                 "or a key without a certificate",
