@@ -69,6 +69,8 @@ struct obj_seen {
 	enum obj_state os_state;
 	char *os_rv;            /* resourceVersion, for updates */
 	uint64_t os_recheck_ms; /* OBJ_FOREIGN: look again then */
+	bool os_busy;           /* a request about it is out */
+	uint64_t os_done_seq;   /* when the last one finished */
 };
 
 struct class_kube {
@@ -80,7 +82,6 @@ struct class_kube {
 	uint32_t ck_ready_replicas;
 	/* The class's object writes go one at a time. */
 	bool ck_busy;
-	uint64_t ck_done_seq;      /* when its last write finished */
 	uint64_t ck_retry_ms;      /* no write before (monotonic) */
 	unsigned int ck_conflicts; /* in a row */
 	struct backoff ck_backoff;

@@ -107,6 +107,16 @@ exec_lists(struct actuator *a, uint64_t now)
 }
 
 static void
+mark_busy(struct act_class *ac, enum plan_write w)
+{
+	ac->ac_kube.ck_busy = true;
+	if (plan_write_is_secret(w))
+		ac->ac_kube.ck_secret.os_busy = true;
+	else
+		ac->ac_kube.ck_pool.os_busy = true;
+}
+
+static void
 send_write(struct actuator *a, struct act_class *ac, const struct plan *p)
 {
 	const char *ns = kube_namespace(a->a_kube);
@@ -177,11 +187,11 @@ send_write(struct actuator *a, struct act_class *ac, const struct plan *p)
 		struct kube_reply r = { .kr_verb = plan_write_verb(p->p_write),
 			.kr_error = "the request could not be started" };
 
-		ac->ac_kube.ck_busy = true;
+		mark_busy(ac, p->p_write);
 		on_write(q, &r);
 		return;
 	}
-	ac->ac_kube.ck_busy = true;
+	mark_busy(ac, p->p_write);
 }
 
 static void

@@ -224,12 +224,13 @@ secret_seen(struct act_class *ac, json_t *secret, uint64_t now)
 	return 0;
 }
 
-/* A list tells a class nothing new while its own write is out, or when
- * that write finished after the list was sent: the answer is fresher. */
+/* A list tells nothing new about an object while a request about it is
+ * out, or when one finished after the list was sent: its answer is
+ * fresher. */
 static bool
-list_applies(const struct act_class *ac, uint64_t seq)
+list_applies(const struct obj_seen *os, uint64_t seq)
 {
-	return !ac->ac_kube.ck_busy && ac->ac_kube.ck_done_seq <= seq;
+	return !os->os_busy && os->os_done_seq <= seq;
 }
 
 static void
@@ -265,7 +266,8 @@ objects_listed(struct actuator *a, enum act_list_kind kind, json_t *items,
 		if ((ac = act_class_by_pool(a, n)) == NULL)
 			continue; /* a class no longer configured */
 		seen[ac - a->a_classes] = true;
-		if (list_applies(ac, seq))
+		os = pools ? &ac->ac_kube.ck_pool : &ac->ac_kube.ck_secret;
+		if (list_applies(os, seq))
 			(void)(pools ? pool_seen(ac, it, now)
 			             : secret_seen(ac, it, now));
 	}
@@ -275,7 +277,7 @@ objects_listed(struct actuator *a, enum act_list_kind kind, json_t *items,
 		os = pools ? &ac->ac_kube.ck_pool : &ac->ac_kube.ck_secret;
 		/* A foreign object carries no label of ours, so no list shows
 		 * it: only reading it by name tells it is gone. */
-		if (seen[i] || !list_applies(ac, seq) ||
+		if (seen[i] || !list_applies(os, seq) ||
 		    os->os_state == OBJ_FOREIGN || os->os_state == OBJ_MISSING)
 			continue;
 		if (pools &&
@@ -387,6 +389,8 @@ vm_find(const struct class_vms *cv, const char *uid)
 {
 	struct vm_seen key = { .vs_uid = (char *)(uintptr_t)uid };
 
+	if (cv->cv_n == 0)
+		return NULL;
 	return bsearch(
 	    &key, cv->cv_vms, cv->cv_n, sizeof(*cv->cv_vms), vm_cmp);
 }
@@ -662,9 +666,10 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 	char why[CLASS_ERROR_MAX];
 
 	k->ck_busy = false;
+	os->os_busy = false;
 	if (r->kr_status < 0) /* cancelled at shutdown */
 		return;
-	k->ck_done_seq = ++a->a_seq;
+	os->os_done_seq = ++a->a_seq;
 	ac->ac_dirty = true;
 	if (r->kr_status >= 200 && r->kr_status < 300) {
 		if (write_done(ac, w, from, r->kr_body, now) == 0) {

@@ -535,8 +535,9 @@ class KubeTestCase(harness.E2ETestCase):
         """What the actuator sent was valid: no 422 (the simulator checks
         pools against the CRD schema and KubeVirt's webhook, Secrets like
         the API server), no 400/415; every scale request a merge patch of
-        exactly {"spec":{"replicas":N}}; every VM DELETE with a uid
-        precondition; every VM PATCH a guarded finalizer patch."""
+        exactly {"spec":{"replicas":N}}; every VM DELETE with uid and
+        resourceVersion preconditions (only the VM as listed); every VM
+        PATCH a guarded finalizer patch."""
         for r in kube.daemon_requests():
             what = "%s %s -> %s: %s" % (r["method"], r["path"], r["status"],
                                         json.dumps(r.get("body"))[:600])
@@ -554,6 +555,7 @@ class KubeTestCase(harness.E2ETestCase):
                     r["method"] == "DELETE":
                 pre = (r.get("body") or {}).get("preconditions") or {}
                 self.assertTrue(pre.get("uid"), what)
+                self.assertTrue(pre.get("resourceVersion"), what)
             if r.get("endpoint") == "virtualmachines" and \
                     r["method"] == "PATCH":
                 self.assert_finalizer_patch(r)

@@ -138,6 +138,16 @@ fx_json(const char *text)
 	return j;
 }
 
+/* Whether a equals b; b is taken. */
+static inline bool
+fx_equal(json_t *a, json_t *b)
+{
+	bool eq = json_equal(a, b);
+
+	json_decref(b);
+	return eq;
+}
+
 /* An answer: body is JSON text or NULL; the reply borrows *body. */
 static inline struct kube_reply
 fx_reply(enum kube_verb verb, long status, json_t *body, const char *error)
@@ -320,8 +330,13 @@ fx_sent(struct fx *f, const struct plan *p)
 	struct act_class *ac = fx_class(f);
 	size_t i;
 
-	if (p->p_write != PW_NONE)
+	if (p->p_write != PW_NONE) {
 		ac->ac_kube.ck_busy = true;
+		if (plan_write_is_secret(p->p_write))
+			ac->ac_kube.ck_secret.os_busy = true;
+		else
+			ac->ac_kube.ck_pool.os_busy = true;
+	}
 	if (p->p_nvm > 0)
 		ac->ac_vms.cv_fresh = false;
 	for (i = 0; i < p->p_nvm; i++) {
