@@ -297,6 +297,14 @@ check_pem(const char *what, const char *field, const struct buf *got,
 	.kubeconfig = KCPATH, .server = "https://k.example:6443",             \
 	.ns = "default", .source = KCSRC
 
+/* What a row in a cluster at 10.96.0.1:443 with the token sa-token-0001
+ * in its service-account directory gives. */
+#define IN_CLUSTER                                                            \
+	.host = "10.96.0.1", .port = "443",                                   \
+	.server = "https://10.96.0.1:443", .source = SASRC,                   \
+	.token = "sa-token-0001", .token_file = "%D/sa/token",                \
+	.ca_file = "%D/sa/ca.crt"
+
 struct file {
 	const char *f_name; /* under the temporary directory */
 	const char *f_text; /* expanded; NULL: a directory */
@@ -645,14 +653,8 @@ static const struct load_case load_cases[] = {
 	    .what = "in-cluster: token, CA and namespace files",
 	    .files = { { "sa/token", "sa-token-0001\n" },
 	        { "sa/ca.crt", CA_PEM }, { "sa/namespace", "runners\n" } },
-	    .host = "10.96.0.1",
-	    .port = "443",
-	    .server = "https://10.96.0.1:443",
+	    IN_CLUSTER,
 	    .ns = "runners",
-	    .source = SASRC,
-	    .token = "sa-token-0001",
-	    .token_file = "%D/sa/token",
-	    .ca_file = "%D/sa/ca.crt",
 	},
 	{
 	    .what = "in-cluster: an IPv6 service address",
@@ -671,53 +673,29 @@ static const struct load_case load_cases[] = {
 	    .what = "in-cluster: --namespace wins",
 	    .files = { { "sa/token", "sa-token-0001" },
 	        { "sa/namespace", "runners" } },
-	    .host = "10.96.0.1",
-	    .port = "443",
+	    IN_CLUSTER,
 	    .ns_flag = "ci",
-	    .server = "https://10.96.0.1:443",
 	    .ns = "ci",
-	    .source = SASRC,
-	    .token = "sa-token-0001",
-	    .token_file = "%D/sa/token",
-	    .ca_file = "%D/sa/ca.crt",
 	},
 	{
 	    .what = "in-cluster: no namespace file",
 	    .files = { { "sa/token", "sa-token-0001" } },
-	    .host = "10.96.0.1",
-	    .port = "443",
-	    .server = "https://10.96.0.1:443",
+	    IN_CLUSTER,
 	    .ns = "default",
-	    .source = SASRC,
-	    .token = "sa-token-0001",
-	    .token_file = "%D/sa/token",
-	    .ca_file = "%D/sa/ca.crt",
 	},
 	{
 	    .what = "in-cluster: an empty namespace file",
 	    .files = { { "sa/token", "sa-token-0001" },
 	        { "sa/namespace", " \n" } },
-	    .host = "10.96.0.1",
-	    .port = "443",
-	    .server = "https://10.96.0.1:443",
+	    IN_CLUSTER,
 	    .ns = "default",
-	    .source = SASRC,
-	    .token = "sa-token-0001",
-	    .token_file = "%D/sa/token",
-	    .ca_file = "%D/sa/ca.crt",
 	},
 	{
 	    .what = "an empty $KUBECONFIG is unset",
 	    .files = { { "sa/token", "sa-token-0001" } },
 	    .env = "",
-	    .host = "10.96.0.1",
-	    .port = "443",
-	    .server = "https://10.96.0.1:443",
+	    IN_CLUSTER,
 	    .ns = "default",
-	    .source = SASRC,
-	    .token = "sa-token-0001",
-	    .token_file = "%D/sa/token",
-	    .ca_file = "%D/sa/ca.crt",
 	},
 
 	/* Where it finds nothing. */
