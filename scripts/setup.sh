@@ -12,6 +12,8 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Build: compiler, CMake and the -dev packages of every library we link.
 # Test: cmocka, the simulators' python3 modules, and the real tools the tests
 # run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
+# Image: mmdebstrap and umoci build it (scripts/image.sh), crun runs it, the
+# OCI image-spec's JSON schemas check it.
 packages=(
 	gcc make cmake pkg-config clang-format
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
@@ -19,6 +21,7 @@ packages=(
 	python3 python3-yaml python3-jsonschema
 	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
 	procps util-linux valgrind unzip
+	mmdebstrap umoci crun golang-github-opencontainers-image-spec-dev
 )
 
 # shellcheck source=scripts/lib.sh
