@@ -58,6 +58,14 @@ readonly DROP_PATHS=(
 	usr/share/perl5 usr/lib/ssl/misc etc/debconf.conf var/cache/debconf
 	etc/resolv.conf etc/hostname etc/update-motd.d
 )
+# Shared objects kept although no binary links them: what glibc loads by
+# itself (libgcc_s for thread cancellation and backtraces, the NSS modules
+# nsswitch.conf names) and OpenSSL's providers and engines (openssl.cnf may
+# name them).  Every other shared object no binary loads is removed: the
+# Berkeley DB behind SASL's sasldb plugin, libm/libmvec, Kerberos and SASL
+# plugins, glibc's debugging and compatibility libraries (about 5 MiB).
+readonly KEEP_UNLINKED=('*/libgcc_s.so.1' '*/libnss_files.so.2' '*/libnss_dns.so.2' '*/ossl-modules/*'
+	'*/engines-3/*')
 # Removed from mmdebstrap's tarball: apt's and dpkg's own files, which
 # mmdebstrap itself uses until its cleanup.
 readonly DROP_AFTER=(./etc/apt ./etc/dpkg ./var/lib/apt ./var/cache/apt ./var/log)
@@ -81,9 +89,9 @@ runtime_packages() {
 # --- the Debian layer's contents (run by mmdebstrap as its extract hook: the
 # extract variant runs no other) -------
 # $1: the image root, with the packages unpacked and their .deb files still in
-# var/cache/apt/archives.
+# var/cache/apt/archives; $2: the installed binaries (DESTDIR of cmake --install).
 customize_rootfs() {
-	local root=$1 deb pkg link target
+	local root=$1 stage=$2 deb pkg link target
 	[ -d "$root/usr/lib" ] || die "customize: $root is not an unpacked root"
 	umask 022
 
@@ -129,6 +137,37 @@ customize_rootfs() {
 	find "$root/usr/share/doc" -mindepth 1 \( -type f -o -type l \) ! -name copyright -delete
 	find "$root/usr/share/doc" -mindepth 1 -type d -empty -delete
 
+	# Shared objects no binary loads.  The image's own loader lists what the
+	# binaries load, resolved inside the image.
+	local interp libdirs loaded f keep
+	interp=$(readelf -l "$stage/usr/local/bin/runner-provisioner" |
+		sed -n 's/.*Requesting program interpreter: \(.*\)]$/\1/p')
+	[ -x "$root$interp" ] || die "customize: no $interp in the image"
+	# The multiarch directories, /lib/<triplet> and /usr/lib/<triplet>.
+	f=$(find "$root/lib" -name libc.so.6 -printf '%h' -quit)
+	[ -n "$f" ] || die "customize: no libc.so.6 in the image"
+	libdirs="$f:$root/usr/lib/${f##*/}"
+	loaded=$(for f in "$stage"/usr/local/bin/*; do
+		"$root$interp" --inhibit-cache --library-path "$libdirs" --list "$f"
+	done | sed -n 's/^[[:space:]]*.* => \(\/[^ ]*\) (0x[0-9a-f]*)$/\1/p' | sort -u)
+	grep -q '/libcurl\.so' <<<"$loaded" || die "customize: cannot list the binaries' libraries: $loaded"
+	f=$(grep -v "^$root/" <<<"$loaded" || true)
+	[ -z "$f" ] || die "customize: libraries found outside the image: $f"
+	loaded=$(xargs -r readlink -f <<<"$loaded" | sort -u)
+	while IFS= read -r f; do
+		keep=0
+		grep -qxF "$f" <<<"$loaded" && keep=1
+		# The loader (its path in the image is an absolute symlink).
+		case "$f" in */"${interp##*/}") keep=1 ;; esac
+		for pkg in "${KEEP_UNLINKED[@]}"; do
+			# shellcheck disable=SC2254
+			case "$f" in $pkg) keep=1 ;; esac
+		done
+		[ "$keep" -eq 1 ] || rm -f "$f"
+	done < <(find "$root/lib" "$root/usr/lib" -type f \( -name '*.so' -o -name '*.so.*' \))
+	find "$root/lib" "$root/usr/lib" -xtype l -delete
+	find "$root/usr/lib" -mindepth 1 -type d -empty -delete
+
 	# Users (the chart runs the pod as 65532:65532), name service, directories.
 	cat >"$root/etc/passwd" <<-EOF
 		root:x:0:0:root:/root:/nonexistent
@@ -165,7 +204,7 @@ customize_rootfs() {
 }
 
 if [ "${1:-}" = "--customize-rootfs" ]; then
-	customize_rootfs "$2"
+	customize_rootfs "$2" "$3"
 	exit 0
 fi
 
@@ -210,7 +249,7 @@ tag=${tag:-$version}
 [[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "invalid tag: $tag"
 [[ "$repository" =~ ^[a-z0-9]+([._-][a-z0-9]+)*(/[a-z0-9]+([._-][a-z0-9]+)*)*$ ]] ||
 	die "invalid repository: $repository (lower-case path components, no registry port)"
-for tool in mmdebstrap umoci dpkg-deb update-ca-certificates ldconfig python3 cmake flock; do
+for tool in mmdebstrap umoci dpkg-deb update-ca-certificates ldconfig readelf python3 cmake flock; do
 	command -v "$tool" >/dev/null 2>&1 || die "$tool not found (run scripts/setup.sh)"
 done
 
@@ -248,8 +287,12 @@ mapfile -t packages < <(runtime_packages)
 [ "${#packages[@]}" -gt 0 ] || die "deploy/runtime-packages.txt lists no package"
 sources=("deb $mirror $SUITE main" "deb $mirror $SUITE-updates main"
 	"deb $security_mirror $SUITE-security main")
+# The Debian layer keeps the libraries the binaries load: it depends on the
+# libraries they link, not on their code.
+needed=$(for b in "$work"/stage/usr/local/bin/*; do readelf -d "$b"; done |
+	sed -n 's/.*(NEEDED).*\[\(.*\)\]$/\1/p' | sort -u)
 base_key=$( (
-	printf '%s\n' "${packages[@]}" "${sources[@]}"
+	printf '%s\n' "${packages[@]}" "${sources[@]}" "$needed"
 	sha256sum <"$self"
 ) | sha256sum | cut -c1-64)
 if [ "$refresh" -eq 1 ] || [ ! -s "$work/base.tar" ] || [ "$(cat "$work/base.key" 2>/dev/null)" != "$base_key" ]; then
@@ -261,7 +304,7 @@ if [ "$refresh" -eq 1 ] || [ ! -s "$work/base.tar" ] || [ "$(cat "$work/base.key
 			IFS=,
 			echo "${packages[*]}"
 		)" \
-		--extract-hook="\"$self\" --customize-rootfs \"\$1\"" \
+		--extract-hook="\"$self\" --customize-rootfs \"\$1\" \"$work/stage\"" \
 		"$SUITE" "$work/base.tar.new" "${sources[@]}"
 	tar --delete -f "$work/base.tar.new" "${DROP_AFTER[@]}"
 	mv "$work/base.tar.new" "$work/base.tar"
