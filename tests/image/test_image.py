@@ -24,7 +24,10 @@ for the first build (later runs reuse build/image-work).
   directory, the service-account directory and KUBERNETES_SERVICE_*), crun
   runs it against the CircleCI and Kubernetes simulators: the supervisor is
   PID 1, /live and /ready answer, the pool follows the queue, SIGTERM stops
-  it with status 0.
+  it with status 0;
+- the archive loaded by the real engines: `podman load` (no daemon),
+  `ctr image import` into a private containerd, `docker load` into a private
+  dockerd (vfs storage, no iptables, no bridge).
 
 The test process moves itself into private network and mount namespaces
 after the build: the container binds the chart's ports (:8000, :8001) on a
@@ -113,7 +116,8 @@ class Build:
 def build_image():
     if os.geteuid() != 0:
         raise AssertionError("the image tests need root (mmdebstrap, umoci unpack, crun, namespaces)")
-    for tool in ("mmdebstrap", "umoci", "crun", "readelf", "apt-get"):
+    for tool in ("mmdebstrap", "umoci", "crun", "readelf", "apt-get", "podman", "containerd", "ctr", "dockerd",
+                 "docker"):
         if not shutil.which(tool):
             raise AssertionError(f"{tool} not found: run scripts/setup.sh")
     t0 = time.monotonic()
@@ -440,6 +444,122 @@ class T02Contents(unittest.TestCase):
             self.assertEqual(r.returncode, 0, r.stderr)
             self.assertNotIn(".symtab", r.stdout, f"{b} is not stripped")
             self.assertNotIn(".debug_info", r.stdout)
+
+
+# --- loading it into the engines users have --------------------------------------------
+
+class Daemon:
+    """containerd or dockerd on a private socket, state and data under a
+    temporary directory; stopped (SIGTERM, by pid) when the test ends."""
+
+    def __init__(self, test, name):
+        self.dir = Path(tempfile.mkdtemp(prefix=f"rp-{name}-"))
+        test.addCleanup(self.stop)
+        self.proc = None
+        self.log = self.dir / "log"
+
+    def start(self, argv, ready):
+        self._log = open(self.log, "wb")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                                     preexec_fn=harness.die_with_parent)
+        harness.wait_for(lambda: self.alive() and ready(), 60, what=f"{argv[0]} to serve",
+                         diag=lambda: self.log.read_text(errors="replace")[-3000:])
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"{self.proc.args[0]} exited with {self.proc.returncode}:\n"
+                                 f"{self.log.read_text(errors='replace')[-3000:]}")
+        return True
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(harness.scaled(30))
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if getattr(self, "_log", None):
+            self._log.close()
+        # dockerd's own containerd, and mounts the daemons left.
+        subprocess.run(["umount", "-R", "-l", str(self.dir)], capture_output=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run(argv, timeout=120, **kw):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=harness.scaled(timeout), **kw)
+
+
+class T04Engines(unittest.TestCase):
+    """The archive as `docker load`, `podman load` and `ctr image import`
+    take it: each names it circleci/runner-provisioner:<version> and sees
+    the same configuration (docker and podman) or manifest (containerd)."""
+
+    def setUp(self):
+        self.desc, self.manifest = image_manifest()
+
+    def test_podman_load(self):
+        d = Path(tempfile.mkdtemp(prefix="rp-podman-"))
+        self.addCleanup(shutil.rmtree, d, True)
+        self.addCleanup(lambda: run(["umount", "-R", "-l", str(d)]))
+        base = ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs",
+                "--events-backend", "none", "--cgroup-manager", "cgroupfs"]
+        env = dict(os.environ, HOME=str(d), XDG_RUNTIME_DIR=str(d / "xdg"), XDG_CONFIG_HOME=str(d / "config"))
+        r = run(base + ["load", "-i", str(TARBALL)], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"Loaded image: docker.io/{REPOSITORY}:{VERSION}", r.stdout)
+        r = run(base + ["image", "inspect", f"{REPOSITORY}:{VERSION}", "--format",
+                        "{{.Digest}} {{.Id}} {{.Config.User}} {{json .Config.Entrypoint}}"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), [self.desc["digest"], self.manifest["config"]["digest"].split(":")[1],
+                                            f"{UID}:{UID}", json.dumps([ENTRYPOINT]).replace(" ", "")])
+
+    def test_ctr_import(self):
+        daemon = Daemon(self, "containerd")
+        d = daemon.dir
+        sock = d / "containerd.sock"
+        (d / "config.toml").write_text(f"""version = 2
+root = "{d}/root"
+state = "{d}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.btrfs",
+  "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper",
+  "io.containerd.snapshotter.v1.aufs", "io.containerd.tracing.processor.v1.otlp"]
+[grpc]
+  address = "{sock}"
+[ttrpc]
+  address = "{sock}.ttrpc"
+""")
+        ctr = ["ctr", "--address", str(sock), "--namespace", "rp-test"]
+        daemon.start(["containerd", "--config", str(d / "config.toml")],
+                     lambda: sock.exists() and run(ctr + ["version"], timeout=10).returncode == 0)
+        r = run(ctr + ["images", "import", "--snapshotter", "native", str(TARBALL)])
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        ref = f"docker.io/{REPOSITORY}:{VERSION}"
+        self.assertIn(f"unpacking {ref} ({self.desc['digest']})...done", r.stdout)
+        r = run(ctr + ["images", "ls"])
+        self.assertEqual(r.returncode, 0, r.stderr)
+        rows = [line.split() for line in r.stdout.splitlines()[1:]]
+        self.assertEqual([(row[0], row[2]) for row in rows], [(ref, self.desc["digest"])])
+        self.assertIn("linux/amd64", r.stdout)
+
+    def test_docker_load(self):
+        daemon = Daemon(self, "docker")
+        d = daemon.dir
+        sock = f"unix://{d}/docker.sock"
+        docker = ["docker", "-H", sock]
+        env = dict(os.environ, HOME=str(d), DOCKER_CONFIG=str(d / "config"))
+        daemon.start(["dockerd", "--data-root", str(d / "data"), "--exec-root", str(d / "exec"),
+                      "--pidfile", str(d / "pid"), "--host", sock, "--iptables=false", "--ip6tables=false",
+                      "--bridge=none", "--storage-driver=vfs"],
+                     lambda: (d / "docker.sock").exists() and run(docker + ["info"], timeout=20, env=env).returncode == 0)
+        r = run(docker + ["load", "-i", str(TARBALL)], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"Loaded image: {REPOSITORY}:{VERSION}", r.stdout)
+        r = run(docker + ["image", "inspect", f"{REPOSITORY}:{VERSION}", "--format",
+                          "{{.Id}} {{.Config.User}} {{json .Config.Entrypoint}} {{.Config.StopSignal}}"], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.split(), [self.manifest["config"]["digest"], f"{UID}:{UID}",
+                                            json.dumps([ENTRYPOINT]).replace(" ", ""), "SIGTERM"])
 
 
 # --- running it ------------------------------------------------------------------------
