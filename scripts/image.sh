@@ -18,14 +18,14 @@
 # second layer holds the three binaries, built as deploy/Dockerfile builds
 # them (Release, stripped).
 #
-# Runs as root (mmdebstrap root mode) or as a user with unprivileged user
-# namespaces (unshare mode).  Needs mmdebstrap, umoci, dpkg-deb, tar,
-# python3, cmake and the -dev packages (scripts/setup.sh installs them) and
-# Debian's archive.
+# Runs as root (mmdebstrap's root mode; its unshare mode, for a user with
+# unprivileged user namespaces, is not tested).  Needs mmdebstrap, umoci,
+# dpkg-deb, readelf, tar, python3, cmake and the -dev packages
+# (scripts/setup.sh installs them) and Debian's archive.
 #
 # The Debian layer is cached in the work directory and rebuilt only when
-# runtime-packages.txt, this script or the mirrors change (or with
-# --refresh, to pick up Debian updates); the image is rewritten only when a
+# runtime-packages.txt, this script, the mirrors or the libraries the
+# binaries link change (or with --refresh, to pick up Debian updates); the image is rewritten only when a
 # layer or the configuration changed.  With SOURCE_DATE_EPOCH set (default:
 # the commit time of HEAD) every timestamp in the image is clamped to it.
 #

@@ -33,21 +33,23 @@ The test process moves itself into private network and mount namespaces
 after the build: the container binds the chart's ports (:8000, :8001) on a
 loopback nobody else shares, and crun finds no cgroup controllers to manage
 (--cgroup-manager=disabled; a tmpfs hides the host's /sys/fs/cgroup, whose
-hybrid v1/v2 layout crun 1.8 refuses).  Seccomp (RuntimeDefault in the pod)
-is not applied: the container runtime's default profile is not available here.
+hybrid v1/v2 layout crun 1.8 refuses).  The pod's seccomp profile,
+RuntimeDefault, is the container runtime's: here the default profile of
+containers-common (/usr/share/containers/seccomp.json, what CRI-O and podman
+apply; containerd's is the same Docker-derived allow list), resolved for a
+container without capabilities as the runtimes resolve it.
 """
 import base64
 import ctypes
-import fnmatch
 import datetime
 import fcntl
+import fnmatch
 import gzip
 import hashlib
 import json
 import os
 import re
 import shutil
-import signal
 import socket
 import ssl
 import struct
@@ -78,6 +80,7 @@ OUT = BUILD / "image"
 TARBALL = BUILD / "image.tar"
 WORK = BUILD / "image-work"
 SPEC_SCHEMAS = Path("/usr/share/gocode/src/github.com/opencontainers/image-spec/schema")
+SECCOMP_PROFILE = Path("/usr/share/containers/seccomp.json")
 REPOSITORY = "circleci/runner-provisioner"
 BINARIES = ("runner-provisioner", "runner-provisioner-poller", "runner-provisioner-actuator")
 ENTRYPOINT = "/usr/local/bin/runner-provisioner"
@@ -120,6 +123,8 @@ def build_image():
                  "docker"):
         if not shutil.which(tool):
             raise AssertionError(f"{tool} not found: run scripts/setup.sh")
+    if not SPEC_SCHEMAS.is_dir() or not SECCOMP_PROFILE.is_file():
+        raise AssertionError(f"{SPEC_SCHEMAS} or {SECCOMP_PROFILE} missing: run scripts/setup.sh")
     t0 = time.monotonic()
     r = subprocess.run([str(IMAGE_SH), "--out", str(OUT), "--tar", str(TARBALL), "--work", str(WORK)],
                        capture_output=True, text=True, timeout=840)
@@ -637,6 +642,39 @@ def proc_tree(pid):
     return out
 
 
+def runtime_default_seccomp(arch="amd64", caps=()):
+    """containers-common's default seccomp profile as an OCI runtime
+    configuration for a container on arch with caps: entries whose
+    includes the container does not meet, or whose excludes it meets, drop
+    out (containers/common pkg/seccomp does the same)."""
+    prof = read_json(SECCOMP_PROFILE)
+    kernel = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
+    archs = {"amd64": "SCMP_ARCH_X86_64"}
+    (amap,) = [a for a in prof["archMap"] if a["architecture"] == archs[arch]]
+    syscalls = []
+    for e in prof["syscalls"]:
+        inc, exc = e.get("includes") or {}, e.get("excludes") or {}
+        if inc.get("caps") and not set(inc["caps"]) <= set(caps):
+            continue
+        if inc.get("arches") and arch not in inc["arches"]:
+            continue
+        if inc.get("minKernel") and kernel < tuple(int(x) for x in inc["minKernel"].split(".")[:2]):
+            continue
+        if set(exc.get("caps") or ()) & set(caps) or arch in (exc.get("arches") or ()):
+            continue
+        rule = {"names": e["names"], "action": e["action"]}
+        if e.get("args"):
+            rule["args"] = [{k: a[k] for k in ("index", "value", "valueTwo", "op") if k in a} for a in e["args"]]
+        if "errnoRet" in e:
+            rule["errnoRet"] = e["errnoRet"]
+        syscalls.append(rule)
+    out = {"defaultAction": prof["defaultAction"], "architectures": [amap["architecture"], *amap["subArchitectures"]],
+           "syscalls": syscalls}
+    if "defaultErrnoRet" in prof:
+        out["defaultErrnoRet"] = prof["defaultErrnoRet"]
+    return out
+
+
 class T03Run(unittest.TestCase):
     maxDiff = None
 
@@ -769,6 +807,9 @@ class T03Run(unittest.TestCase):
             "noNewPrivileges": True,
         }
         c = self.container("pod", process, mounts, hostname="runner-provisioner-0")
+        self.assertEqual(psc["seccompProfile"], {"type": "RuntimeDefault"})
+        c.config["linux"]["seccomp"] = runtime_default_seccomp()
+        (c.dir / "config.json").write_text(json.dumps(c.config, indent=1))
         return c, {p["name"]: p["containerPort"] for p in ctr["ports"]}, ctr
 
     def test_runs_as_the_charts_pod(self):
@@ -829,6 +870,7 @@ class T03Run(unittest.TestCase):
                 self.assertEqual(int(st["CapEff"], 16), 0)
                 self.assertEqual(int(st["CapBnd"], 16), 0)
                 self.assertEqual(st["NoNewPrivs"], "1")
+                self.assertEqual(st["Seccomp"], "2", "the RuntimeDefault seccomp filter")
         with open(f"/proc/{host_pid}/mountinfo") as f:
             root = next(line.split() for line in f if line.split()[4] == "/")
         self.assertIn("ro", root[5].split(","), "the root filesystem is mounted read-only")
