@@ -503,6 +503,16 @@ class T04Engines(unittest.TestCase):
     def setUp(self):
         self.desc, self.manifest = image_manifest()
 
+    def load_and_inspect(self, cli, env, loaded_as, fields):
+        """`cli load -i` the archive, then `cli image inspect` the name it
+        gives: the Go template fields, split."""
+        r = run(cli + ["load", "-i", str(TARBALL)], env=env)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertIn(f"Loaded image: {loaded_as}", r.stdout)
+        r = run(cli + ["image", "inspect", f"{REPOSITORY}:{VERSION}", "--format", fields], env=env)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        return r.stdout.split()
+
     def test_podman_load(self):
         d = Path(tempfile.mkdtemp(prefix="rp-podman-"))
         self.addCleanup(shutil.rmtree, d, True)
@@ -510,14 +520,10 @@ class T04Engines(unittest.TestCase):
         base = ["podman", "--root", str(d / "root"), "--runroot", str(d / "run"), "--storage-driver", "vfs",
                 "--events-backend", "none", "--cgroup-manager", "cgroupfs"]
         env = dict(os.environ, HOME=str(d), XDG_RUNTIME_DIR=str(d / "xdg"), XDG_CONFIG_HOME=str(d / "config"))
-        r = run(base + ["load", "-i", str(TARBALL)], env=env)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn(f"Loaded image: docker.io/{REPOSITORY}:{VERSION}", r.stdout)
-        r = run(base + ["image", "inspect", f"{REPOSITORY}:{VERSION}", "--format",
-                        "{{.Digest}} {{.Id}} {{.Config.User}} {{json .Config.Entrypoint}}"], env=env)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.split(), [self.desc["digest"], self.manifest["config"]["digest"].split(":")[1],
-                                            f"{UID}:{UID}", json.dumps([ENTRYPOINT]).replace(" ", "")])
+        got = self.load_and_inspect(base, env, f"docker.io/{REPOSITORY}:{VERSION}",
+                                    "{{.Digest}} {{.Id}} {{.Config.User}} {{json .Config.Entrypoint}}")
+        self.assertEqual(got, [self.desc["digest"], self.manifest["config"]["digest"].split(":")[1],
+                               f"{UID}:{UID}", json.dumps([ENTRYPOINT]).replace(" ", "")])
 
     def test_ctr_import(self):
         daemon = Daemon(self, "containerd")
@@ -557,14 +563,10 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
                       "--pidfile", str(d / "pid"), "--host", sock, "--iptables=false", "--ip6tables=false",
                       "--bridge=none", "--storage-driver=vfs"],
                      lambda: (d / "docker.sock").exists() and run(docker + ["info"], timeout=20, env=env).returncode == 0)
-        r = run(docker + ["load", "-i", str(TARBALL)], env=env)
-        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
-        self.assertIn(f"Loaded image: {REPOSITORY}:{VERSION}", r.stdout)
-        r = run(docker + ["image", "inspect", f"{REPOSITORY}:{VERSION}", "--format",
-                          "{{.Id}} {{.Config.User}} {{json .Config.Entrypoint}} {{.Config.StopSignal}}"], env=env)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.split(), [self.manifest["config"]["digest"], f"{UID}:{UID}",
-                                            json.dumps([ENTRYPOINT]).replace(" ", ""), "SIGTERM"])
+        got = self.load_and_inspect(docker, env, f"{REPOSITORY}:{VERSION}",
+                                    "{{.Id}} {{.Config.User}} {{json .Config.Entrypoint}} {{.Config.StopSignal}}")
+        self.assertEqual(got, [self.manifest["config"]["digest"], f"{UID}:{UID}",
+                               json.dumps([ENTRYPOINT]).replace(" ", ""), "SIGTERM"])
 
 
 # --- running it ------------------------------------------------------------------------
