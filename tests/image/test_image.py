@@ -884,8 +884,11 @@ class T03Run(unittest.TestCase):
         wait(lambda: kube.pools().get(pool, {}).get("replicas") == 3, "the pool scaled to 3")
         wait(lambda: sum(1 for v in kube.vms(pool) if v.get("task")) == 3, "three VMs running the three tasks",
              timeout=90)
-        metrics = harness.Metrics(get(ports[ready["port"]], "/metrics")[1])
-        self.assertEqual(metrics.get("runner_provisioner_desired_vms", resource_class=CLASS), 3)
+        # /metrics carries the children's figures of their last health answer
+        # (surveyed every second).
+        metrics = wait(lambda: (lambda m: m if m.get("runner_provisioner_desired_vms", resource_class=CLASS) == 3
+                                else None)(harness.Metrics(get(ports[ready["port"]], "/metrics")[1])),
+                       "desired_vms 3 in /metrics")
         self.assertEqual(metrics.get("runner_provisioner_build_info", version=VERSION), 1)
         daemon = [r for r in kube.daemon_requests() if r.get("auth")]
         self.assertTrue(daemon)
