@@ -299,7 +299,7 @@ if [ "$refresh" -eq 1 ] || [ ! -s "$work/base.tar" ] || [ "$(cat "$work/base.key
 	log "unpacking ${packages[*]} and their dependencies (mmdebstrap)"
 	rm -f "$work/base.tar" "$work/base.key"
 	mmdebstrap --quiet --variant=extract --format=tar --skip=chroot/mount,output/dev,cleanup/run \
-		--aptopt='APT::Install-Recommends "false"' \
+		--aptopt='APT::Install-Recommends "false"' --aptopt='Acquire::Retries "3"' \
 		--include="$(
 			IFS=,
 			echo "${packages[*]}"
