@@ -33,6 +33,7 @@ demand_setup(struct actuator *a)
 static void
 log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 {
+	const struct class_demand *d = &ac->ac_demand;
 	struct log_line ll;
 
 	log_begin(&ll, LOG_LVL_WARN, "holding replicas");
@@ -41,29 +42,30 @@ log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 	log_str(&ll, "reason", decision_reason_name(why));
 	if (why == REASON_FAILED)
 		log_str(&ll, "poll_error",
-		    demand_error_name((enum demand_error)ac->ac_demand_error));
+		    demand_error_name((enum demand_error)d->cd_error));
 	if (why == REASON_STALE)
-		log_uint(&ll, "demand_age_ms", now - ac->ac_demand_rx_ms);
-	if (ac->ac_have_target)
-		log_uint(&ll, "replicas", ac->ac_target);
+		log_uint(&ll, "demand_age_ms", now - d->cd_rx_ms);
+	if (d->cd_have_target)
+		log_uint(&ll, "replicas", d->cd_target);
 	log_end(&ll);
 }
 
 static void
 log_would_scale(const struct act_class *ac, uint32_t target)
 {
+	const struct class_demand *d = &ac->ac_demand;
 	char msg[POOL_NAME_MAX + 64];
 	struct log_line ll;
 
-	if (ac->ac_have_target)
+	if (d->cd_have_target)
 		snprintf(msg, sizeof(msg), "would scale %s from %u to %u",
-		    ac->ac_pool, ac->ac_target, target);
+		    ac->ac_pool, d->cd_target, target);
 	else
 		snprintf(msg, sizeof(msg), "would scale %s to %u", ac->ac_pool,
 		    target);
 	log_begin(&ll, LOG_LVL_INFO, msg);
-	if (ac->ac_have_target)
-		log_uint(&ll, "from", ac->ac_target);
+	if (d->cd_have_target)
+		log_uint(&ll, "from", d->cd_target);
 	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_uint(&ll, "to", target);
@@ -71,91 +73,112 @@ log_would_scale(const struct act_class *ac, uint32_t target)
 	log_end(&ll);
 }
 
-/* The pool side of a decision: the Kubernetes side makes the pool match
- * ac_target; with --dry-run it only says what it would do. */
-static void
-apply(struct actuator *a, struct act_class *ac, uint32_t target, uint64_t now)
-{
-	bool dry = a->a_flags->f_dry_run;
-
-	if (dry && (!ac->ac_have_target || ac->ac_target != target))
-		log_would_scale(ac, target);
-	ac->ac_have_target = true;
-	ac->ac_target = target;
-	metric_set(ac->ac_m_target, target);
-	if (dry)
-		ac->ac_last_sync_ms = now;
-	else
-		sync_class(a, ac, now);
-}
-
 /* A schedule starting or ending changes the controls: say so once. */
 static void
-log_schedule(const struct act_class *ac, const struct decision *d)
+log_schedule(const struct act_class *ac, const struct decision *dec)
 {
 	const struct scale_policy *sp = &ac->ac_conf->cc_scaling;
-	int was = ac->ac_decision.d_schedule;
+	int was = ac->ac_demand.cd_decision.d_schedule;
 	struct log_line ll;
 
-	if (d->d_schedule == was || sp->sp_nschedules == 0)
+	if (dec->d_schedule == was || sp->sp_nschedules == 0)
 		return;
 	log_begin(&ll, LOG_LVL_INFO,
-	    d->d_schedule >= 0 ? "scaling schedule active"
-	                       : "scaling schedule ended");
+	    dec->d_schedule >= 0 ? "scaling schedule active"
+	                         : "scaling schedule ended");
 	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
 	log_str(&ll, "schedule",
-	    sp->sp_schedules[d->d_schedule >= 0 ? d->d_schedule : was]
+	    sp->sp_schedules[dec->d_schedule >= 0 ? dec->d_schedule : was]
 	        .ss_name);
-	log_uint(&ll, "min_replicas", d->d_controls.sc_min);
-	log_uint(&ll, "max_replicas", d->d_controls.sc_max);
+	log_uint(&ll, "min_replicas", dec->d_controls.sc_min);
+	log_uint(&ll, "max_replicas", dec->d_controls.sc_max);
 	log_end(&ll);
 }
 
 void
-act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
+demand_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 {
 	const struct conf_class *cc = ac->ac_conf;
+	struct class_demand *d = &ac->ac_demand;
 	struct decision_input in;
-	struct decision d;
+	struct decision dec;
 
 	memset(&in, 0, sizeof(in));
-	in.di_have_demand = ac->ac_have_demand;
-	in.di_demand_ok = ac->ac_demand_ok;
-	in.di_demand_age_ms = now - ac->ac_demand_rx_ms;
+	in.di_have_demand = d->cd_have;
+	in.di_demand_ok = d->cd_ok;
+	in.di_demand_age_ms = now - d->cd_rx_ms;
 	in.di_stale_after_ms =
 	    STALE_INTERVALS * a->a_flags->f_poll_interval_ms;
-	in.di_demand_at_ms = ac->ac_demand_rx_ms;
-	in.di_unclaimed = ac->ac_unclaimed;
-	in.di_running = ac->ac_running;
-	in.di_have_pool = ac->ac_have_replicas;
-	in.di_pool_replicas = ac->ac_replicas;
-	in.di_pool_ready = ac->ac_ready_replicas;
+	in.di_demand_at_ms = d->cd_rx_ms;
+	in.di_unclaimed = d->cd_unclaimed;
+	in.di_running = d->cd_running;
+	in.di_have_pool = ac->ac_kube.ck_have_replicas;
+	in.di_pool_replicas = ac->ac_kube.ck_replicas;
+	in.di_pool_ready = ac->ac_kube.ck_ready_replicas;
+	in.di_boot = &ac->ac_vms.cv_boot_time;
 	in.di_policy = &cc->cc_scaling;
 	in.di_now_ms = now;
 	in.di_wall_ms = (int64_t)wall_ms();
-	decide(&in, &ac->ac_scale, &d);
-	log_schedule(ac, &d);
-	ac->ac_decision.d_schedule = d.d_schedule;
-	if (d.d_action == DECIDE_HOLD) {
+	decide(&in, &d->cd_scale, &dec);
+	log_schedule(ac, &dec);
+	if (dec.d_action == DECIDE_HOLD) {
+		/* Only the controls in effect are news (a new pool starts
+		 * at their minimum); how the last target was reached stays
+		 * what /ready shows. */
+		d->cd_decision.d_schedule = dec.d_schedule;
+		d->cd_decision.d_controls = dec.d_controls;
 		/* Log once per reason, not every tick; "no demand yet" is the
 		 * normal start-up state and not worth a warning. */
-		if ((!ac->ac_holding || ac->ac_hold_reason != d.d_reason) &&
-		    d.d_reason != REASON_NO_DEMAND)
-			log_hold(ac, d.d_reason, now);
-		ac->ac_holding = true;
-		ac->ac_hold_reason = d.d_reason;
-		metric_set(ac->ac_m_holding, 1);
+		if ((!d->cd_holding || d->cd_hold_reason != dec.d_reason) &&
+		    dec.d_reason != REASON_NO_DEMAND)
+			log_hold(ac, dec.d_reason, now);
+		d->cd_holding = true;
+		d->cd_hold_reason = dec.d_reason;
+		/* A gap in the demand: what VMs did meanwhile is unknown. */
+		d->cd_evidence.be_good_since_ms = 0;
 		return;
 	}
-	if (ac->ac_holding && ac->ac_hold_reason != REASON_NO_DEMAND)
+	if (d->cd_holding && d->cd_hold_reason != REASON_NO_DEMAND)
 		log_info("demand for %s is fresh again; no longer holding",
 		    cc->cc_name);
-	ac->ac_holding = false;
-	ac->ac_decision = d;
-	metric_set(ac->ac_m_holding, 0);
-	metric_set(ac->ac_m_headroom, d.d_headroom);
-	metric_set(ac->ac_m_boot, (double)scale_boot_ms(&ac->ac_scale) / 1000);
-	apply(a, ac, d.d_replicas, now);
+	d->cd_holding = false;
+	d->cd_decision = dec;
+	if (a->a_flags->f_dry_run &&
+	    (!d->cd_have_target || d->cd_target != dec.d_replicas))
+		log_would_scale(ac, dec.d_replicas);
+	d->cd_have_target = true;
+	d->cd_target = dec.d_replicas;
+}
+
+void
+demand_record(struct act_class *ac, const struct msg_demand *m, uint64_t now,
+    uint64_t wall)
+{
+	struct class_demand *d = &ac->ac_demand;
+	struct boot_evidence *ev = &d->cd_evidence;
+	bool was_ok = d->cd_have && d->cd_ok;
+
+	if (!m->d_ok) {
+		ev->be_good_since_ms = 0;
+	} else {
+		if (!was_ok || ev->be_good_since_ms == 0)
+			ev->be_good_since_ms = wall;
+		/* A job running, or a task claimed (fewer queued): the class's
+		 * VMs can take jobs. */
+		if (m->d_running > 0 ||
+		    (was_ok && m->d_unclaimed < d->cd_unclaimed))
+			ev->be_job_ms = wall;
+	}
+	d->cd_have = true;
+	d->cd_ok = m->d_ok;
+	d->cd_error = m->d_error;
+	d->cd_status = m->d_http_status;
+	d->cd_rx_ms = now;
+	if (m->d_ok) {
+		d->cd_unclaimed = m->d_unclaimed;
+		d->cd_running = m->d_running;
+	}
+	ac->ac_dirty = true;
 }
 
 void
@@ -185,21 +208,6 @@ demand_receive(struct actuator *a, uint64_t now)
 			continue;
 		}
 		metric_inc(a->a_m_demand, 1);
-		ac->ac_have_demand = true;
-		ac->ac_demand_ok = d.d_ok;
-		ac->ac_demand_error = d.d_error;
-		ac->ac_demand_status = d.d_http_status;
-		ac->ac_demand_rx_ms = now;
-		if (d.d_ok) {
-			ac->ac_unclaimed = d.d_unclaimed;
-			ac->ac_running = d.d_running;
-			if (ac->ac_demand_since_wall_ms == 0)
-				ac->ac_demand_since_wall_ms = wall_ms();
-			if (d.d_running > 0) {
-				ac->ac_last_running_wall_ms = wall_ms();
-				reclaim_boot_ok(ac, "a job is running");
-			}
-		}
-		act_decide(a, ac, now);
+		demand_record(ac, &d, now, wall_ms());
 	}
 }

@@ -55,10 +55,10 @@ decide(const struct decision_input *in, struct scale_state *st,
 	}
 	out->d_action = DECIDE_SCALE;
 	out->d_reason = REASON_DEMAND;
-	scale_note_demand(st, in->di_demand_at_ms, in->di_unclaimed,
-	    in->di_running, in->di_now_ms);
+	scale_note_demand(st, in->di_boot, in->di_demand_at_ms,
+	    in->di_unclaimed, in->di_running, in->di_now_ms);
 	h = c->sc_headroom == SCALE_HEADROOM_AUTO
-	    ? scale_auto_headroom(st, in->di_now_ms)
+	    ? scale_auto_headroom(st, in->di_boot, in->di_now_ms)
 	    : c->sc_headroom;
 	if ((uint64_t)in->di_unclaimed + in->di_running > 0)
 		out->d_headroom = h;

@@ -41,6 +41,8 @@ struct decision_input {
 	bool di_have_pool;
 	uint32_t di_pool_replicas; /* spec.replicas */
 	uint32_t di_pool_ready;    /* status.readyReplicas */
+	/* The pool's VMs' boot time (NULL: not measured). */
+	const struct scale_boot *di_boot;
 	/* Controls and clocks. */
 	const struct scale_policy *di_policy;
 	uint64_t di_now_ms; /* monotonic */

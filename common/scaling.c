@@ -78,49 +78,48 @@ scale_state_init(struct scale_state *st)
 }
 
 void
-scale_note_boot(struct scale_state *st, uint64_t boot_ms)
+scale_note_boot(struct scale_boot *b, uint64_t boot_ms)
 {
 	/* 0 is a boot within the timestamps' one-second resolution. */
 	if (boot_ms > SCALE_BOOT_SAMPLE_MAX)
 		return;
-	if (st->ss_boot_samples++ == 0)
-		st->ss_boot_ms = (double)boot_ms;
+	if (b->sb_samples++ == 0)
+		b->sb_ms = (double)boot_ms;
 	else
-		st->ss_boot_ms +=
-		    SCALE_BOOT_ALPHA * ((double)boot_ms - st->ss_boot_ms);
+		b->sb_ms += SCALE_BOOT_ALPHA * ((double)boot_ms - b->sb_ms);
 }
 
 bool
-scale_boot_known(const struct scale_state *st)
+scale_boot_known(const struct scale_boot *b)
 {
-	return st->ss_boot_samples > 0;
+	return b != NULL && b->sb_samples > 0;
 }
 
 uint64_t
-scale_boot_ms(const struct scale_state *st)
+scale_boot_ms(const struct scale_boot *b)
 {
-	return st->ss_boot_samples == 0 ? 0 : (uint64_t)(st->ss_boot_ms + 0.5);
+	return scale_boot_known(b) ? (uint64_t)(b->sb_ms + 0.5) : 0;
 }
 
 /* The smoothing window follows the boot time: what matters is the rate
  * over the last few boots, whatever a boot takes. */
 static double
-rate_tau_ms(const struct scale_state *st)
+rate_tau_ms(const struct scale_boot *b)
 {
-	double tau = st->ss_boot_samples == 0
-	    ? SCALE_RATE_TAU_DEFAULT
-	    : SCALE_RATE_BOOTS * st->ss_boot_ms;
+	double tau = scale_boot_known(b) ? SCALE_RATE_BOOTS * b->sb_ms
+	                                 : SCALE_RATE_TAU_DEFAULT;
 
 	return tau < 1 ? 1 : tau;
 }
 
 static double
-decayed(const struct scale_state *st, uint64_t now_ms)
+decayed(
+    const struct scale_state *st, const struct scale_boot *b, uint64_t now_ms)
 {
 	if (now_ms <= st->ss_decay_ms)
 		return st->ss_arrivals;
 	return st->ss_arrivals *
-	    exp(-(double)(now_ms - st->ss_decay_ms) / rate_tau_ms(st));
+	    exp(-(double)(now_ms - st->ss_decay_ms) / rate_tau_ms(b));
 }
 
 /*
@@ -130,14 +129,14 @@ decayed(const struct scale_state *st, uint64_t now_ms)
  * and completions rarely meet in one interval and the bound is close.
  */
 void
-scale_note_demand(struct scale_state *st, uint64_t obs_ms, uint32_t unclaimed,
-    uint32_t running, uint64_t now_ms)
+scale_note_demand(struct scale_state *st, const struct scale_boot *b,
+    uint64_t obs_ms, uint32_t unclaimed, uint32_t running, uint64_t now_ms)
 {
 	int64_t a;
 
 	if (st->ss_have_prev && obs_ms == st->ss_obs_ms)
 		return;
-	st->ss_arrivals = decayed(st, now_ms);
+	st->ss_arrivals = decayed(st, b, now_ms);
 	st->ss_decay_ms = now_ms;
 	if (st->ss_have_prev) {
 		a = (int64_t)unclaimed - st->ss_prev_unclaimed;
@@ -153,19 +152,21 @@ scale_note_demand(struct scale_state *st, uint64_t obs_ms, uint32_t unclaimed,
 }
 
 double
-scale_rate_per_min(const struct scale_state *st, uint64_t now_ms)
+scale_rate_per_min(
+    const struct scale_state *st, const struct scale_boot *b, uint64_t now_ms)
 {
-	return decayed(st, now_ms) / rate_tau_ms(st) * 60000.0;
+	return decayed(st, b, now_ms) / rate_tau_ms(b) * 60000.0;
 }
 
 uint32_t
-scale_auto_headroom(const struct scale_state *st, uint64_t now_ms)
+scale_auto_headroom(
+    const struct scale_state *st, const struct scale_boot *b, uint64_t now_ms)
 {
 	double spare;
 
-	if (st->ss_boot_samples == 0)
+	if (!scale_boot_known(b))
 		return 0;
-	spare = decayed(st, now_ms) / rate_tau_ms(st) * st->ss_boot_ms;
+	spare = decayed(st, b, now_ms) / rate_tau_ms(b) * b->sb_ms;
 	if (spare < 0.05) /* the tail of an old burst */
 		return 0;
 	if (spare >= (double)UINT32_MAX - 1)

@@ -55,6 +55,13 @@ struct scale_policy {
 	size_t sp_nschedules;
 };
 
+/* VM boot time (creation to ready), smoothed: fed by whoever sees the
+ * pool's VMs, read by the decision.  Zero it to start. */
+struct scale_boot {
+	uint32_t sb_samples;
+	double sb_ms;
+};
+
 /* Between cycles, owned by the caller; zero it (or scale_state_init). */
 struct scale_state {
 	/* Arrivals, estimated from successive demand observations. */
@@ -64,9 +71,6 @@ struct scale_state {
 	uint64_t ss_obs_ms;   /* the observation last counted */
 	double ss_arrivals;   /* exponentially decayed count */
 	uint64_t ss_decay_ms; /* when ss_arrivals was last decayed */
-	/* VM boot time (creation to ready), smoothed. */
-	uint32_t ss_boot_samples;
-	double ss_boot_ms;
 	/* scaleDownDelay: the highest recent targets, a falling staircase. */
 	struct {
 		uint32_t h_value;
@@ -87,17 +91,21 @@ int scale_controls_at(
 bool scale_schedule_active(const struct scale_schedule *, int64_t t);
 void scale_state_init(struct scale_state *);
 /* A VM of the class took boot_ms from creation to ready. */
-void scale_note_boot(struct scale_state *, uint64_t boot_ms);
-/* Counts the arrivals a new demand observation implies (once per obs_ms). */
-void scale_note_demand(struct scale_state *, uint64_t obs_ms,
-    uint32_t unclaimed, uint32_t running, uint64_t now_ms);
-/* Arrivals per minute and the boot estimate (ms, 0 when unmeasured). */
-double scale_rate_per_min(const struct scale_state *, uint64_t now_ms);
-uint64_t scale_boot_ms(const struct scale_state *);
-bool scale_boot_known(const struct scale_state *);
+void scale_note_boot(struct scale_boot *, uint64_t boot_ms);
+bool scale_boot_known(const struct scale_boot *);
+/* The estimate in ms; 0 when unmeasured. */
+uint64_t scale_boot_ms(const struct scale_boot *);
+/* Counts the arrivals a new demand observation implies (once per obs_ms).
+ * boot (NULL: unmeasured) sets the smoothing window. */
+void scale_note_demand(struct scale_state *, const struct scale_boot *,
+    uint64_t obs_ms, uint32_t unclaimed, uint32_t running, uint64_t now_ms);
+/* Arrivals per minute. */
+double scale_rate_per_min(
+    const struct scale_state *, const struct scale_boot *, uint64_t now_ms);
 /* headroom: auto at now: ceil(arrival rate x boot time), 0 without a
  * measured boot. */
-uint32_t scale_auto_headroom(const struct scale_state *, uint64_t now_ms);
+uint32_t scale_auto_headroom(
+    const struct scale_state *, const struct scale_boot *, uint64_t now_ms);
 /* The highest target seen within delay_ms, after recording desired. */
 uint32_t scale_hold(
     struct scale_state *, uint32_t desired, uint64_t delay_ms, uint64_t now);

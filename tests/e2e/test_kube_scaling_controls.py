@@ -97,8 +97,9 @@ class ScalingControlsTest(KubeTestCase):
         tokens = {c: harness.runner_token(c) for c in classes}
         circle = self.start_circleci(tokens, task_duration_ms=1500)
         kube = self.start_kube(circle=circle)
-        args = ["--secrets", spath, "--boot-loop-threshold",
-                self.boot_loop_threshold] + list(prov.pop("args", ()))
+        args = ["--secrets", spath] + list(prov.pop("args", ()))
+        if self.boot_loop_threshold:
+            args += ["--boot-loop-threshold", self.boot_loop_threshold]
         p = self.provisioner(args=args, **prov)
         p.start()
         return circle, kube, p

@@ -363,6 +363,7 @@ test_scenarios(void **state)
 	const struct step *s;
 	struct decision_input in;
 	struct scale_state st;
+	struct scale_boot boot;
 	struct decision d;
 	struct conf *c;
 	size_t i, k;
@@ -372,11 +373,12 @@ test_scenarios(void **state)
 		sc = &scenarios[i];
 		c = policy_conf(sc->scaling);
 		scale_state_init(&st);
+		memset(&boot, 0, sizeof(boot));
 		for (k = 0; k < nitems(sc->steps) && sc->steps[k].t >= 0;
 		     k++) {
 			s = &sc->steps[k];
 			if (s->boot_s > 0)
-				scale_note_boot(&st, s->boot_s * 1000ULL);
+				scale_note_boot(&boot, s->boot_s * 1000ULL);
 			memset(&in, 0, sizeof(in));
 			in.di_have_demand = in.di_demand_ok = true;
 			in.di_stale_after_ms = 3000;
@@ -386,6 +388,7 @@ test_scenarios(void **state)
 			in.di_have_pool = s->replicas > 0;
 			in.di_pool_replicas = s->replicas;
 			in.di_pool_ready = s->ready;
+			in.di_boot = &boot;
 			in.di_policy = &c->c_classes[0].cc_scaling;
 			in.di_now_ms = (uint64_t)s->t * 1000 + 1;
 			in.di_wall_ms = (sc->wall0 + s->t) * 1000;
@@ -431,19 +434,21 @@ test_level(void **state)
 static void
 test_boot_estimate(void **state)
 {
-	struct scale_state st;
+	struct scale_boot st;
 
 	(void)state;
-	scale_state_init(&st);
+	memset(&st, 0, sizeof(st));
 	assert_int_equal(scale_boot_ms(&st), 0);
 	assert_false(scale_boot_known(&st));
+	assert_false(scale_boot_known(NULL));
+	assert_int_equal(scale_boot_ms(NULL), 0);
 	scale_note_boot(&st, SCALE_BOOT_SAMPLE_MAX + 1);
 	assert_false(scale_boot_known(&st));
 	/* Faster than the timestamps' resolution: a sample of 0. */
 	scale_note_boot(&st, 0);
 	assert_true(scale_boot_known(&st));
 	assert_int_equal(scale_boot_ms(&st), 0);
-	scale_state_init(&st);
+	memset(&st, 0, sizeof(st));
 	scale_note_boot(&st, 100000);
 	assert_int_equal(scale_boot_ms(&st), 100000);
 	scale_note_boot(&st, 60000);
@@ -458,24 +463,31 @@ static void
 test_rate(void **state)
 {
 	struct scale_state st;
+	struct scale_boot b;
 
 	(void)state;
 	scale_state_init(&st);
-	scale_note_boot(&st, 60000); /* window: 4 x 60 s */
-	scale_note_demand(&st, 1, 0, 0, 0);
-	scale_note_demand(&st, 2, 6, 0, 0);
-	scale_note_demand(&st, 2, 60, 0, 0); /* the same observation */
-	assert_true(fabs(scale_rate_per_min(&st, 0) - 1.5) < 1e-9);
+	memset(&b, 0, sizeof(b));
+	/* Without a measured boot: no auto headroom. */
+	scale_note_demand(&st, NULL, 1, 0, 0, 0);
+	scale_note_demand(&st, NULL, 2, 6, 0, 0);
+	assert_int_equal(scale_auto_headroom(&st, NULL, 0), 0);
+	scale_state_init(&st);
+	scale_note_boot(&b, 60000); /* window: 4 x 60 s */
+	scale_note_demand(&st, &b, 1, 0, 0, 0);
+	scale_note_demand(&st, &b, 2, 6, 0, 0);
+	scale_note_demand(&st, &b, 2, 60, 0, 0); /* the same observation */
+	assert_true(fabs(scale_rate_per_min(&st, &b, 0) - 1.5) < 1e-9);
 	/* 6 queued become 2 running: 0 arrivals; a completion and an
 	 * arrival: one more. */
-	scale_note_demand(&st, 3, 4, 2, 0);
-	scale_note_demand(&st, 4, 5, 1, 0);
-	assert_true(fabs(scale_rate_per_min(&st, 0) - 7.0 / 4) < 1e-9);
+	scale_note_demand(&st, &b, 3, 4, 2, 0);
+	scale_note_demand(&st, &b, 4, 5, 1, 0);
+	assert_true(fabs(scale_rate_per_min(&st, &b, 0) - 7.0 / 4) < 1e-9);
 	/* Decays with the window. */
-	assert_true(
-	    fabs(scale_rate_per_min(&st, 240000) - 7.0 / 4 * exp(-1)) < 1e-9);
-	assert_int_equal(scale_auto_headroom(&st, 0), 2); /* 1.75 */
-	assert_int_equal(scale_auto_headroom(&st, 36000000), 0);
+	assert_true(fabs(scale_rate_per_min(&st, &b, 240000) -
+	                7.0 / 4 * exp(-1)) < 1e-9);
+	assert_int_equal(scale_auto_headroom(&st, &b, 0), 2); /* 1.75 */
+	assert_int_equal(scale_auto_headroom(&st, &b, 36000000), 0);
 }
 
 /* The hold keeps at most SCALE_HOLD_STEPS levels and, out of room, keeps
