@@ -44,6 +44,7 @@ struct ynode {
 	size_t yn_capkids;
 	struct ynode *yn_target; /* aliases: the anchored node */
 	size_t yn_weight;        /* nodes, aliases expanded */
+	size_t yn_bytes;         /* scalar bytes, aliases expanded */
 	int yn_height;           /* nesting levels, aliases expanded */
 	int yn_done;             /* end event seen */
 };
@@ -62,6 +63,7 @@ struct builder {
 	struct anchor *b_anchors;
 	size_t b_nanchors;
 	size_t b_total; /* nodes so far, aliases expanded */
+	size_t b_bytes; /* scalar bytes so far, aliases expanded */
 	int b_ndocs;
 	struct y2j_error *b_err;
 };
@@ -260,6 +262,18 @@ attach(struct builder *b, struct ynode *n, const char *anchor)
 		b->b_nanchors++;
 	}
 	b->b_total += n->yn_kind == YN_ALIAS ? n->yn_target->yn_weight : 1;
+	b->b_bytes += n->yn_bytes;
+	if (b->b_bytes > Y2J_TEXT_MAX) {
+		/* An alias of a long scalar costs one node but copies the
+		 * text: a 1 MiB file could expand to gigabytes. */
+		set_err(b->b_err, n->yn_mark, NULL,
+		    n->yn_kind == YN_ALIAS
+		        ? "alias expansion makes the document's text larger "
+		          "than %d bytes"
+		        : "the document's text is larger than %d bytes",
+		    Y2J_TEXT_MAX);
+		return -1;
+	}
 	if (b->b_total > Y2J_NODES_MAX) {
 		set_err(b->b_err, n->yn_mark, NULL,
 		    n->yn_kind == YN_ALIAS
@@ -291,6 +305,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 	case YAML_SCALAR_EVENT:
 		n = ynode_new(YN_SCALAR, &ev->start_mark);
 		n->yn_len = ev->data.scalar.length;
+		n->yn_bytes = n->yn_len;
 		n->yn_text = xmalloc(n->yn_len + 1);
 		memcpy(n->yn_text, ev->data.scalar.value, n->yn_len);
 		n->yn_text[n->yn_len] = '\0';
@@ -316,6 +331,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		}
 		n->yn_target = b->b_anchors[i - 1].a_node;
 		n->yn_weight = n->yn_target->yn_weight;
+		n->yn_bytes = n->yn_target->yn_bytes;
 		n->yn_height = n->yn_target->yn_height;
 		n->yn_done = 1;
 		if (b->b_depth + n->yn_height > Y2J_DEPTH_MAX) {
@@ -355,6 +371,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		for (i = 0; i < n->yn_nkids; i++) {
 			k = n->yn_kids[i];
 			n->yn_weight += k->yn_weight;
+			n->yn_bytes += k->yn_bytes;
 			if (k->yn_height + 1 > n->yn_height)
 				n->yn_height = k->yn_height + 1;
 		}

@@ -441,6 +441,49 @@ test_alias_bomb(void **state)
 	assert_int_equal(err.ye_mark.ym_col, 14);
 }
 
+/* Aliases of a long scalar cost one node each but copy its text: 1 MiB of
+ * configuration expanded to 2 GiB and --check-config took 11 s; a few MiB
+ * more and the supervisor was killed for memory (found by fuzzing).  The
+ * text is counted like the nodes, before anything is copied. */
+static void
+test_alias_text_bomb(void **state)
+{
+	struct y2j_error err;
+	struct y2j_doc *doc;
+	size_t i, k, n, cap;
+	char *s;
+
+	(void)state;
+	/* A 64 KiB scalar: 255 copies fit in 16 MiB, 256 do not. */
+	for (k = 255; k <= 256; k++) {
+		cap = 70000 + 4 * k;
+		s = xmalloc(cap);
+		n = (size_t)snprintf(s, cap, "x: &x \"");
+		memset(s + n, 'a', 65536 - 16);
+		n += 65536 - 16;
+		n += (size_t)snprintf(s + n, cap - n, "\"\ny: [");
+		for (i = 0; i < k; i++)
+			n += (size_t)snprintf(
+			    s + n, cap - n, "%s*x", i ? "," : "");
+		snprintf(s + n, cap - n, "]\n");
+		doc = y2j_parse(s, strlen(s), &err);
+		if (k == 255) {
+			if (doc == NULL)
+				fail_msg("%zu copies: %s", k, err.ye_msg);
+			y2j_doc_free(doc);
+		} else {
+			assert_null(doc);
+			assert_non_null(strstr(err.ye_msg,
+			    "alias expansion makes the document's text larger "
+			    "than 16777216 bytes"));
+			assert_int_equal(err.ye_mark.ym_line, 2);
+			assert_int_equal(
+			    err.ye_mark.ym_col, (int)(5 + 3 * (k - 1)));
+		}
+		free(s);
+	}
+}
+
 /*
  * The limit is exact: x is a sequence of 99 scalars (100 nodes).  The
  * document has the root, two keys, x, y's sequence and k copies of x:
@@ -652,6 +695,7 @@ main(void)
 		cmocka_unit_test(test_nested_order),
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_alias_bomb),
+		cmocka_unit_test(test_alias_text_bomb),
 		cmocka_unit_test(test_node_limit_exact),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_marks),
