@@ -1,5 +1,4 @@
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -288,7 +287,8 @@ name_char(char c, bool first)
 }
 
 /* A sample value as Prometheus parses it: a decimal float, +Inf, -Inf,
- * NaN.  Hex and out-of-range values are refused. */
+ * NaN.  Hex and values beyond float64's range are refused; values too
+ * small for it (denormals, 1e-400) read as Go reads them and are fine. */
 static bool
 value_valid(const char *q, const char *end)
 {
@@ -306,10 +306,8 @@ value_valid(const char *q, const char *end)
 	if (strpbrk(num, "xXpP") != NULL ||
 	    strspn(num, "+-0123456789.eE") != n)
 		return false;
-	errno = 0;
 	v = strtod(num, &num_end);
-	return *num_end == '\0' && num_end != num && errno != ERANGE &&
-	    !isinf(v);
+	return *num_end == '\0' && num_end != num && !isinf(v);
 }
 
 /* Checks a label set starting after '{'; returns the byte after '}'. */

@@ -269,6 +269,40 @@ test_promtool_rejects_broken_text(void **state)
 	    promtool_check(bad, sizeof(bad) - 1, out, sizeof(out)), 0);
 }
 
+/* A value below float64's normal range renders with enough digits to read
+ * back; the validator accepted only normal numbers, so a child whose gauge
+ * held a denormal had every health answer refused (found by fuzzing).
+ * promtool accepts these. */
+static void
+test_tiny_values(void **state)
+{
+	static const char *const tiny[] = {
+		"runner_provisioner_x 4.94065646e-324\n",
+		"runner_provisioner_x -2.2250738585072009e-308\n",
+		"runner_provisioner_x 1e-400\n",
+	};
+	struct metrics *m = metrics_new();
+	struct metric_family *f;
+	struct buf b = { 0 };
+	char out[4096];
+	size_t i;
+	int rc;
+
+	(void)state;
+	f = metrics_family(m, METRIC_GAUGE, "tiny", "t", NULL, NULL, 0);
+	metric_set(metric_single(f), 4.9406564584124654e-324);
+	metrics_render(m, &b);
+	assert_int_equal(metrics_text_valid(b.b_data, b.b_len), 0);
+	rc = promtool_check(b.b_data, b.b_len, out, sizeof(out));
+	if (rc != 0)
+		fail_msg("promtool exit %d:\n%s", rc, out);
+	for (i = 0; i < nitems(tiny); i++)
+		if (metrics_text_valid(tiny[i], strlen(tiny[i])) != 0)
+			fail_msg("rejected: %s", tiny[i]);
+	metrics_free(m);
+	buf_free(&b);
+}
+
 static void
 test_text_valid_accepts(void **state)
 {
@@ -431,6 +465,7 @@ main(void)
 		cmocka_unit_test(test_special_values),
 		cmocka_unit_test(test_promtool_accepts_rendering),
 		cmocka_unit_test(test_promtool_rejects_broken_text),
+		cmocka_unit_test(test_tiny_values),
 		cmocka_unit_test(test_text_valid_accepts),
 		cmocka_unit_test(test_text_valid_rejects),
 		cmocka_unit_test(test_text_valid_rejects_nul),
