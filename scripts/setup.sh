@@ -9,11 +9,13 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Build: compiler, CMake and the -dev packages of every library we link.
+# Build: compilers (clang and libFuzzer for the fuzz harnesses), CMake and
+# the -dev packages of every library we link.
 # Test: cmocka, the simulators' python3 modules, and the real tools the tests
 # run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
 packages=(
 	gcc make cmake pkg-config clang-format
+	clang libfuzzer-14-dev libclang-rt-14-dev
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
 	libmicrohttpd-dev libcmocka-dev
 	python3 python3-yaml python3-jsonschema

@@ -1,0 +1,161 @@
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz.h"
+#include "log.h"
+#include "util.h"
+
+static char tmpdir[64];
+
+void
+fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "\n%s:%d: check failed: %s\n  ", file, line, cond);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "\n");
+	abort();
+}
+
+void
+fuzz_quiet(void)
+{
+	static int fd = -1;
+
+	if (fd == -1 && (fd = open("/dev/null", O_WRONLY | O_CLOEXEC)) == -1)
+		abort();
+	log_set_fd(fd);
+}
+
+char *
+fuzz_strndup(const void *p, size_t n)
+{
+	char *s = xmalloc(n + 1);
+
+	if (n > 0)
+		memcpy(s, p, n);
+	s[n] = '\0';
+	return s;
+}
+
+static uint64_t
+take(struct fuzz_in *in, size_t n)
+{
+	uint64_t v = 0;
+	size_t i;
+
+	for (i = 0; i < n && in->fi_n > 0; i++) {
+		v |= (uint64_t)in->fi_p[0] << (8 * i);
+		in->fi_p++;
+		in->fi_n--;
+	}
+	return v;
+}
+
+uint8_t
+fuzz_u8(struct fuzz_in *in)
+{
+	return (uint8_t)take(in, 1);
+}
+
+uint16_t
+fuzz_u16(struct fuzz_in *in)
+{
+	return (uint16_t)take(in, 2);
+}
+
+uint32_t
+fuzz_u32(struct fuzz_in *in)
+{
+	return (uint32_t)take(in, 4);
+}
+
+uint64_t
+fuzz_u64(struct fuzz_in *in)
+{
+	return take(in, 8);
+}
+
+bool
+fuzz_bool(struct fuzz_in *in)
+{
+	return take(in, 1) & 1;
+}
+
+const uint8_t *
+fuzz_bytes(struct fuzz_in *in, size_t max, size_t *len)
+{
+	const uint8_t *p;
+	size_t n = (size_t)fuzz_u8(in) % (max + 1);
+
+	if (n > in->fi_n)
+		n = in->fi_n;
+	p = in->fi_p;
+	in->fi_p += n;
+	in->fi_n -= n;
+	*len = n;
+	return p;
+}
+
+char *
+fuzz_str(struct fuzz_in *in, size_t max)
+{
+	const uint8_t *p;
+	size_t n;
+
+	p = fuzz_bytes(in, max, &n);
+	return fuzz_strndup(p, strnlen((const char *)p, n));
+}
+
+const uint8_t *
+fuzz_rest(struct fuzz_in *in, size_t *len)
+{
+	const uint8_t *p = in->fi_p;
+
+	*len = in->fi_n;
+	in->fi_p += in->fi_n;
+	in->fi_n = 0;
+	return p;
+}
+
+static int
+rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void
+rm_tmpdir(void)
+{
+	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+const char *
+fuzz_tmpdir(void)
+{
+	const char *base;
+
+	if (tmpdir[0] != '\0')
+		return tmpdir;
+	if ((base = getenv("TMPDIR")) == NULL || base[0] == '\0' ||
+	    strlen(base) > 40)
+		base = "/tmp";
+	snprintf(tmpdir, sizeof(tmpdir), "%s/rp-fuzz-XXXXXX", base);
+	if (mkdtemp(tmpdir) == NULL) {
+		perror("mkdtemp");
+		abort();
+	}
+	atexit(rm_tmpdir);
+	return tmpdir;
+}
