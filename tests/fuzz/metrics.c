@@ -8,6 +8,7 @@
  * (mode 'R': a registry built from the input, values any double).
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -62,21 +63,27 @@ any_double(struct fuzz_in *in)
 	return v;
 }
 
-/* Name characters from the input, never empty. */
+/* Name characters from the input.  Label names, as the program's own
+ * are, are distinct within a family (the index leads), never __name__ and
+ * never le or quantile, which carry numbers. */
 static char *
-name(struct fuzz_in *in, bool label)
+name(struct fuzz_in *in, int label)
 {
 	static const char chars[] =
 	    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_0123456789:";
-	size_t i, n, nchars = sizeof(chars) - (label ? 2 : 1);
+	size_t i, n, nchars = sizeof(chars) - (label >= 0 ? 2 : 1);
 	const uint8_t *p = fuzz_bytes(in, 16, &n);
-	char *s = malloc(n + 2);
+	char *s = malloc(n + 8);
+	int at = 0;
 
 	FUZZ_CHECK(s != NULL, "out of memory");
-	s[0] = label ? "abcxyz_"[n % 7] : "abcdefgh"[n % 8];
+	if (label >= 0)
+		at = snprintf(s, 8, "l%d", label);
+	else
+		s[at++] = "abcdefgh"[n % 8];
 	for (i = 0; i < n; i++)
-		s[i + 1] = chars[p[i] % nchars];
-	s[n + 1] = '\0';
+		s[at + (int)i] = chars[p[i] % nchars];
+	s[at + (int)n] = '\0';
 	return s;
 }
 
@@ -105,11 +112,11 @@ check_render(struct fuzz_in *in)
 	nfam = fuzz_u8(in) % 4 + 1;
 	for (i = 0; i < nfam; i++) {
 		type = (enum metric_type)(fuzz_u8(in) % 3);
-		fname = name(in, false);
+		fname = name(in, -1);
 		help = fuzz_str(in, 64);
 		nlabels[i] = fuzz_u8(in) % (METRIC_LABELS_MAX + 1);
 		for (j = 0; j < nlabels[i]; j++)
-			labels[i][j] = name(in, true);
+			labels[i][j] = name(in, (int)j);
 		nbounds = 0;
 		for (k = fuzz_u8(in) % 6; k > 0; k--) {
 			bounds[nbounds] = any_double(in);
