@@ -100,6 +100,14 @@ set_server(struct kube_creds *kc, struct kc_parse *kp, const char *server)
 	n = strlen(server);
 	while (n > 8 && server[n - 1] == '/')
 		n--;
+	/* Request paths are appended to it: it needs a host, and nothing
+	 * that would end the URL's path. */
+	if (n == 8 || server[8] == '/')
+		return kp_fail(kp, "server \"%s\" has no host", server);
+	if (strpbrk(server, " \t\r\n?#") != NULL)
+		return kp_fail(kp,
+		    "server \"%s\" is not a valid URL (blank, '?' or '#')",
+		    server);
 	kc->kc_server = xstrndup(server, n);
 	return 0;
 }

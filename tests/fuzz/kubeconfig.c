@@ -5,7 +5,8 @@
  * paths resolve there).  A rejected file gets a message naming it; an
  * accepted one gives an https:// server without a trailing '/', a
  * namespace, either both or neither of client certificate and key, and a
- * token that is not blank; applying it to a curl handle is safe.
+ * token that is not blank; applying it to a curl handle is safe.  The
+ * server has a host and nothing that would end a URL's path.
  */
 #include <fcntl.h>
 #include <stdio.h>
@@ -74,7 +75,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	FUZZ_CHECK(kc.kc_server != NULL &&
 	        strncmp(kc.kc_server, "https://", 8) == 0 &&
-	        kc.kc_server[strlen(kc.kc_server) - 1] != '/',
+	        kc.kc_server[8] != '\0' && kc.kc_server[8] != '/' &&
+	        kc.kc_server[strlen(kc.kc_server) - 1] != '/' &&
+	        strpbrk(kc.kc_server, " \t\r\n?#") == NULL,
 	    "server \"%s\"", kc.kc_server ? kc.kc_server : "(none)");
 	FUZZ_CHECK(kc.kc_namespace != NULL && kc.kc_namespace[0] != '\0',
 	    "no namespace");
