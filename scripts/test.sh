@@ -3,8 +3,8 @@
 # and an AddressSanitizer + UndefinedBehaviorSanitizer build.  Unit tests,
 # simulator tests, end-to-end tests against both simulators, chart and image
 # tests, cloud-init checks, and a short benchmark smoke run.  Then every
-# libFuzzer harness runs for RP_FUZZ_SECONDS (default 30) seconds
-# (scripts/fuzz.sh; about 4 minutes on 2 cores).
+# libFuzzer harness runs for RP_FUZZ_SECONDS (default 25) seconds
+# (scripts/fuzz.sh; about 3.5 minutes on 2 cores).
 #
 # Usage: scripts/test.sh [ctest arguments, e.g. -R e2e -j2]
 #   With ctest arguments only the selected tests run, without fuzzing.
@@ -34,6 +34,6 @@ if [ "$#" -eq 0 ]; then
 fi
 RP_E2E_TIME_SCALE=${RP_E2E_TIME_SCALE:-2} run_suite build-asan -DRP_SANITIZE=ON
 if [ "$#" -eq 0 ]; then
-	"$repo/scripts/fuzz.sh" --seconds "${RP_FUZZ_SECONDS:-30}"
+	"$repo/scripts/fuzz.sh" --seconds "${RP_FUZZ_SECONDS:-25}"
 fi
 echo "test: all suites passed"
