@@ -1,9 +1,13 @@
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fuzz.h"
@@ -11,6 +15,12 @@
 #include "util.h"
 
 static char tmpdir[64];
+
+static void rm_tmpdir(void);
+
+/* Sanitizer builds: called before a sanitizer report ends the process. */
+extern void __sanitizer_set_death_callback(void (*)(void))
+    __attribute__((weak));
 
 void
 fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
@@ -22,6 +32,7 @@ fuzz_fail(const char *file, int line, const char *cond, const char *fmt, ...)
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "\n");
+	rm_tmpdir();
 	abort();
 }
 
@@ -138,7 +149,30 @@ rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 static void
 rm_tmpdir(void)
 {
-	nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	if (tmpdir[0] != '\0')
+		nftw(tmpdir, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* Directories of runs that ended without exit handlers (libFuzzer leaves
+ * with _Exit after a crash): removed by the next run. */
+static void
+rm_stale(const char *base)
+{
+	char path[sizeof(tmpdir) + 256];
+	struct dirent *e;
+	DIR *d;
+	int pid;
+
+	if ((d = opendir(base)) == NULL)
+		return;
+	while ((e = readdir(d)) != NULL) {
+		if (sscanf(e->d_name, "rp-fuzz-%d", &pid) != 1 || pid <= 0 ||
+		    kill(pid, 0) == 0 || errno != ESRCH)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", base, e->d_name);
+		nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS);
+	}
+	closedir(d);
 }
 
 const char *
@@ -151,11 +185,14 @@ fuzz_tmpdir(void)
 	if ((base = getenv("TMPDIR")) == NULL || base[0] == '\0' ||
 	    strlen(base) > 40)
 		base = "/tmp";
-	snprintf(tmpdir, sizeof(tmpdir), "%s/rp-fuzz-XXXXXX", base);
-	if (mkdtemp(tmpdir) == NULL) {
-		perror("mkdtemp");
+	rm_stale(base);
+	snprintf(tmpdir, sizeof(tmpdir), "%s/rp-fuzz-%d", base, (int)getpid());
+	if (mkdir(tmpdir, 0700) == -1) {
+		perror(tmpdir);
 		abort();
 	}
 	atexit(rm_tmpdir);
+	if (__sanitizer_set_death_callback != NULL)
+		__sanitizer_set_death_callback(rm_tmpdir);
 	return tmpdir;
 }
