@@ -29,10 +29,14 @@ def write(harness, data):
 
 
 def config_files(prefixes):
+    """tests/config files, except large ones (libFuzzer's default input
+    size limit is the largest seed's size)."""
     d = os.path.join(TESTS, "config")
     for n in sorted(os.listdir(d)):
-        if n.endswith(".yaml") and n.startswith(prefixes):
-            with open(os.path.join(d, n), "rb") as f:
+        path = os.path.join(d, n)
+        if (n.endswith(".yaml") and n.startswith(prefixes) and
+                os.path.getsize(path) <= 4096):
+            with open(path, "rb") as f:
                 yield n, f.read()
 
 
