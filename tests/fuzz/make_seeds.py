@@ -254,6 +254,28 @@ def circleci_seeds():
     write("circleci_parse", answer(0, 200, 1, "", '{"unclaimed_task_co'))
 
 
+def http_seeds():
+    def response(kind_cap, head, body):
+        return bytes([kind_cap]) + head.encode() + b"\r\n" + body.encode()
+    for kc, head, body in [
+            (0x40, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+             "Content-Length: 27\r\n", '{"unclaimed_task_count": 7}'),
+            (0x41, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n",
+             '1b\r\n{"running_runner_tasks": 3}\r\n0\r\n\r\n'),
+            (0x40, "HTTP/1.1 429 Too Many Requests\r\nRetry-After:  120 \r\n"
+             "Content-Length: 35\r\n", '{"message": "Rate limit exceeded"}\n'),
+            (0x40, "HTTP/1.1 100 Continue\r\nRetry-After: 5\r\n\r\n"
+             "HTTP/1.1 429 Too Many Requests\r\n"
+             "retry-after: Wed, 21 Oct 2015 07:28:00 GMT\r\n", ""),
+            (0x40, "HTTP/1.1 401 Unauthorized\r\nContent-Length: 40\r\n",
+             '{"message": "Invalid token provided."}\n\n'),
+            (0x40, "HTTP/1.1 200 OK\r\nContent-Length: 500\r\n",
+             '{"unclaimed_task_count": 7}'),
+            (0x00, "HTTP/1.1 200 OK\r\n", "x" * 100),
+            (0x40, "HTTP/1.0 503 Service Unavailable\r\n", "down")]:
+        write("circleci_http", response(kc, head, body))
+
+
 def kubeconfig_seeds():
     ca = base64.b64encode(b"-----BEGIN CERTIFICATE-----\nMIIB\n"
                           b"-----END CERTIFICATE-----\n").decode()
@@ -301,6 +323,7 @@ def main():
     log_seeds()
     small_seeds()
     circleci_seeds()
+    http_seeds()
     kubeconfig_seeds()
     for h in sorted(os.listdir(CORPUS)):
         print("%-16s %3d seeds" % (h, len(os.listdir(os.path.join(CORPUS, h)))))
