@@ -136,8 +136,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_encode(rest, n);
 		return 0;
 	}
-	rest = fuzz_rest(&in, &n);
-	s = fuzz_strndup(rest, strnlen((const char *)rest, n));
+	s = fuzz_rest_str(&in);
 	check_decode(s);
 	free(s);
 	return 0;

@@ -112,8 +112,6 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct fuzz_in in = { data, size };
-	const uint8_t *rest;
-	size_t n;
 	char *s;
 
 	if (size == 0)
@@ -122,8 +120,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		check_format(fuzz_u64(&in));
 		return 0;
 	}
-	rest = fuzz_rest(&in, &n);
-	s = fuzz_strndup(rest, strnlen((const char *)rest, n));
+	s = fuzz_rest_str(&in);
 	check_parse(s);
 	free(s);
 	return 0;

@@ -137,6 +137,53 @@ fuzz_rest(struct fuzz_in *in, size_t *len)
 	return p;
 }
 
+char *
+fuzz_rest_str(struct fuzz_in *in)
+{
+	const uint8_t *p;
+	size_t n;
+
+	p = fuzz_rest(in, &n);
+	return fuzz_strndup(p, strnlen((const char *)p, n));
+}
+
+bool
+fuzz_utf8_valid(const void *s, size_t n)
+{
+	const unsigned char *p = s;
+	size_t i = 0, len, k;
+	unsigned int cp;
+
+	while (i < n) {
+		if (p[i] < 0x80) {
+			i++;
+			continue;
+		}
+		if ((p[i] & 0xe0) == 0xc0)
+			len = 2;
+		else if ((p[i] & 0xf0) == 0xe0)
+			len = 3;
+		else if ((p[i] & 0xf8) == 0xf0)
+			len = 4;
+		else
+			return false;
+		if (len > n - i)
+			return false;
+		cp = p[i] & (0x7f >> len);
+		for (k = 1; k < len; k++) {
+			if ((p[i + k] & 0xc0) != 0x80)
+				return false;
+			cp = cp << 6 | (p[i + k] & 0x3f);
+		}
+		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+		    (cp >= 0xd800 && cp <= 0xdfff))
+			return false;
+		i += len;
+	}
+	return true;
+}
+
 static int
 rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {

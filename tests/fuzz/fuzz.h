@@ -52,6 +52,12 @@ const uint8_t *fuzz_bytes(struct fuzz_in *, size_t max, size_t *len);
 char *fuzz_str(struct fuzz_in *, size_t max);
 /* Whatever input is left; borrowed. */
 const uint8_t *fuzz_rest(struct fuzz_in *, size_t *len);
+/* Whatever input is left, up to its first NUL, as a new string; caller
+ * frees. */
+char *fuzz_rest_str(struct fuzz_in *);
+/* Whether n bytes are UTF-8 as RFC 3629 has it (no overlong forms, no
+ * surrogates, nothing past U+10FFFF). */
+bool fuzz_utf8_valid(const void *, size_t n);
 /* A directory of its own for this process, made on first use and removed
  * at exit. */
 const char *fuzz_tmpdir(void);

@@ -49,45 +49,6 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 }
 
 static bool
-utf8_valid(const char *s, size_t n)
-{
-	const unsigned char *p = (const unsigned char *)s;
-	size_t i = 0, len, k;
-	unsigned int cp;
-
-	while (i < n) {
-		if (p[i] < 0x80) {
-			i++;
-			continue;
-		}
-		if ((p[i] & 0xe0) == 0xc0) {
-			len = 2;
-			cp = p[i] & 0x1f;
-		} else if ((p[i] & 0xf0) == 0xe0) {
-			len = 3;
-			cp = p[i] & 0x0f;
-		} else if ((p[i] & 0xf8) == 0xf0) {
-			len = 4;
-			cp = p[i] & 0x07;
-		} else
-			return false;
-		if (len > n - i)
-			return false;
-		for (k = 1; k < len; k++) {
-			if ((p[i + k] & 0xc0) != 0x80)
-				return false;
-			cp = cp << 6 | (p[i + k] & 0x3f);
-		}
-		if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-		    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-		    (cp >= 0xd800 && cp <= 0xdfff))
-			return false;
-		i += len;
-	}
-	return true;
-}
-
-static bool
 has_secret(const char *s, size_t n)
 {
 	size_t i;
@@ -307,7 +268,7 @@ one_line(struct fuzz_in *in)
 			 * is redacted as a C string.) */
 			if (f[i].f_kind == 0 &&
 			    f[i].f_len < LOG_LINE_MAX / 2 &&
-			    utf8_valid(f[i].f_val, f[i].f_len) &&
+			    fuzz_utf8_valid(f[i].f_val, f[i].f_len) &&
 			    memchr(f[i].f_val, '\0', f[i].f_len) == NULL &&
 			    !has_secret(f[i].f_val, f[i].f_len))
 				FUZZ_CHECK(

@@ -17,7 +17,8 @@
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *v = fuzz_strndup(data, strnlen((const char *)data, size));
+	struct fuzz_in in = { data, size };
+	char *v = fuzz_rest_str(&in);
 	unsigned long long want;
 	uint64_t ms = 12345;
 	size_t digits, lead;

@@ -49,7 +49,8 @@ check(const char *addr, size_t hostlen)
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char *addr = fuzz_strndup(data, strnlen((const char *)data, size));
+	struct fuzz_in in = { data, size };
+	char *addr = fuzz_rest_str(&in);
 
 	check(addr, 256); /* what flags.c passes */
 	check(addr, 8);
