@@ -485,6 +485,46 @@ test_alias_text_bomb(void **state)
 }
 
 /*
+ * As many anchors and aliases as the node limit allows, every alias naming
+ * the first anchor.  Aliases were resolved by a search from the newest
+ * anchor back, so this document took minutes (and a 3.4 MiB configuration
+ * like it over a minute of CPU in --check-config); it is one hash lookup
+ * per alias now.  Nothing here is timed: before, it ran into CTest's
+ * timeout.
+ */
+static void
+test_many_anchors(void **state)
+{
+	size_t i, n = (Y2J_NODES_MAX - 6) / 2, cap = 24 * n + 64, len = 0;
+	struct y2j_error err;
+	struct y2j_doc *doc;
+	json_t *y;
+	char *s;
+
+	(void)state;
+	s = xmalloc(cap);
+	len += (size_t)snprintf(s + len, cap - len, "x:\n");
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(
+		    s + len, cap - len, "- &a%zu %zu\n", i, i);
+	len += (size_t)snprintf(s + len, cap - len, "y:\n");
+	for (i = 0; i + 1 < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "- *a0\n");
+	len += (size_t)snprintf(s + len, cap - len, "- *a%zu\n", n - 1);
+	doc = y2j_parse(s, len, &err);
+	if (doc == NULL)
+		fail_msg("%zu anchors: %s", n, err.ye_msg);
+	y = json_object_get(y2j_doc_root(doc), "y");
+	assert_int_equal(json_array_size(y), n);
+	assert_int_equal(json_integer_value(json_array_get(y, 0)), 0);
+	assert_int_equal(json_integer_value(json_array_get(y, n / 2)), 0);
+	assert_int_equal(
+	    json_integer_value(json_array_get(y, n - 1)), (json_int_t)n - 1);
+	y2j_doc_free(doc);
+	free(s);
+}
+
+/*
  * The limit is exact: x is a sequence of 99 scalars (100 nodes).  The
  * document has the root, two keys, x, y's sequence and k copies of x:
  * 104 + 100k nodes.
@@ -696,6 +736,7 @@ main(void)
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_alias_bomb),
 		cmocka_unit_test(test_alias_text_bomb),
+		cmocka_unit_test(test_many_anchors),
 		cmocka_unit_test(test_node_limit_exact),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_marks),
