@@ -824,6 +824,18 @@ static const struct load_case load_cases[] = {
 	    .kubeconfig = KCPATH,
 	    .err = KCERR "context \"dev\": user \"admin\" not found",
 	},
+	{
+	    /* Found by fuzzing: the name's line breaks were the message's. */
+	    .what = "a name with line breaks stays on the message's one line",
+	    .files = { { "config",
+	        KC("dev",
+	            CTX("dev", "{cluster: k, user: \"ad\\nmin\\t\\x7f\"}"),
+	            CLUSTER("k", "{" SERVER "}"),
+	            USER("u", "{token: inline-token-0001}")) } },
+	    .kubeconfig = KCPATH,
+	    .err = KCERR "context \"dev\": user \"ad\\x0amin\\x09\\x7f\" not "
+	                 "found",
+	},
 
 	{
 	    .what = "a context named twice",
