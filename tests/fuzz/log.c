@@ -79,7 +79,9 @@ add_secret(struct fuzz_in *in)
 		if (*p > ' ' && *p < 0x7f && strchr("[]*REDACT", *p) == NULL)
 			*q++ = *p;
 	*q = '\0';
-	log_secret_add(s);
+	/* The harness must know every secret the logger has. */
+	if (nsecrets < NSECRETS)
+		log_secret_add(s);
 	if (strlen(s) >= SECRET_MIN && nsecrets < NSECRETS)
 		secrets[nsecrets++] = s;
 	else
