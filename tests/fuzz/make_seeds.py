@@ -314,6 +314,27 @@ def kubeconfig_seeds():
           '{"server": "https://h"}}]}')
 
 
+def plan_seeds():
+    """Scripts for tests/fuzz/plan.c: an op byte, then its fields."""
+    lists = bytes([2, 0, 1, 0, 3, 0])
+    demand = bytes([0, 1, 3, 0])
+    create = bytes([7, 4, 1, 1, 0,           # secret created
+                    7, 4, 1, 1, 0, 4, 3, 4, 3])  # pool created at 3
+    vms = bytes([3, 2,
+                 0, 0, 5, 2]) + u16(50) + bytes([0,     # vm-0 stopped 5 s
+                 5, 0x4b, 6, 2]) + u16(600) + bytes([100, 0])  # stuck
+    reclaim = bytes([7, 5, 0, 6, 6]) + u16(200) + bytes([7])
+    write("plan", lists + demand + create + vms + reclaim)
+    # Denied lists, a failed write, demand that fails, a boot loop.
+    write("plan", bytes([1, 0x80, 3, 0x80, 2, 0, 1, 0, 0, 0, 7, 4, 0, 4,
+                         7, 6]) + u16(100) + bytes([7, 4, 3, 6, 7]))
+    loop = b""
+    for i in range(4):
+        loop += bytes([3, 1, i * 4, 0, i, 2]) + u16(10) + bytes([0, 7, 5, 0])
+    write("plan", lists + demand + create + loop + bytes([6]) + u16(3000) +
+          bytes([7]))
+
+
 def main():
     yaml_seeds()
     conf_seeds()
@@ -325,6 +346,7 @@ def main():
     circleci_seeds()
     http_seeds()
     kubeconfig_seeds()
+    plan_seeds()
     for h in sorted(os.listdir(CORPUS)):
         print("%-16s %3d seeds" % (h, len(os.listdir(os.path.join(CORPUS, h)))))
 
