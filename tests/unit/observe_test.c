@@ -686,6 +686,71 @@ test_vm_list_at_start_up(void **state)
 	fx_free(f);
 }
 
+/* A VM with a Ready condition (status "True" or "False") since ready. */
+static json_t *
+ready_vm(const char *name, const char *status, uint64_t created,
+    const char *ready, uint64_t since)
+{
+	char uid[64];
+	json_t *vm;
+
+	snprintf(uid, sizeof(uid), "uid-%s", name);
+	vm =
+	    fx_vm(name, uid, "7", status, fx_time(created), NULL, false, true);
+	if (ready != NULL)
+		json_object_set_new(json_object_get(vm, "status"),
+		    "conditions",
+		    json_pack("[{s:s,s:s,s:s}]", "type", "Ready", "status",
+		        ready, "lastTransitionTime", fx_time(since)));
+	return vm;
+}
+
+/* headroom: auto's boot times: creation to Ready, each VM once, only from
+ * a Ready condition that holds and comes after the creation. */
+static void
+test_boot_times_from_lists(void **state)
+{
+	struct fx *f = fx_new();
+	struct act_class *ac = fx_class(f);
+	const struct scale_boot *b = &ac->ac_vms.cv_boot_time;
+	uint64_t w = wall_ms() / 1000 * 1000 - 600000;
+
+	(void)state;
+	fx_settled(f, 3);
+	/* Starting, and Running while its Ready condition is False. */
+	fx_listed(f, LIST_VMS,
+	    fx_list(json_pack("[o,o]", ready_vm("a", "Starting", w, NULL, 0),
+	        ready_vm("b", "Running", w, "False", w + 30000))));
+	assert_false(scale_boot_known(b));
+	/* a is Ready 60 s after its creation. */
+	fx_listed(f, LIST_VMS,
+	    fx_list(json_pack("[o,o]",
+	        ready_vm("a", "Running", w, "True", w + 60000),
+	        ready_vm("b", "Running", w, "False", w + 30000))));
+	assert_int_equal(b->sb_samples, 1);
+	assert_int_equal(scale_boot_ms(b), 60000);
+	/* Listed again, a counts no more; c's Ready precedes its creation
+	 * (a clock step) and counts never. */
+	fx_listed(f, LIST_VMS,
+	    fx_list(json_pack("[o,o]",
+	        ready_vm("a", "Running", w, "True", w + 60000),
+	        ready_vm("c", "Running", w + 5000, "True", w))));
+	assert_int_equal(b->sb_samples, 1);
+	/* d, first seen Ready after 90 s: a quarter of the way to it. */
+	fx_listed(f, LIST_VMS,
+	    fx_list(json_pack(
+	        "[o]", ready_vm("d", "Running", w, "True", w + 90000))));
+	assert_int_equal(b->sb_samples, 2);
+	assert_int_equal(scale_boot_ms(b), 67500);
+	/* Stopped VMs give no sample, whatever their condition says. */
+	fx_listed(f, LIST_VMS,
+	    fx_list(json_pack("[o,o]",
+	        ready_vm("d", "Running", w, "True", w + 90000),
+	        ready_vm("e", "Stopped", w, "True", w + 1000))));
+	assert_int_equal(b->sb_samples, 2);
+	fx_free(f);
+}
+
 /* VM request answers: gone or changed since listed is no error. */
 static void
 test_vm_op_answers(void **state)
@@ -762,6 +827,7 @@ main(void)
 		cmocka_unit_test(test_fast_boots_short_jobs_through_lists),
 		cmocka_unit_test(test_wrong_token_through_lists),
 		cmocka_unit_test(test_vm_list_at_start_up),
+		cmocka_unit_test(test_boot_times_from_lists),
 		cmocka_unit_test(test_vm_op_answers),
 		cmocka_unit_test(test_names),
 	};
