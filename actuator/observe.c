@@ -313,27 +313,38 @@ classify(json_t *vm)
 	return VMS_OTHER;
 }
 
-/* When a stopped VM stopped: its Ready condition's last transition. */
-static uint64_t
-stopped_at(json_t *vm, uint64_t wall)
+/* The VM's Ready condition, or NULL. */
+static json_t *
+ready_condition(json_t *vm)
 {
 	json_t *conds = json_object_get(
 	           json_object_get(vm, "status"), "conditions"),
 	       *c;
-	uint64_t t;
 	size_t i;
 
 	json_array_foreach(conds, i, c)
 	{
 		if (json_is_string(json_object_get(c, "type")) &&
 		    strcmp(json_string_value(json_object_get(c, "type")),
-		        "Ready") == 0 &&
-		    parse_time_ms(json_string_value(json_object_get(
-		                      c, "lastTransitionTime")),
-		        &t) == 0 &&
-		    t <= wall)
-			return t;
+		        "Ready") == 0)
+			return c;
 	}
+	return NULL;
+}
+
+/* When a stopped VM stopped: its Ready condition's last transition. */
+static uint64_t
+stopped_at(json_t *vm, uint64_t wall)
+{
+	json_t *c = ready_condition(vm);
+	uint64_t t;
+
+	if (c != NULL &&
+	    parse_time_ms(
+	        json_string_value(json_object_get(c, "lastTransitionTime")),
+	        &t) == 0 &&
+	    t <= wall)
+		return t;
 	return wall;
 }
 
@@ -342,26 +353,17 @@ stopped_at(json_t *vm, uint64_t wall)
 static uint64_t
 ready_at(json_t *vm)
 {
-	json_t *conds = json_object_get(
-	           json_object_get(vm, "status"), "conditions"),
-	       *c;
+	json_t *c = ready_condition(vm);
 	uint64_t t;
-	size_t i;
 
-	json_array_foreach(conds, i, c)
-	{
-		if (json_is_string(json_object_get(c, "type")) &&
-		    strcmp(json_string_value(json_object_get(c, "type")),
-		        "Ready") == 0 &&
-		    json_is_string(json_object_get(c, "status")) &&
-		    strcmp(json_string_value(json_object_get(c, "status")),
-		        "True") == 0 &&
-		    parse_time_ms(json_string_value(json_object_get(
-		                      c, "lastTransitionTime")),
-		        &t) == 0)
-			return t;
-	}
-	return 0;
+	if (c == NULL || !json_is_string(json_object_get(c, "status")) ||
+	    strcmp(json_string_value(json_object_get(c, "status")), "True") !=
+	        0 ||
+	    parse_time_ms(
+	        json_string_value(json_object_get(c, "lastTransitionTime")),
+	        &t) == -1)
+		return 0;
+	return t;
 }
 
 /* One listed VM; -1 when it lacks what reclaiming it would need. */
