@@ -112,6 +112,7 @@ demand_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 	in.di_demand_at_ms = d->cd_rx_ms;
 	in.di_unclaimed = d->cd_unclaimed;
 	in.di_running = d->cd_running;
+	in.di_no_pool = a->a_flags->f_dry_run;
 	in.di_have_pool = ac->ac_kube.ck_have_replicas;
 	in.di_pool_replicas = ac->ac_kube.ck_replicas;
 	in.di_pool_ready = ac->ac_kube.ck_ready_replicas;

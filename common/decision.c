@@ -71,7 +71,7 @@ decide(const struct decision_input *in, struct scale_state *st,
 	if (out->d_held > c->sc_max)
 		out->d_held = c->sc_max;
 	out->d_replicas = out->d_held;
-	if (c->sc_max_surge > 0) {
+	if (c->sc_max_surge > 0 && !in->di_no_pool) {
 		/* Never below what the pool already asks for: the cap slows
 		 * growth, it does not shed VMs. */
 		cap = (uint64_t)in->di_pool_ready + c->sc_max_surge;

@@ -37,7 +37,10 @@ struct decision_input {
 	uint64_t di_demand_at_ms; /* when it arrived: tells new ones apart */
 	uint32_t di_unclaimed;
 	uint32_t di_running;
-	/* The pool, as last listed. */
+	/* The pool, as last listed; di_no_pool: there is none to look at
+	 * (--dry-run), so maxSurge, which needs its ready VMs, is not
+	 * applied. */
+	bool di_no_pool;
 	bool di_have_pool;
 	uint32_t di_pool_replicas; /* spec.replicas */
 	uint32_t di_pool_ready;    /* status.readyReplicas */

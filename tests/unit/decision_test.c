@@ -165,6 +165,34 @@ test_decide_holds(void **state)
 	conf_free(c);
 }
 
+/* With no pool to look at (--dry-run) maxSurge, which counts its ready
+ * VMs, is not applied: the target is what demand asks for. */
+static void
+test_surge_without_pool(void **state)
+{
+	struct conf *c = policy_conf("{minReplicas: 0, maxSurge: 4}");
+	struct decision_input in;
+	struct scale_state st;
+	struct decision d;
+
+	(void)state;
+	scale_state_init(&st);
+	memset(&in, 0, sizeof(in));
+	in.di_have_demand = in.di_demand_ok = true;
+	in.di_stale_after_ms = 3000;
+	in.di_unclaimed = 9;
+	in.di_policy = &c->c_classes[0].cc_scaling;
+	in.di_wall_ms = MON_2026_07_06 * 1000;
+	decide(&in, &st, &d);
+	assert_int_equal(d.d_replicas, 4);
+	assert_true(d.d_surge_capped);
+	in.di_no_pool = true;
+	decide(&in, &st, &d);
+	assert_int_equal(d.d_replicas, 9);
+	assert_false(d.d_surge_capped);
+	conf_free(c);
+}
+
 /* Every reason has its own readable name (they end up in logs and
  * /ready). */
 static void
@@ -523,6 +551,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_desired_table),
 		cmocka_unit_test(test_decide_holds),
+		cmocka_unit_test(test_surge_without_pool),
 		cmocka_unit_test(test_reason_names),
 		cmocka_unit_test(test_scenarios),
 		cmocka_unit_test(test_level),
