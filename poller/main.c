@@ -42,6 +42,13 @@ main(int argc, char **argv)
 	log_str(&ll, "circleci_api_addr", r.r_flags.f_api_addr);
 	log_str(&ll, "token_source", source);
 	log_uint(&ll, "poll_interval_ms", r.r_flags.f_poll_interval_ms);
+	log_uint(
+	    &ll, "idle_poll_interval_ms", r.r_flags.f_idle_poll_interval_ms);
+	log_uint(&ll, "idle_poll_after_ms", r.r_flags.f_idle_poll_after_ms);
+	log_double(&ll, "max_requests_per_second", r.r_flags.f_max_rps);
+	log_str(&ll, "log_scaler_lines",
+	    r.r_flags.f_scaler_lines == SCALER_LINES_CHANGES ? "changes"
+	                                                     : "always");
 	log_end(&ll);
 	rv = poller_run(&p) == 0 ? 0 : EXIT_TEMPFAIL;
 	curl_global_cleanup();
