@@ -68,8 +68,9 @@ publish_last(struct poller *p, struct poll_class *pc, uint64_t now)
 	metric_inc(d.d_ok ? p->p_m_published_ok : p->p_m_published_failed, 1);
 }
 
-/* A new observation (or failure) for pc: the actuator hears it now and
- * every interval until the next one. */
+/* A new observation (or failure) for pc: the actuator hears it with the
+ * others of this batch (outbox_flush) and every interval until the next
+ * one. */
 static void
 publish(struct poller *p, struct poll_class *pc, bool ok,
     enum demand_error err, uint16_t status, uint64_t now)
@@ -78,7 +79,31 @@ publish(struct poller *p, struct poll_class *pc, bool ok,
 	pc->pc_msg_error = err;
 	pc->pc_msg_status = status;
 	pc->pc_msg_observed_ms = wall_ms();
-	publish_last(p, pc, now);
+	if (pc->pc_in_outbox)
+		return;
+	if (p->p_noutbox == 0)
+		p->p_outbox_since_ms = now;
+	p->p_outbox[p->p_noutbox++] = pc;
+	pc->pc_in_outbox = true;
+}
+
+/* Sends the new observations together once the polls out are answered
+ * (or a tick after the first): the actuator wakes once for a batch, not
+ * once per class. */
+static void
+outbox_flush(struct poller *p, uint64_t now, bool force)
+{
+	size_t i;
+
+	if (p->p_noutbox == 0 ||
+	    (!force && p->p_inflight > 0 &&
+	        now < p->p_outbox_since_ms + p->p_tick_ms))
+		return;
+	for (i = 0; i < p->p_noutbox; i++) {
+		p->p_outbox[i]->pc_in_outbox = false;
+		publish_last(p, p->p_outbox[i], now);
+	}
+	p->p_noutbox = 0;
 }
 
 /* --log-scaler-lines: always every poll; changes when a number changed or
@@ -378,17 +403,25 @@ dispatch(struct poller *p, uint64_t now)
 	}
 }
 
-/* When the next poll can start: its due time, held back by the budget;
+/* When the next poll can start: its due time, held back by the budget,
+ * rounded up to the next tick (polls due within one tick leave together:
+ * one wakeup of the poller, and of the actuator, for a few classes);
  * UINT64_MAX when the transfer pool is full (an answer wakes the loop). */
 static uint64_t
 dispatch_next_ms(const struct poller *p, uint64_t now)
 {
-	uint64_t due = sched_next_ms(&p->p_sched), ready;
+	uint64_t due = sched_next_ms(&p->p_sched), ready, tick, epoch;
 
 	if (due == UINT64_MAX || fetch_slots(p) < 3)
 		return UINT64_MAX;
 	ready = budget_ready_at(&p->p_budget, now);
-	return due > ready ? due : ready;
+	if (due < ready)
+		due = ready;
+	tick = p->p_tick_ms;
+	epoch = p->p_sched.sc_epoch_ms;
+	if (due > epoch)
+		due = epoch + (due - epoch + tick - 1) / tick * tick;
+	return due;
 }
 
 /* Once per poll interval: every class's demand reaches the actuator at
@@ -408,6 +441,7 @@ cycle(struct poller *p, uint64_t now)
 	for (i = 0; i < p->p_nclasses; i++) {
 		pc = &p->p_classes[i];
 		if (pc->pc_published && pc->pc_pending == 0 &&
+		    !pc->pc_in_outbox &&
 		    now - pc->pc_published_ms >= interval - interval / 10)
 			publish_last(p, pc, now);
 	}
@@ -625,6 +659,8 @@ poller_setup_classes(struct poller *p)
 
 	p->p_nclasses = p->p_conf->c_nclasses;
 	p->p_classes = xcalloc(p->p_nclasses, sizeof(*p->p_classes));
+	p->p_outbox = xcalloc(
+	    p->p_nclasses > 0 ? p->p_nclasses : 1, sizeof(*p->p_outbox));
 	sched_init(&p->p_sched, p->p_nclasses, now, f->f_poll_interval_ms,
 	    f->f_idle_poll_interval_ms, f->f_idle_poll_after_ms);
 	budget_init(&p->p_budget, f->f_max_rps, now);
@@ -644,6 +680,7 @@ poller_teardown(struct poller *p)
 {
 	sched_free(&p->p_sched);
 	metrics_free(p->p_metrics);
+	free(p->p_outbox);
 	free(p->p_classes);
 }
 
@@ -661,6 +698,9 @@ poller_run(struct poller *p)
 		return -1;
 	}
 	fetch_init(p);
+	p->p_tick_ms = interval / POLL_TICKS;
+	if (p->p_tick_ms < POLL_TICK_MIN_MS)
+		p->p_tick_ms = POLL_TICK_MIN_MS;
 	p->p_next_cycle_ms = p->p_role->r_start_ms + interval;
 	metric_set(p->p_m_budget, budget_rate(&p->p_budget, now_ms()));
 	metric_set(p->p_m_needed, sched_needed_rps(&p->p_sched));
@@ -668,6 +708,7 @@ poller_run(struct poller *p)
 	while (!p->p_quit) {
 		now = now_ms();
 		if (now >= p->p_next_cycle_ms) {
+			outbox_flush(p, now, true);
 			cycle(p, now);
 			p->p_next_cycle_ms += interval;
 			if (p->p_next_cycle_ms <= now) /* fell behind */
@@ -678,6 +719,7 @@ poller_run(struct poller *p)
 		fetch_collect(p);
 		now = now_ms();
 		dispatch(p, now);
+		outbox_flush(p, now, false);
 		memset(extra, 0, sizeof(extra));
 		extra[0].fd = p->p_role->r_sigfd;
 		extra[0].events = CURL_WAIT_POLLIN;
@@ -686,6 +728,9 @@ poller_run(struct poller *p)
 		next = dispatch_next_ms(p, now);
 		if (next > p->p_next_cycle_ms)
 			next = p->p_next_cycle_ms;
+		if (p->p_noutbox > 0 &&
+		    next > p->p_outbox_since_ms + p->p_tick_ms)
+			next = p->p_outbox_since_ms + p->p_tick_ms;
 		curl_multi_poll(
 		    p->p_multi, extra, 2, ms_until(next, now), &numfds);
 		if (extra[1].revents & CURL_WAIT_POLLIN)

@@ -36,6 +36,8 @@
 #define POLL_XFER_IDLE_MAX  4     /* finished transfers kept for reuse */
 #define POLL_XFER_BUFSIZE   4096  /* libcurl's receive buffer per handle */
 #define POLL_LOG_EVERY_MS   60000 /* --log-scaler-lines changes */
+#define POLL_TICKS          20    /* polls leave at 20 points a cycle */
+#define POLL_TICK_MIN_MS    10
 
 enum fetch_kind {
 	FETCH_UNCLAIMED, /* /api/v3/runner/tasks */
@@ -143,6 +145,7 @@ struct poll_class {
 	struct backoff pc_backoff;
 	/* The last demand message, repeated every interval until the next
 	 * observation replaces it. */
+	bool pc_in_outbox; /* a new message waits in p_outbox */
 	bool pc_published;
 	uint64_t pc_published_ms;
 	bool pc_msg_ok;
@@ -196,6 +199,10 @@ struct poller {
 	struct sched p_sched;
 	struct budget p_budget;
 	bool p_short; /* the budget is below the schedule */
+	uint64_t p_tick_ms;
+	struct poll_class **p_outbox; /* new messages of this batch */
+	size_t p_noutbox;
+	uint64_t p_outbox_since_ms;
 	bool p_quit;
 	struct metrics *p_metrics;
 	struct metric_family *p_m_requests;

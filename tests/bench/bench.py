@@ -11,8 +11,9 @@ actuator, started as the end-to-end tests start them, against
 tests/sim/circleci_sim.py and tests/sim/kube_sim.py over TLS; the daemon
 has no benchmark mode):
 
-  steady     per class count (1, 10, 100 classes at 1 s polling, one VM
-             per class, no demand change): after a warm-up, over a window,
+  steady     per class count (1, 10, 100 busy classes at 1 s polling: one
+             running task and one VM per class, no demand change): after a
+             warm-up, over a window,
              RSS, PSS, peak RSS, private/shared memory, threads and open fds
              per process; the distinct physical pages of the three together
              (pagemap); CPU time (user+sys from /proc/PID/stat) per
@@ -20,13 +21,20 @@ has no benchmark mode):
              Kubernetes reads and writes per minute; how fast the
              simulators answered (the poller's own latency histogram)
   callgrind  the same stack with every process under valgrind
-             --tool=callgrind (--trace-children=yes): counters zeroed after
-             a poll cycle, dumped after K more: instructions per cycle per
-             process and per class (stable on a noisy machine)
+             --tool=callgrind (--trace-children=yes): counters zeroed, dumped
+             K seconds later: instructions per poll cycle (polls logged / n)
+             per process and per class (stable on a noisy machine)
   latency    a task appears in the CircleCI simulator -> the scale PATCH
              arrives at the Kubernetes simulator, over >= 200 changes at
              1 s and at 100 ms polling, split into "waiting for the next
              poll" and "poll request -> scale request" (the code's own part)
+  scale      1, 100 and 1,000 classes, all idle (no task: polled every
+             5 s once idle) or all busy (one queued task each), default
+             flags: CircleCI requests/min, CPU, distinct resident memory, log
+             lines/min, the effective poll interval; then reaction samples
+             on up to --scale-samples distinct classes: a task queued at a
+             random moment -> its scale request (idle: the first task of an
+             idle class, then a second one while it is busy)
   recovery   kill -9 of each child -> its replacement answers a health
              survey; supervisor start -> first CircleCI poll request
   trace      a bursty working day of jobs (by default its busy morning)
@@ -78,8 +86,12 @@ import benchlib as bl  # noqa: E402
 from benchlib import harness  # noqa: E402
 
 SCHEMA = "rp-bench/1"
-SCENARIOS = ("steady", "callgrind", "latency", "recovery", "trace")
+SCENARIOS = ("steady", "callgrind", "latency", "scale", "recovery", "trace")
 SCALED_RE = re.compile(r"^scaled (\S+) from (\d+) to (\d+)$")
+# steady, callgrind, latency and trace poll every class at the fast
+# interval, as before the request budget: 100 classes at 1 s (200
+# requests/s) or 5 at 100 ms fit in this one.
+FULL_RATE = ["--max-requests-per-second", "1000"]
 
 
 def log(msg):
@@ -186,10 +198,16 @@ def hist_quantile(m0, m1, base, q, **labels):
 def steady_one(n, warmup, window, poll="1s"):
     classes = {c: {"minReplicas": 1, "maxReplicas": 10}
                for c in bl.class_names(n)}
+    # Every class polled every second: the request budget raised so
+    # that 100 classes (200 requests/s) fit.
     st = bl.Stack(classes, poll_interval=poll, claim_interval_ms=60000,
-                  boot_delay_ms=200)
+                  boot_delay_ms=200, args=FULL_RATE)
     try:
         t0 = time.time()
+        # Busy classes (one running task each: desired stays 1): all of
+        # them on the fast interval, as the figures before idle polling.
+        st.start_sims()
+        st.busy(classes)
         st.start(timeout=120)
         ready_s = time.time() - t0
         # Every class's pool at 1 VM, running.
@@ -361,27 +379,10 @@ def callgrind_total(path):
     return None
 
 
-def _cycle_boundary(st, n, since, after, timeout):
-    """Waits until at least `after` complete poll cycles were logged since
-    `since` and no line came for 150 ms (between cycles); returns the
-    number of cycles seen."""
-    t_end = time.time() + timeout
-    last = -1
-    stable_since = time.time()
-    while time.time() < t_end:
-        k = len(st.poll_lines(since=since))
-        if k != last:
-            last = k
-            stable_since = time.time()
-        elif k >= after * n and k % n == 0 and \
-                time.time() - stable_since >= 0.15:
-            return k // n
-        time.sleep(0.03)
-    raise AssertionError("no poll cycle boundary within %ss (%d lines, "
-                         "%d classes)" % (timeout, last, n))
-
-
 def callgrind_one(n, cycles, settle):
+    """Instructions over `cycles` poll intervals (1 s) of n busy classes,
+    divided by the poll cycles the log shows (polls / n): under valgrind
+    the daemon may poll late, the count says how many it did."""
     classes = {c: {"minReplicas": 1, "maxReplicas": 10}
                for c in bl.class_names(n)}
     st = bl.Stack(classes, poll_interval="1s", claim_interval_ms=60000,
@@ -390,9 +391,10 @@ def callgrind_one(n, cycles, settle):
     os.makedirs(outdir)
     try:
         st.start_sims()
+        st.busy(classes)
         st.prov = CallgrindProvisioner(
             st.tdir, outdir, sims=[st.circle, st.kube], poll_interval="1s",
-            args=["--boot-loop-threshold", "250ms"])
+            args=["--boot-loop-threshold", "250ms"] + FULL_RATE)
         st.prov.start(timeout=180)
         st.prov.pid = st.prov.proc.pid
         # Not /ready: under valgrind the first sync of 100 classes can
@@ -400,22 +402,26 @@ def callgrind_one(n, cycles, settle):
         # and every class polled is the steady state measured here.
         bl.wait_for(lambda: _vms_running(st) >= n, 400, interval=0.5,
                     what="%d VMs running" % n)
+        bl.wait_for(lambda: len({e["resource_class"]
+                                 for e in st.poll_lines()}) >= n, 120,
+                    what="every class polled")
         time.sleep(settle)
         pids = st.pids()
-        since = st.prov.mark()
-        _cycle_boundary(st, n, since, 1, 60)
         for k, pid in pids.items():
             subprocess.run(["callgrind_control", "-z", str(pid)],
                            capture_output=True, timeout=60, check=True)
         since = st.prov.mark()
         t0 = time.time()
-        got = _cycle_boundary(st, n, since, cycles, 60 + 20 * cycles)
+        time.sleep(cycles)
         for k, pid in pids.items():
             subprocess.run(["callgrind_control", "-d", "bench", str(pid)],
                            capture_output=True, timeout=60, check=True)
         span = time.time() - t0
-        out = {"classes": n, "cycles": got, "wall_s": round(span, 2),
-               "processes": {}}
+        got = len(st.poll_lines(since=since)) / float(n)
+        if got <= 0:
+            raise AssertionError("no poll in the callgrind window")
+        out = {"classes": n, "cycles": round(got, 2),
+               "wall_s": round(span, 2), "processes": {}}
         total = 0
         for k, pid in pids.items():
             dumps = sorted(f for f in os.listdir(outdir)
@@ -462,7 +468,7 @@ def latency_one(interval, changes, nclasses=5):
     classes = {c: {"minReplicas": 0, "maxReplicas": 5} for c in names}
     # VMs never boot: tasks stay unclaimed, demand is exactly the queue.
     st = bl.Stack(classes, poll_interval=interval, boot_delay_ms=3600000,
-                  claim_interval_ms=60000)
+                  claim_interval_ms=60000, args=FULL_RATE)
     ival = st_interval_s(interval)
     try:
         st.start(timeout=60)
@@ -588,6 +594,217 @@ def scenario_latency(args):
     for interval in args.intervals:
         log("latency: %d changes at %s polling" % (args.changes, interval))
         out[interval] = latency_one(interval, args.changes)
+    return out
+
+
+# scale: cost and reaction at 1, 100, 1,000 classes, idle and busy --------
+def parse_scale_cases(text):
+    """"100:idle,100:busy,100:idle-changes" -> [(100, "idle", [flags])]"""
+    out = []
+    for item in (x for x in text.split(",") if x):
+        n, _, mode = item.partition(":")
+        flags = []
+        if mode.endswith("-changes"):
+            mode = mode[:-len("-changes")]
+            flags = ["--log-scaler-lines", "changes"]
+        if mode not in ("idle", "busy") or not n.isdigit() or \
+                not 1 <= int(n) <= 1000:
+            raise ValueError("bad scale case %r (N:idle, N:busy, "
+                             "N:idle-changes; N from 1 to 1000)" % item)
+        out.append((int(n), mode, flags))
+    return out
+
+
+def _metric_values(m, name):
+    return [v for _, v in m.find(name)]
+
+
+def _scaled_to(st, since):
+    """{pool: [(t, replicas)]} of the scale requests since `since`."""
+    out = {}
+    for r in st.kube.scale_requests(since=since):
+        if r["status"] != 200:
+            continue
+        pool = r["path"].split("/")[-2]
+        out.setdefault(pool, []).append(
+            (r["t"], r["body"]["spec"]["replicas"]))
+    return out
+
+
+def _first_scale(scales, pool, after, to):
+    for t, replicas in sorted(scales.get(pool, [])):
+        if t > after and replicas == to:
+            return t
+    return None
+
+
+def scale_one(n, mode, flags, args):
+    """n classes, all idle (no task: polled every --idle-poll-interval once
+    idle) or all busy (one unclaimed task each, VMs that never boot: one
+    pool replica each, the fast interval), default flags otherwise.  After
+    a warm-up: a window of /proc, the CircleCI journal and the log; then
+    reaction samples: a task queued at a random moment -> its scale
+    request at the Kubernetes API (idle: the first task of an idle class,
+    then a second one while it is busy)."""
+    names = bl.class_names(n, prefix="bench-org/s-")
+    classes = {c: {"minReplicas": 0, "maxReplicas": 3} for c in names}
+    extra = list(flags) + list(args.scale_flags)
+    st = bl.Stack(classes, poll_interval="1s", boot_delay_ms=3600000,
+                  claim_interval_ms=3600000, args=extra)
+    rng = random.Random(n * 7 + len(mode))
+    try:
+        st.start_sims()
+        if mode == "busy":
+            for c in names:
+                st.circle.queue(c, 1)
+        t_start = time.time()
+        st.start(timeout=300)
+        ready_s = time.time() - t_start
+        pools = {c: bl.pool_name(c) for c in names}
+        if mode == "busy":
+            bl.wait_for(lambda: len(_scaled_to(st, t_start)) >= n, 300,
+                        interval=0.5, what="%d pools scaled to 1" % n)
+            time.sleep(args.warmup)
+        else:
+            def all_idle():
+                v = st.prov.metrics().get(
+                    "runner_provisioner_poll_idle_classes")
+                return v is not None and v >= n
+            bl.wait_for(all_idle, 600, interval=1,
+                        what="%d classes idle" % n)
+            time.sleep(min(args.warmup, 10))
+        pids = st.pids()
+        sims = {"circleci_sim": st.circle.proc.pid,
+                "kube_sim": st.kube.proc.pid}
+        a = {k: bl.proc_sample(p) for k, p in pids.items()}
+        sa = {k: bl.proc_sample(p) for k, p in sims.items()}
+        mark = st.prov.mark()
+        t1 = time.time()
+        time.sleep(args.scale_window)
+        t2 = time.time()
+        b = {k: bl.proc_sample(p) for k, p in pids.items()}
+        sb = {k: bl.proc_sample(p) for k, p in sims.items()}
+        unique = bl.unique_resident(list(pids.values()))
+        m1 = st.prov.metrics()
+        span = t2 - t1
+        per_min = 60.0 / span
+        st.prov.log.refresh()
+        lines = [e for e in st.prov.log.entries[mark:]
+                 if bl.log_epoch(e) < t2]
+        scaler = [e for e in lines if e["msg"] == "polled task counts"]
+        creq = [r for r in st.circle_requests(t1) if r["t"] < t2]
+        kreq = [r for r in st.kube_daemon_requests(t1) if r["t"] < t2]
+        cpu = {}
+        for k in bl.PROCS:
+            if a[k] is None or b[k] is None:
+                raise AssertionError("%s died during the window" % k)
+            cpu[k] = 100 * (bl.cpu_seconds(b[k]) -
+                            bl.cpu_seconds(a[k])) / span
+        intervals = sorted(_metric_values(
+            m1, "runner_provisioner_poll_interval_seconds"))
+        out = {
+            "classes": n, "mode": mode, "flags": extra,
+            "start_to_ready_s": round(ready_s, 1),
+            "window_s": round(span, 1),
+            "circleci_requests_per_min": round(len(creq) * per_min, 1),
+            "circleci_429_per_min": round(sum(
+                1 for r in creq if r["status"] == 429) * per_min, 1),
+            "kube_requests_per_min": round(len(kreq) * per_min, 1),
+            "log_lines_per_min": round(len(lines) * per_min, 1),
+            "scaler_lines_per_min": round(len(scaler) * per_min, 1),
+            "cpu_pct": {k: round(v, 2) for k, v in cpu.items()},
+            "cpu_pct_total": round(sum(cpu.values()), 2),
+            "cpu_ms_per_class_per_s": round(
+                10 * sum(cpu.values()) / n, 4),
+            "rss_kib": {k: b[k]["rss_kib"] for k in bl.PROCS},
+            "anonymous_kib": {k: b[k]["anonymous_kib"] for k in bl.PROCS},
+            "unique_resident": unique,
+            "poll_interval_s": {
+                "p50": bl.percentile(intervals, 50),
+                "max": intervals[-1] if intervals else None},
+            "request_budget": m1.get(
+                "runner_provisioner_circleci_request_budget"),
+            "requests_needed": m1.get(
+                "runner_provisioner_circleci_requests_needed"),
+            "idle_classes": m1.get("runner_provisioner_poll_idle_classes"),
+            "simulators_cpu_pct": {
+                k: round(100 * (bl.cpu_seconds(sb[k]) -
+                                bl.cpu_seconds(sa[k])) / span, 1)
+                for k in sims if sa[k] and sb[k]},
+        }
+        out.update(_scale_reaction(st, names, pools, mode, args, rng))
+        return out
+    finally:
+        st.stop()
+
+
+def _scale_reaction(st, names, pools, mode, args, rng):
+    """Reaction samples on k distinct classes: queued_at (the simulator's
+    record) -> the scale request's arrival at the Kubernetes simulator."""
+    k = min(len(names), args.scale_samples)
+    chosen = rng.sample(names, k)
+    span = max(5.0, 0.1 * k)
+    first_to = 1 if mode == "idle" else 2
+    t0 = time.time()
+    queued = {}
+    for c, at in sorted(((c, t0 + rng.uniform(0, span)) for c in chosen),
+                        key=lambda x: x[1]):
+        time.sleep(max(0.0, at - time.time()))
+        queued[c] = st.circle.queue(c, 1)["added"][0]
+
+    def tasks_of(c):
+        return {t["id"]: t for t in st.circle.client.call(
+            "GET", "/_sim/tasks", query={"resource_class": c})["tasks"]}
+
+    def reactions(qd, to, timeout):
+        bl.wait_for(lambda: all(
+            _first_scale(_scaled_to(st, t0), pools[c], 0, to) is not None
+            for c in qd), timeout, interval=0.5,
+            what="scale requests to %d" % to)
+        scales = _scaled_to(st, t0)
+        out, missing = [], 0
+        for c, tid in qd.items():
+            q = tasks_of(c)[tid]["queued_at"]
+            up = _first_scale(scales, pools[c], q, to)
+            if up is None:
+                missing += 1
+            else:
+                out.append(up - q)
+        return out, missing
+
+    # An idle class is polled at least every --idle-poll-interval; with a
+    # short budget, once a round of every class.
+    wait_s = 60 + 4.0 * len(names) / 50
+    res = {"reaction_samples": k}
+    first, miss = reactions(queued, first_to, wait_s)
+    res["%s_reaction_ms" % mode] = bl.summary(first, 1000)
+    res["%s_reaction_missing" % mode] = miss
+    if mode == "idle":
+        # Now busy: a second task while the class is on the fast interval.
+        t1 = time.time()
+        second = {}
+        for c in chosen:
+            time.sleep(rng.uniform(0, 1.0 / max(1, k) * 4))
+            second[c] = st.circle.queue(c, 1)["added"][0]
+        got, miss = reactions(second, 2, wait_s)
+        res["busy_reaction_ms"] = bl.summary(got, 1000)
+        res["busy_reaction_missing"] = miss
+        res["busy_reaction_span_s"] = round(time.time() - t1, 1)
+    return res
+
+
+def scenario_scale(args):
+    out = {}
+    for n, mode, flags in args.scale_case_list:
+        key = "%d %s%s" % (n, mode, " " + " ".join(flags) if flags else "")
+        log("scale: %s" % key)
+        try:
+            out[key] = scale_one(n, mode, flags, args)
+        except Exception as e:  # the other cases still run
+            log("scale %s failed: %s" % (key, e))
+            out[key] = {"classes": n, "mode": mode, "error": str(e)[:2000]}
+            if args.smoke:
+                raise
     return out
 
 
@@ -720,10 +937,14 @@ def scenario_trace(args):
     log("trace: %d jobs in %.1f h at %gx (%.0f s), boot %.0f s (%d ms), "
         "%d settings" % (len(jobs), hours, speed, hours * 3600 / speed,
                          args.trace_boot_s, boot_ms, len(TRACE_SETTINGS)))
+    # Idle polling stands for its default too: 5 s after 1 min, in
+    # simulated time.
     st = bl.Stack(classes, poll_interval=args.trace_poll,
                   boot_delay_ms=boot_ms,
                   claim_interval_ms=args.trace_claim_ms,
-                  boot_loop_threshold="10ms")
+                  boot_loop_threshold="10ms",
+                  args=["--idle-poll-interval", go_ms(max(5 / speed, 0.01)),
+                        "--idle-poll-after", go_ms(60 / speed)] + FULL_RATE)
     from kubesim import VMRecorder
     rec = None
     try:
@@ -868,6 +1089,45 @@ def targets(res):
                         target="0", value="%g per minute (max over %s "
                         "classes)" % (worst, ",".join(steady)),
                         met=worst == 0))
+    hundred_busy = (steady.get("100") or {}).get(
+        "cpu_us_per_cycle_per_class")
+    if hundred_busy is not None:
+        out.append(dict(what="CPU per class per cycle, 100 busy classes at "
+                        "1 s polling", target="<= 0.2 ms",
+                        value="%.3f ms" % (hundred_busy / 1000.0),
+                        met=hundred_busy <= 200))
+    scale = sc.get("scale") or {}
+    idle100 = scale.get("100 idle")
+    if idle100 and "error" not in idle100:
+        out.append(dict(what="CircleCI requests, 100 idle classes, default "
+                        "flags", target="<= 2,500 per minute",
+                        value="%.0f per minute" %
+                        idle100["circleci_requests_per_min"],
+                        met=idle100["circleci_requests_per_min"] <= 2500))
+        out.append(dict(what="CPU, 100 idle classes, default flags",
+                        target="<= 2 % of one core",
+                        value="%.2f %%" % idle100["cpu_pct_total"],
+                        met=idle100["cpu_pct_total"] <= 2.0))
+    for key, r in scale.items():
+        if "error" in r:
+            continue
+        idle_ms = 5000
+        for i, f in enumerate(r["flags"][:-1]):
+            if f == "--idle-poll-interval":
+                idle_ms = st_interval_s(r["flags"][i + 1]) * 1000
+        for kind, limit in (("idle", idle_ms + 1000), ("busy", 1100)):
+            s_ = r.get("%s_reaction_ms" % kind) or {}
+            if not s_.get("n"):
+                continue
+            miss = r.get("%s_reaction_missing" % kind, 0)
+            out.append(dict(
+                what="task queued -> scale request, %s class (%s)" % (
+                    kind, key),
+                target="p99 <= %d ms" % limit,
+                value="p50 %.0f ms, p99 %.0f ms over %d classes%s" % (
+                    s_["p50"], s_["p99"], s_["n"],
+                    ", %d without a scale request" % miss if miss else ""),
+                met=s_["p99"] <= limit and not miss))
     rec = sc.get("recovery")
     if rec and rec.get("runs"):
         worst = max(max(r["poller_kill_to_answering_ms"],
@@ -970,6 +1230,30 @@ def table(res):
                 k, t.get("n"), fmt(t.get("p50")), fmt(t.get("p95")),
                 fmt(t.get("p99")), fmt(t.get("max")), fmt(c.get("p50")),
                 fmt(c.get("p99"))))
+    scale = sc.get("scale") or {}
+    if scale:
+        add("")
+        add("Scale: default flags unless noted (1 s poll, 5 s idle after "
+            "1 min, 50 requests/s)")
+        add("%-28s %8s %6s %7s %7s %6s %6s %13s %13s %9s" % (
+            "case", "CCI/min", "CPU %", "MiB", "anonMiB", "log/m",
+            "scal/m", "idle p50/p99", "busy p50/p99", "ival p50"))
+        for key, r in scale.items():
+            if "error" in r:
+                add("%-28s failed: %s" % (key, r["error"].splitlines()[0]))
+                continue
+            u = r.get("unique_resident") or {}
+            ir = r.get("idle_reaction_ms") or {}
+            br = r.get("busy_reaction_ms") or {}
+            add("%-28s %8s %6s %7s %7s %6s %6s %13s %13s %9s" % (
+                key[:28], fmt(r["circleci_requests_per_min"]),
+                fmt(r["cpu_pct_total"]),
+                fmt(u.get("total_kib", 0) / 1024.0) if u else "-",
+                fmt(u.get("anon_kib", 0) / 1024.0) if u else "-",
+                fmt(r["log_lines_per_min"]), fmt(r["scaler_lines_per_min"]),
+                "%s/%s" % (fmt(ir.get("p50")), fmt(ir.get("p99"))),
+                "%s/%s" % (fmt(br.get("p50")), fmt(br.get("p99"))),
+                fmt((r["poll_interval_s"] or {}).get("p50"))))
     rec = sc.get("recovery") or {}
     if rec.get("runs"):
         add("")
@@ -1029,6 +1313,17 @@ def parse_args(argv=None):
     ap.add_argument("--cg-settle", type=float, default=5)
     ap.add_argument("--changes", type=int, default=200)
     ap.add_argument("--intervals", default="1s,100ms")
+    ap.add_argument("--scale-cases",
+                    default="1:idle,1:busy,100:idle,100:idle-changes,"
+                    "100:busy,1000:idle,1000:busy",
+                    help="N:idle, N:busy or N:idle-changes (with "
+                    "--log-scaler-lines changes), N classes from 1 to 1000")
+    ap.add_argument("--scale-window", type=float, default=30)
+    ap.add_argument("--scale-samples", type=int, default=100,
+                    help="reaction samples (distinct classes) per case")
+    ap.add_argument("--scale-flags", default="",
+                    help="more daemon flags for every scale case, e.g. "
+                    "\"--max-requests-per-second 400\"")
     ap.add_argument("--recovery-runs", type=int, default=5)
     # The daemon's own timers do not speed up with the replay (its 2 s
     # Kubernetes list cycle stands for 2 s x speed); at 30x they stay below
@@ -1054,6 +1349,9 @@ def parse_args(argv=None):
         a.intervals = "100ms"
         a.recovery_runs = 1
         a.trace_speed, a.trace_hours = 1200, 1.0
+        a.scale_cases = "1:idle"
+        a.scale_window, a.scale_samples = 3.0, 1
+        a.scale_flags = "--idle-poll-after 1s --idle-poll-interval 2s"
     a.class_counts = [int(x) for x in a.classes.split(",") if x]
     # Under callgrind (~50x slower) a 100-class daemon cannot keep its own
     # deadlines (health answers within 10 s): the supervisor restarts its
@@ -1061,6 +1359,11 @@ def parse_args(argv=None):
     a.callgrind_counts = [int(x) for x in a.cg_classes.split(",") if x] \
         if a.cg_classes else [n for n in a.class_counts if n <= 10]
     a.intervals = [x for x in a.intervals.split(",") if x]
+    try:
+        a.scale_case_list = parse_scale_cases(a.scale_cases)
+    except ValueError as e:
+        ap.error(str(e))
+    a.scale_flags = a.scale_flags.split()
     a.scenario_list = [s for s in a.scenarios.split(",") if s]
     for s in a.scenario_list:
         if s not in SCENARIOS:
@@ -1092,8 +1395,8 @@ def main(argv=None):
            "scenarios": {}, "errors": {}}
     t0 = time.time()
     fns = {"steady": scenario_steady, "callgrind": scenario_callgrind,
-           "latency": scenario_latency, "recovery": scenario_recovery,
-           "trace": scenario_trace}
+           "latency": scenario_latency, "scale": scenario_scale,
+           "recovery": scenario_recovery, "trace": scenario_trace}
     for s in a.scenario_list:
         ts = time.time()
         try:

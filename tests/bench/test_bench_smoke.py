@@ -50,6 +50,12 @@ class BenchSmokeTest(unittest.TestCase):
         for v in lat.values():
             self.assertGreater(v["task_to_scale_ms"]["n"], 0, v)
             self.assertEqual(v["errors"], [], v)
+        scale = res["scenarios"]["scale"]["1 idle"]
+        for k in ("circleci_requests_per_min", "cpu_pct_total",
+                  "log_lines_per_min", "scaler_lines_per_min"):
+            self.assertIsInstance(scale[k], (int, float), k)
+        for k in ("idle_reaction_ms", "busy_reaction_ms"):
+            self.assertEqual(scale[k]["n"], 1, scale)
         rec = res["scenarios"]["recovery"]
         self.assertTrue(rec["runs"])
         trace = res["scenarios"]["trace"]
