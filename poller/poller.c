@@ -403,6 +403,16 @@ dispatch(struct poller *p, uint64_t now)
 	}
 }
 
+/* Rounds t up to the next tick: work due within one tick is done in one
+ * wakeup. */
+static uint64_t
+tick_ceil(const struct poller *p, uint64_t t)
+{
+	uint64_t epoch = p->p_sched.sc_epoch_ms, tick = p->p_tick_ms;
+
+	return t <= epoch ? t : epoch + (t - epoch + tick - 1) / tick * tick;
+}
+
 /* When the next poll can start: its due time, held back by the budget,
  * rounded up to the next tick (polls due within one tick leave together:
  * one wakeup of the poller, and of the actuator, for a few classes);
@@ -410,41 +420,55 @@ dispatch(struct poller *p, uint64_t now)
 static uint64_t
 dispatch_next_ms(const struct poller *p, uint64_t now)
 {
-	uint64_t due = sched_next_ms(&p->p_sched), ready, tick, epoch;
+	uint64_t due = sched_next_ms(&p->p_sched), ready;
 
 	if (due == UINT64_MAX || fetch_slots(p) < 3)
 		return UINT64_MAX;
 	ready = budget_ready_at(&p->p_budget, now);
-	if (due < ready)
-		due = ready;
-	tick = p->p_tick_ms;
-	epoch = p->p_sched.sc_epoch_ms;
-	if (due > epoch)
-		due = epoch + (due - epoch + tick - 1) / tick * tick;
-	return due;
+	return tick_ceil(p, due > ready ? due : ready);
 }
 
-/* Once per poll interval: every class's demand reaches the actuator at
- * least this often (the last observation again when the class was not
- * polled: idle, paused, or waiting for the budget; not while a poll is
- * out, so that a hung answer shows as stale); and the budget is compared
- * with what the schedule needs. */
-static void
-cycle(struct poller *p, uint64_t now)
+/* Every class's demand reaches the actuator at least once per poll
+ * interval: the last observation again when the class was not polled
+ * (idle, paused, waiting for the budget), but not while its poll is out,
+ * so that a hung answer shows as stale.  Returns when to look again. */
+static uint64_t
+republish(struct poller *p, uint64_t now)
 {
-	uint64_t interval = p->p_flags->f_poll_interval_ms;
-	double needed, rate;
+	uint64_t interval = p->p_flags->f_poll_interval_ms, due,
+	         next = UINT64_MAX;
 	struct poll_class *pc;
 	size_t i;
 
-	p->p_cycle++;
+	if (now < p->p_next_republish_ms)
+		return p->p_next_republish_ms;
 	for (i = 0; i < p->p_nclasses; i++) {
 		pc = &p->p_classes[i];
-		if (pc->pc_published && pc->pc_pending == 0 &&
-		    !pc->pc_in_outbox &&
-		    now - pc->pc_published_ms >= interval - interval / 10)
+		if (!pc->pc_published || pc->pc_pending > 0 ||
+		    pc->pc_in_outbox)
+			continue;
+		due = pc->pc_published_ms + interval - interval / 10;
+		if (due <= now) {
 			publish_last(p, pc, now);
+			due = now + interval - interval / 10;
+		}
+		if (due < next)
+			next = due;
 	}
+	/* A class out or waiting in the outbox publishes soon anyway. */
+	if (next > now + interval)
+		next = now + interval;
+	return p->p_next_republish_ms = tick_ceil(p, next);
+}
+
+/* Once per poll interval: the cycle number the messages carry, the budget
+ * grows back, and is compared with what the schedule needs. */
+static void
+cycle(struct poller *p, uint64_t now)
+{
+	double needed, rate;
+
+	p->p_cycle++;
 	if (budget_tick(&p->p_budget, now))
 		log_info(
 		    "request budget back to %.1f/s", p->p_budget.bg_aimd_rps);
@@ -643,10 +667,21 @@ ipc_setup(struct poller *p)
 {
 	char url[IPC_URL_MAX];
 
+	size_t depth = p->p_nclasses + 16;
+	int rv;
+
 	if (ipc_url(url, sizeof(url), p->p_role->r_run_dir, IPC_DEMAND) ==
 	        -1 ||
 	    ipc_open(&p->p_pub, IPC_PUB_LISTEN, url, NULL) == -1)
 		return -1;
+	/* PUB drops what does not fit its queue (16 by default): room for a
+	 * message of every class at once. */
+	if (depth > POLL_PUB_QUEUE_MAX)
+		depth = POLL_PUB_QUEUE_MAX;
+	if ((rv = nng_socket_set_int(p->p_pub, NNG_OPT_SENDBUF, (int)depth)) !=
+	    0)
+		log_warnx("demand socket send queue of %zu: %s", depth,
+		    nng_strerror(rv));
 	return 0;
 }
 
@@ -688,7 +723,7 @@ int
 poller_run(struct poller *p)
 {
 	struct curl_waitfd extra[2];
-	uint64_t now, next, interval = p->p_flags->f_poll_interval_ms;
+	uint64_t now, next, rp, interval = p->p_flags->f_poll_interval_ms;
 	int running, numfds, sig;
 
 	poller_setup_classes(p);
@@ -720,6 +755,7 @@ poller_run(struct poller *p)
 		now = now_ms();
 		dispatch(p, now);
 		outbox_flush(p, now, false);
+		rp = republish(p, now);
 		memset(extra, 0, sizeof(extra));
 		extra[0].fd = p->p_role->r_sigfd;
 		extra[0].events = CURL_WAIT_POLLIN;
@@ -731,6 +767,8 @@ poller_run(struct poller *p)
 		if (p->p_noutbox > 0 &&
 		    next > p->p_outbox_since_ms + p->p_tick_ms)
 			next = p->p_outbox_since_ms + p->p_tick_ms;
+		if (next > rp)
+			next = rp;
 		curl_multi_poll(
 		    p->p_multi, extra, 2, ms_until(next, now), &numfds);
 		if (extra[1].revents & CURL_WAIT_POLLIN)

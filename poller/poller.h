@@ -38,6 +38,7 @@
 #define POLL_LOG_EVERY_MS   60000 /* --log-scaler-lines changes */
 #define POLL_TICKS          20    /* polls leave at 20 points a cycle */
 #define POLL_TICK_MIN_MS    10
+#define POLL_PUB_QUEUE_MAX  8192 /* nng's limit */
 
 enum fetch_kind {
 	FETCH_UNCLAIMED, /* /api/v3/runner/tasks */
@@ -203,6 +204,7 @@ struct poller {
 	struct poll_class **p_outbox; /* new messages of this batch */
 	size_t p_noutbox;
 	uint64_t p_outbox_since_ms;
+	uint64_t p_next_republish_ms;
 	bool p_quit;
 	struct metrics *p_metrics;
 	struct metric_family *p_m_requests;

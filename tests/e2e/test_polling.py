@@ -120,6 +120,26 @@ class PollingTest(harness.E2ETestCase):
         self.wait_metric(p, "poll_idle_classes", lambda v: v == 1, 10)
         p.log.check()
 
+    def test_demand_of_many_idle_classes_stays_fresh(self):
+        """60 idle classes: each one's last observation reaches the actuator
+        every interval, none is dropped on the way (nng's PUB drops what
+        does not fit its queue), so the actuator never holds a class for
+        stale demand."""
+        names = ["fresh-org/c%02d" % i for i in range(60)]
+        self.start_circleci(names)
+        self.write_config({n: {"minReplicas": 0} for n in names})
+        p = self.start_provisioner(poll_interval="300ms", args=[
+            "--idle-poll-after", "500ms", "--max-requests-per-second",
+            "1000"])
+        self.wait_metric(p, "poll_idle_classes", lambda v: v == 60, 30)
+        mark = p.mark()
+        time.sleep(harness.scaled(5))
+        held = p.lines(since=mark, proc="actuator", msg="holding replicas")
+        self.assertEqual(held, [], held[:3])
+        detail = p.ready()[1]["children"]["actuator"]["detail"]["classes"]
+        ages = sorted(detail[n]["demand"]["age_ms"] for n in names)
+        self.assertLess(ages[-1], 900, ages)
+
     def test_polls_are_spread_over_the_interval(self):
         """20 busy classes at 1 s: two requests every 50 ms, not 40 at the
         top of each second."""
