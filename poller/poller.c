@@ -69,8 +69,8 @@ publish_last(struct poller *p, struct poll_class *pc, uint64_t now)
 }
 
 /* A new observation (or failure) for pc: the actuator hears it with the
- * others of this batch (outbox_flush) and every interval until the next
- * one. */
+ * others of this batch (outbox_flush), and again while it stays the
+ * last one (republish). */
 static void
 publish(struct poller *p, struct poll_class *pc, bool ok,
     enum demand_error err, uint16_t status, uint64_t now)
@@ -428,29 +428,32 @@ dispatch_next_ms(const struct poller *p, uint64_t now)
 	return tick_ceil(p, due > ready ? due : ready);
 }
 
-/* Every class's demand reaches the actuator at least once per poll
- * interval: the last observation again when the class was not polled
+/* Every class's demand reaches the actuator at least every
+ * POLL_REPEAT_INTERVALS poll intervals (it counts demand older than three
+ * as stale): the last observation again when the class was not polled
  * (idle, paused, waiting for the budget), but not while its poll is out,
  * so that a hung answer shows as stale.  Returns when to look again. */
 static uint64_t
 republish(struct poller *p, uint64_t now)
 {
-	uint64_t interval = p->p_flags->f_poll_interval_ms, due,
+	uint64_t interval = p->p_flags->f_poll_interval_ms, due, every,
 	         next = UINT64_MAX;
 	struct poll_class *pc;
 	size_t i;
 
 	if (now < p->p_next_republish_ms)
 		return p->p_next_republish_ms;
+	/* Less a tick: the repeat is rounded up to one. */
+	every = POLL_REPEAT_INTERVALS * interval - p->p_tick_ms;
 	for (i = 0; i < p->p_nclasses; i++) {
 		pc = &p->p_classes[i];
 		if (!pc->pc_published || pc->pc_pending > 0 ||
 		    pc->pc_in_outbox)
 			continue;
-		due = pc->pc_published_ms + interval - interval / 10;
+		due = pc->pc_published_ms + every;
 		if (due <= now) {
 			publish_last(p, pc, now);
-			due = now + interval - interval / 10;
+			due = now + every;
 		}
 		if (due < next)
 			next = due;

@@ -26,19 +26,20 @@
 #include "msg.h"
 #include "role.h"
 
-#define POLL_BODY_MAX       (64 * 1024)
-#define POLL_TIMEOUT_MS     10000
-#define POLL_BACKOFF_CAP_MS 30000
-#define POLL_AUTH_RETRY_MS  30000 /* token rejected: slow down */
-#define POLL_CHECK_RETRY_MS 10000 /* start-up check without answer */
-#define POLL_HOST_CONNS     16
-#define POLL_INFLIGHT_MAX   (2 * POLL_HOST_CONNS) /* transfers at once */
-#define POLL_XFER_IDLE_MAX  4     /* finished transfers kept for reuse */
-#define POLL_XFER_BUFSIZE   4096  /* libcurl's receive buffer per handle */
-#define POLL_LOG_EVERY_MS   60000 /* --log-scaler-lines changes */
-#define POLL_TICKS          20    /* polls leave at 20 points a cycle */
-#define POLL_TICK_MIN_MS    10
-#define POLL_PUB_QUEUE_MAX  8192 /* nng's limit */
+#define POLL_BODY_MAX         (64 * 1024)
+#define POLL_TIMEOUT_MS       10000
+#define POLL_BACKOFF_CAP_MS   30000
+#define POLL_AUTH_RETRY_MS    30000 /* token rejected: slow down */
+#define POLL_CHECK_RETRY_MS   10000 /* start-up check without answer */
+#define POLL_HOST_CONNS       16
+#define POLL_INFLIGHT_MAX     (2 * POLL_HOST_CONNS) /* transfers at once */
+#define POLL_XFER_IDLE_MAX    4     /* finished transfers kept for reuse */
+#define POLL_XFER_BUFSIZE     4096  /* libcurl's receive buffer per handle */
+#define POLL_LOG_EVERY_MS     60000 /* --log-scaler-lines changes */
+#define POLL_TICKS            20    /* polls leave at 20 points a cycle */
+#define POLL_TICK_MIN_MS      10
+#define POLL_PUB_QUEUE_MAX    8192 /* nng's limit */
+#define POLL_REPEAT_INTERVALS 2    /* an unchanged demand message, at most */
 
 enum fetch_kind {
 	FETCH_UNCLAIMED, /* /api/v3/runner/tasks */
