@@ -699,7 +699,9 @@ def scale_one(n, mode, flags, args):
     reaction samples: a task queued at a random moment -> its scale
     request at the Kubernetes API (idle: the first task of an idle class,
     then a second one while it is busy)."""
-    names = bl.class_names(n, prefix="bench-org/s-")
+    # Short names: at 1,000 classes the actuator's health answer (its
+    # metrics and detail per class) must stay within nng's 1 MiB.
+    names = bl.class_names(n, prefix="s/")
     classes = {c: {"minReplicas": 0, "maxReplicas": 3} for c in names}
     extra = list(flags) + list(args.scale_flags)
     st = bl.Stack(classes, poll_interval="1s", boot_delay_ms=3600000,

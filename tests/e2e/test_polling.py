@@ -39,6 +39,14 @@ def gaps(times):
     return [b - a for a, b in zip(times, times[1:])]
 
 
+def polls_per_class(reqs):
+    per = {}
+    for r in reqs:
+        if r["endpoint"] == "tasks":
+            per[r["resource_class"]] = per.get(r["resource_class"], 0) + 1
+    return per
+
+
 def log_epoch(entry):
     """A log line's ts (RFC 3339, milliseconds, UTC) as an epoch."""
     ts = entry["ts"]
@@ -47,6 +55,22 @@ def log_epoch(entry):
 
 
 class PollingTest(harness.E2ETestCase):
+
+    def start(self, names, counts=(1, 0), **kw):
+        """The simulator with names (each at counts: unclaimed, running;
+        None: no task) and the daemon polling them (minReplicas 0)."""
+        sim = self.start_circleci(names)
+        if counts is not None:
+            for n in names:
+                sim.set_counts(n, *counts)
+        self.write_config({n: {"minReplicas": 0} for n in names})
+        return sim, self.start_provisioner(**kw)
+
+    def assert_even_turns(self, reqs, names):
+        """Every class polled, none more than once more than another."""
+        per = polls_per_class(reqs)
+        self.assertEqual(set(per), set(names))
+        self.assertLessEqual(max(per.values()) - min(per.values()), 1, per)
 
     def metric(self, p, name, **labels):
         return harness.Metrics(p.get("/metrics")[1]).get(
@@ -126,9 +150,7 @@ class PollingTest(harness.E2ETestCase):
         does not fit its queue), so the actuator never holds a class for
         stale demand."""
         names = ["fresh-org/c%02d" % i for i in range(60)]
-        self.start_circleci(names)
-        self.write_config({n: {"minReplicas": 0} for n in names})
-        p = self.start_provisioner(poll_interval="300ms", args=[
+        _, p = self.start(names, None, poll_interval="300ms", args=[
             "--idle-poll-after", "500ms", "--max-requests-per-second",
             "1000"])
         self.wait_metric(p, "poll_idle_classes", lambda v: v == 60, 30)
@@ -144,11 +166,7 @@ class PollingTest(harness.E2ETestCase):
         """20 busy classes at 1 s: two requests every 50 ms, not 40 at the
         top of each second."""
         names = ["spread-org/c%02d" % i for i in range(20)]
-        sim = self.start_circleci(names)
-        for n in names:
-            sim.set_counts(n, 1, 0)
-        self.write_config({n: {"minReplicas": 0} for n in names})
-        p = self.start_provisioner(poll_interval="1s")
+        sim, p = self.start(names, poll_interval="1s")
         for n in names:
             p.wait_log(proc="poller", msg=SCALER, resource_class=n,
                        timeout=20)
@@ -159,13 +177,7 @@ class PollingTest(harness.E2ETestCase):
         worst = max(sum(1 for u in times if t <= u < t + 0.05)
                     for t in times)
         self.assertLessEqual(worst, 8, "%d requests within 50 ms" % worst)
-        per = {}
-        for r in reqs:
-            if r["endpoint"] == "tasks":
-                per[r["resource_class"]] = per.get(
-                    r["resource_class"], 0) + 1
-        self.assertEqual(set(per), set(names))
-        self.assertLessEqual(max(per.values()) - min(per.values()), 1, per)
+        self.assert_even_turns(reqs, names)
         # Each poll's two requests go together.
         for n in names:
             mine = [r for r in reqs if r["resource_class"] == n]
@@ -177,11 +189,7 @@ class PollingTest(harness.E2ETestCase):
         """12 busy classes at 250 ms want 96 requests/s; a budget of 12/s
         polls each of them every 2 s, all alike, and says so."""
         names = ["rr-org/c%02d" % i for i in range(12)]
-        sim = self.start_circleci(names)
-        for n in names:
-            sim.set_counts(n, 1, 1)
-        self.write_config({n: {"minReplicas": 0} for n in names})
-        p = self.start_provisioner(poll_interval="250ms", args=[
+        sim, p = self.start(names, (1, 1), poll_interval="250ms", args=[
             "--max-requests-per-second", "12"])
         short = p.wait_log(proc="poller", msg=re.compile(
             r"^CircleCI request budget of 12\.0/s is below the 96\.0/s that "
@@ -196,13 +204,7 @@ class PollingTest(harness.E2ETestCase):
         rate = len(reqs) / window
         self.assertGreater(rate, 12 * 0.8, rate)
         self.assertLess(rate, 12 * 1.15, rate)
-        per = {}
-        for r in reqs:
-            if r["endpoint"] == "tasks":
-                per[r["resource_class"]] = per.get(
-                    r["resource_class"], 0) + 1
-        self.assertEqual(set(per), set(names))
-        self.assertLessEqual(max(per.values()) - min(per.values()), 1, per)
+        self.assert_even_turns(reqs, names)
         m = harness.Metrics(p.get("/metrics")[1])
         for n in names:
             v = m.get("runner_provisioner_poll_interval_seconds",
@@ -226,8 +228,8 @@ class PollingTest(harness.E2ETestCase):
         sim = self.start_circleci(names)
         for n in names:
             sim.set_counts(n, 1, 0)
-        self.write_config({n: {"minReplicas": 0} for n in names})
         sim.ratelimit(10, headers="none", retry_after=False)
+        self.write_config({n: {"minReplicas": 0} for n in names})
         p = self.start_provisioner(poll_interval="100ms", args=[
             "--max-requests-per-second", "40"])
         lowered = p.wait_log(proc="poller", msg=re.compile(

@@ -232,8 +232,23 @@ url_in(char *url, const char *dirname, const char *name)
 	assert_int_equal(ipc_url(url, IPC_URL_MAX, out, name), 0);
 }
 
-/* PUB drops messages until SUB is connected, so publish until one
- * arrives (bounded by a deadline). */
+/* PUB drops messages until SUB is connected, so publish text until one
+ * arrives (bounded by a deadline); fd is the SUB's receive fd. */
+static void
+publish_until_received(nng_socket pub, int fd, const char *text)
+{
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+
+	for (;;) {
+		assert_int_equal(ipc_send(pub, text, strlen(text)), 0);
+		if (wait_readable(fd, now_ms() + 20))
+			return;
+		if (now_ms() >= deadline)
+			fail_msg(
+			    "no message on SUB within %d ms", DEADLINE_MS);
+	}
+}
+
 static void
 pubsub_round_trip(const char *url)
 {
@@ -252,14 +267,7 @@ pubsub_round_trip(const char *url)
 	assert_int_equal(ipc_open(&sub, IPC_SUB_DIAL, url, &fd), 0);
 	assert_true(fd >= 0);
 	assert_int_equal(ipc_recv(sub, &m), 0);
-	for (;;) {
-		assert_int_equal(ipc_send(pub, "demand-1", 8), 0);
-		if (wait_readable(fd, now_ms() + 20))
-			break;
-		if (now_ms() >= deadline)
-			fail_msg(
-			    "no message on SUB within %d ms", DEADLINE_MS);
-	}
+	publish_until_received(pub, fd, "demand-1");
 	recv_text(sub, got, sizeof(got));
 	assert_string_equal(got, "demand-1");
 	/* once connected, every message arrives, in order */
@@ -308,14 +316,7 @@ test_sub_holds_a_burst(void **state)
 	assert_int_equal(ipc_open(&pub, IPC_PUB_LISTEN, url, NULL), 0);
 	assert_int_equal(nng_socket_set_int(pub, NNG_OPT_SENDBUF, 2000), 0);
 	assert_int_equal(ipc_open(&sub, IPC_SUB_DIAL, url, &fd), 0);
-	for (;;) {
-		assert_int_equal(ipc_send(pub, "hello", 5), 0);
-		if (wait_readable(fd, now_ms() + 20))
-			break;
-		if (now_ms() >= deadline)
-			fail_msg(
-			    "no message on SUB within %d ms", DEADLINE_MS);
-	}
+	publish_until_received(pub, fd, "hello");
 	while (ipc_recv(sub, &m) == 1)
 		nng_msg_free(m);
 	for (i = 0; i < 1000; i++) {
