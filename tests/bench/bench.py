@@ -652,19 +652,24 @@ def scenario_latency(args):
 
 # scale: cost and reaction at 1, 100, 1,000 classes, idle and busy --------
 def parse_scale_cases(text):
-    """"100:idle,100:busy,100:idle-changes" -> [(100, "idle", [flags])]"""
+    """"100:idle,100:busy-changes,1000:idle-poller" ->
+    [(100, "idle", [flags], poller_only)]"""
     out = []
     for item in (x for x in text.split(",") if x):
         n, _, mode = item.partition(":")
-        flags = []
+        flags, poller_only = [], False
+        if mode.endswith("-poller"):
+            mode = mode[:-len("-poller")]
+            poller_only = True
         if mode.endswith("-changes"):
             mode = mode[:-len("-changes")]
             flags = ["--log-scaler-lines", "changes"]
         if mode not in ("idle", "busy") or not n.isdigit() or \
                 not 1 <= int(n) <= 1000:
-            raise ValueError("bad scale case %r (N:idle, N:busy, "
-                             "N:idle-changes; N from 1 to 1000)" % item)
-        out.append((int(n), mode, flags))
+            raise ValueError("bad scale case %r (N:idle or N:busy, then "
+                             "-changes and/or -poller; N from 1 to 1000)"
+                             % item)
+        out.append((int(n), mode, flags, poller_only))
     return out
 
 
@@ -882,13 +887,122 @@ def _scale_reaction(st, names, pools, mode, args, rng):
     return res
 
 
+def scale_poller_one(n, mode, flags, args):
+    """The poller alone (runner-provisioner-poller run by hand, as the
+    README allows) against the CircleCI simulator: its requests, CPU,
+    memory and log lines at n classes, and the time from a task queued to
+    the poller's line that saw it.  For class counts where the whole
+    daemon cannot run here."""
+    names = bl.class_names(n, prefix="s/")
+    extra = list(flags) + list(args.scale_flags)
+    tdir = harness.TestDir(prefix="rp-bench-poller-")
+    tdir.write_config(harness.make_config(
+        {c: {"token": harness.runner_token(c), "minReplicas": 0,
+             "maxReplicas": 3} for c in names}))
+    circle = harness.CircleSim(tdir, names)
+    proc = None
+    rng = random.Random(n * 11 + len(mode))
+    try:
+        circle.start()
+        if mode == "busy":
+            for c in names:
+                circle.queue(c, 1)
+        os.makedirs(tdir.run_dir, mode=0o700)
+        log_path = tdir.join("poller.log")
+        err = open(log_path, "w")
+        env = harness.clean_env()
+        env["GNUTLS_NO_IMPLICIT_INIT"] = "1"
+        proc = subprocess.Popen(
+            [harness.POLLER, "--config", tdir.join("config.yaml"),
+             "--run-dir", tdir.run_dir, "--circle-token-file",
+             tdir.write_token(harness.API_TOKEN)] +
+            circle.provisioner_args() + extra, stderr=err,
+            stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, env=env,
+            preexec_fn=harness.die_with_parent)
+        lf = harness.LogFile(log_path)
+        # Every class polled once, then (idle) long enough to be idle:
+        # --idle-poll-after (1 min) and a round of every class.
+        bl.wait_for(lambda: len({e.get("resource_class") for e in lf.find(
+            msg="polled task counts")}) >= n, 300, interval=1,
+            what="every class polled")
+        if mode == "idle":
+            time.sleep(62 + 2.0 * n / 50)
+        else:
+            time.sleep(args.warmup)
+        a = bl.proc_sample(proc.pid)
+        sa = bl.proc_sample(circle.proc.pid)
+        mark = lf.mark()
+        t1 = time.time()
+        time.sleep(args.scale_window)
+        t2 = time.time()
+        b = bl.proc_sample(proc.pid)
+        sb = bl.proc_sample(circle.proc.pid)
+        span = t2 - t1
+        per_min = 60.0 / span
+        lf.refresh()
+        lines = [e for e in lf.entries[mark:] if bl.log_epoch(e) < t2]
+        creq = [r for r in circle.requests(t1) if r["t"] < t2 and
+                r.get("endpoint") in ("tasks", "running", "runner")]
+        out = {
+            "classes": n, "mode": mode, "flags": extra, "poller_only": True,
+            "window_s": round(span, 1),
+            # Connections (client ports) the requests came over.
+            "circleci_connections": len({r.get("peer") for r in creq}),
+            "circleci_requests_per_min": round(len(creq) * per_min, 1),
+            "log_lines_per_min": round(len(lines) * per_min, 1),
+            "scaler_lines_per_min": round(sum(
+                1 for e in lines if e["msg"] == "polled task counts") *
+                per_min, 1),
+            "cpu_pct": {"poller": round(100 * (bl.cpu_seconds(b) -
+                                               bl.cpu_seconds(a)) / span,
+                                        2)},
+            "rss_kib": {"poller": b["rss_kib"]},
+            "anonymous_kib": {"poller": b["anonymous_kib"]},
+            "unique_resident": bl.unique_resident([proc.pid]),
+            "simulators_cpu_pct": {"circleci_sim": round(
+                100 * (bl.cpu_seconds(sb) - bl.cpu_seconds(sa)) / span, 1)},
+        }
+        out["cpu_pct_total"] = out["cpu_pct"]["poller"]
+        # Reaction, as far as the poller goes: queued -> the line of the
+        # poll that saw it.
+        chosen = rng.sample(names, min(n, args.scale_samples))
+        seen = []
+        for c in chosen:
+            time.sleep(rng.uniform(0, 5 if mode == "idle" else 1))
+            m = lf.mark()
+            tid = circle.queue(c, 1)["added"][0]
+            q = next(t["queued_at"] for t in circle.client.call(
+                "GET", "/_sim/tasks", query={"resource_class": c})["tasks"]
+                if t["id"] == tid)
+            e = bl.wait_for(lambda: next(iter(lf.find(
+                since=m, msg="polled task counts", resource_class=c,
+                where=lambda e: e["unclaimed_tasks"] >= (
+                    2 if mode == "busy" else 1))), None),
+                30 + 4.0 * n / 50, what="%s seen" % c)
+            seen.append(bl.log_epoch(e) - q)
+        out["%s_reaction_to_poll_ms" % mode] = bl.summary(seen, 1000)
+        return out
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        circle.stop()
+        tdir.remove()
+
+
 def scenario_scale(args):
     out = {}
-    for n, mode, flags in args.scale_case_list:
-        key = "%d %s%s" % (n, mode, " " + " ".join(flags) if flags else "")
+    for n, mode, flags, poller_only in args.scale_case_list:
+        key = "%d %s%s%s" % (n, mode, " " + " ".join(flags) if flags else "",
+                             " (poller alone)" if poller_only else "")
         log("scale: %s" % key)
         try:
-            out[key] = scale_one(n, mode, flags, args)
+            out[key] = (scale_poller_one if poller_only else scale_one)(
+                n, mode, flags, args)
         except Exception as e:  # the other cases still run
             log("scale %s failed: %s" % (key, e))
             out[key] = {"classes": n, "mode": mode, "error": str(e)[:2000]}
@@ -1337,7 +1451,8 @@ def table(res):
     if scale:
         add("")
         add("Scale: default flags unless noted (1 s poll, 5 s idle after "
-            "1 min, 50 requests/s)")
+            "1 min, 50 requests/s); reaction in ms (poller alone: to the "
+            "poll that saw the task)")
         add("%-28s %8s %6s %7s %7s %6s %6s %13s %13s %9s" % (
             "case", "CCI/min", "CPU %", "MiB", "anonMiB", "log/m",
             "scal/m", "idle p50/p99", "busy p50/p99", "ival p50"))
@@ -1346,8 +1461,11 @@ def table(res):
                 add("%-28s failed: %s" % (key, r["error"].splitlines()[0]))
                 continue
             u = r.get("unique_resident") or {}
-            ir = r.get("idle_reaction_ms") or {}
-            br = r.get("busy_reaction_ms") or {}
+            # The poller alone: task queued -> the poll line that saw it.
+            suffix = "_reaction_to_poll_ms" if r.get("poller_only") \
+                else "_reaction_ms"
+            ir = r.get("idle" + suffix) or {}
+            br = r.get("busy" + suffix) or {}
             add("%-28s %8s %6s %7s %7s %6s %6s %13s %13s %9s" % (
                 key[:28], fmt(r["circleci_requests_per_min"]),
                 fmt(r["cpu_pct_total"]),
@@ -1356,7 +1474,7 @@ def table(res):
                 fmt(r["log_lines_per_min"]), fmt(r["scaler_lines_per_min"]),
                 "%s/%s" % (fmt(ir.get("p50")), fmt(ir.get("p99"))),
                 "%s/%s" % (fmt(br.get("p50")), fmt(br.get("p99"))),
-                fmt((r["poll_interval_s"] or {}).get("p50"))))
+                fmt((r.get("poll_interval_s") or {}).get("p50"))))
     rec = sc.get("recovery") or {}
     if rec.get("runs"):
         add("")
@@ -1420,9 +1538,11 @@ def parse_args(argv=None):
                     "an idle class (5 s idle interval)")
     ap.add_argument("--scale-cases",
                     default="1:idle,1:busy,100:idle,100:idle-changes,"
-                    "100:busy,1000:idle,1000:busy",
-                    help="N:idle, N:busy or N:idle-changes (with "
-                    "--log-scaler-lines changes), N classes from 1 to 1000")
+                    "100:busy,1000:idle,1000:busy,1000:idle-poller,"
+                    "1000:busy-poller",
+                    help="N:idle or N:busy, N classes from 1 to 1000; "
+                    "-changes: with --log-scaler-lines changes; -poller: "
+                    "the poller alone")
     ap.add_argument("--scale-window", type=float, default=30)
     ap.add_argument("--scale-samples", type=int, default=5,
                     help="classes that get reaction samples per case")
