@@ -46,7 +46,7 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 		nlen--;
 	v = colon + 1;
 	vlen = n - (size_t)(v - data);
-	while (vlen > 0 && (*v == ' ' || *v == '\t')) {
+	while (vlen > 0 && isspace((unsigned char)*v)) {
 		v++;
 		vlen--;
 	}
@@ -56,6 +56,8 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	    strncasecmp(data, retry_after, nlen) == 0) {
 		if (vlen >= sizeof(x->x_retry_after))
 			vlen = sizeof(x->x_retry_after) - 1;
+		while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
+			vlen--;
 		memcpy(x->x_retry_after, v, vlen);
 		x->x_retry_after[vlen] = '\0';
 	}
