@@ -11,9 +11,10 @@
 
 #include <nng/nng.h>
 
-#define IPC_DEMAND  "demand.sock"
-#define IPC_HEALTH  "health.sock"
-#define IPC_URL_MAX 128
+#define IPC_DEMAND    "demand.sock"
+#define IPC_HEALTH    "health.sock"
+#define IPC_URL_MAX   128
+#define IPC_SUB_QUEUE 2048 /* messages a SUB socket holds unread */
 /* sun_path holds 108 bytes with the NUL: "<dir>/demand.sock". */
 #define IPC_DIR_MAX (108 - 1 - sizeof(IPC_DEMAND))
 

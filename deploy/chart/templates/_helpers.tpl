@@ -305,6 +305,11 @@ Rules the template cannot leave to values.schema.json.
 {{- if not (regexMatch "[1-9]" .Values.provisioner.pollInterval) }}
 {{- fail (printf "provisioner.pollInterval (%q) must be a duration greater than zero, e.g. \"1s\"" .Values.provisioner.pollInterval) }}
 {{- end }}
+{{- with .Values.provisioner.idlePollInterval }}
+{{- if not (regexMatch "[1-9]" .) }}
+{{- fail (printf "provisioner.idlePollInterval (%q) must be a duration greater than zero, e.g. \"5s\"" .) }}
+{{- end }}
+{{- end }}
 {{- if include "runner-provisioner.form012" . }}
 {{- include "runner-provisioner.validate012" . }}
 {{- end }}
