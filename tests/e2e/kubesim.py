@@ -277,9 +277,24 @@ class KubeSim(Sim):
         """The journal without the tests' own API calls."""
         return [r for r in self.requests(since) if r.get("user") != ADMIN_CN]
 
-    def writes(self, since=0.0):
+    def writes(self, since=0.0, events=False):
+        """The daemon's writes to the objects it manages; with events,
+        its Events (events.k8s.io) too."""
         return [r for r in self.daemon_requests(since)
-                if r["method"] != "GET"]
+                if r["method"] != "GET" and
+                (events or r.get("endpoint") != "events")]
+
+    def event_writes(self, since=0.0):
+        return [r for r in self.daemon_requests(since)
+                if r["method"] != "GET" and r.get("endpoint") == "events"]
+
+    def events(self, pool=None):
+        """The Events in the namespace (the simulator's state), oldest
+        first, optionally only those regarding pool."""
+        return [e for e in self.state()["events"]
+                if e["namespace"] == self.namespace and
+                (pool is None or (e.get("regarding") or {}).get("name") ==
+                 pool)]
 
     def scale_requests(self, since=0.0, pool=None):
         return [r for r in self.writes(since)
@@ -413,6 +428,13 @@ class VMRecorder:
                     self.vms[v["uid"]] = v
                     self.first_seen.setdefault(v["uid"], t)
                     self.last_seen[v["uid"]] = t
+                # A VM deleted between two looks: its whole history.
+                for v in st.get("deleted_vms", []):
+                    if v["uid"] in self.vms:
+                        self.vms[v["uid"]] = dict(self.vms[v["uid"]],
+                                                  history=v["history"])
+                    else:
+                        self.vms[v["uid"]] = v
                 for p in st["pools"]:
                     seq = self.pool_replicas.setdefault(p["name"], [])
                     if not seq or seq[-1][1] != p["replicas"]:
