@@ -20,7 +20,7 @@ main(int argc, char **argv)
 	const char *source;
 	int rv = EXIT_PERMFAIL;
 
-	role_start(&r, "poller", argc, argv);
+	role_start(&r, "poller", CONF_NO_SECRETS, argc, argv);
 	/* Runner tokens belong to the actuator; this side never needs them. */
 	conf_drop_tokens(r.r_conf);
 	memset(&p, 0, sizeof(p));

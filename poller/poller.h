@@ -16,6 +16,7 @@
 
 #include "backoff.h"
 #include "conf.h"
+#include "confmsg.h"
 #include "flags.h"
 #include "http.h"
 #include "metrics.h"
@@ -95,10 +96,20 @@ struct poller {
 	struct metric_series *p_m_lag;
 	struct metric_series *p_m_published_ok;
 	struct metric_series *p_m_published_failed;
+	/* Per-class families, for classes a new configuration adds. */
+	struct metric_family *p_m_unclaimed;
+	struct metric_family *p_m_running;
+	struct metric_family *p_m_desired;
+	struct metric_family *p_m_polls;
+	struct confmsg_state p_confmsg;
 };
 
 /* poller.c */
 int poller_run(struct poller *);
+/* Runs conf (taken) from now on, and token (taken, or NULL: the same):
+ * classes it keeps keep their state; polls in flight are dropped and
+ * start again with the next cycle. */
+void poller_reconfigure(struct poller *, struct conf *, char *token);
 
 /* fetch.c */
 void fetch_init(struct poller *);
