@@ -227,6 +227,10 @@ apply(struct actuator *a, const struct conf *conf, char *err, size_t errlen)
 			pool_objects_free(&ac->ac_obj);
 			ac->ac_obj = po[i];
 			table_insert(a, ac);
+			/* Its objects are unknown: list now, not at the next
+			 * (Secrets: 30 s) resync. */
+			a->a_lists[LIST_POOLS].al_next_ms = 0;
+			a->a_lists[LIST_SECRETS].al_next_ms = 0;
 			continue;
 		}
 		if (ac->ac_retiring) {
