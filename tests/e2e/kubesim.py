@@ -240,6 +240,28 @@ class KubeSim(Sim):
             yaml.safe_dump(doc, f)
         os.chmod(self.kubeconfig, 0o600)
 
+    def kubeconfig_for(self, cn):
+        """Another kubeconfig for this simulator, authenticating with a
+        client certificate of common name cn: the journal's "user" tells
+        its requests apart (two replicas of the daemon)."""
+        d = self.tdir.join("kube", cn)
+        crt, key = make_client_cert(self.tdir.pki, d, cn=cn)
+        doc = {"apiVersion": "v1", "kind": "Config",
+               "current-context": "sim",
+               "contexts": [{"name": "sim", "context": {
+                   "cluster": "sim", "user": "sim",
+                   "namespace": self.namespace}}],
+               "clusters": [{"name": "sim", "cluster": {
+                   "server": self.url,
+                   "certificate-authority": self.tdir.pki["ca"]}}],
+               "users": [{"name": "sim", "user": {
+                   "client-certificate": crt, "client-key": key}}]}
+        path = os.path.join(d, "kubeconfig")
+        with open(path, "w") as f:
+            yaml.safe_dump(doc, f)
+        os.chmod(path, 0o600)
+        return path
+
     def service_account_dir(self):
         """token, ca.crt and namespace as a pod's service account has them,
         in a directory of the TestDir (returned)."""
