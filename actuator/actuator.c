@@ -310,6 +310,22 @@ act_class_retire_new(struct actuator *a, const char *pool, const char *name)
 	ac = class_new(name != NULL ? name : pool, pool);
 	ac->ac_retiring = true;
 	table_insert(a, ac);
+	if (a->a_flags->f_drain) {
+		log_begin(&ll, LOG_LVL_INFO,
+		    "draining pool: scaling it to 0; it and its Secret are "
+		    "deleted once its VMs are gone, at the latest at the "
+		    "deadline");
+		log_str(&ll, "resource_class", ac->ac_name);
+		log_str(&ll, "pool", ac->ac_pool);
+		log_end(&ll);
+		event_record(a, ac, EVENT_NORMAL, "Draining", "Drain",
+		    "Uninstalling: the pool is scaled to 0 and deleted with "
+		    "its "
+		    "Secret once its VMs are gone; VMs still running jobs at "
+		    "the "
+		    "deadline are left to finish them");
+		return ac;
+	}
 	log_begin(&ll, LOG_LVL_INFO,
 	    "found a pool of a resource class that is not configured: "
 	    "scaling it to 0; it and its Secret are deleted once its VMs "

@@ -283,8 +283,10 @@ event_flush(struct actuator *a, bool may_write, uint64_t now)
 		return;
 	while (i < c->ec_n) {
 		e = c->ec_list[i];
-		/* Not ours to send (a standby, --dry-run), or ended. */
-		if (!may_write || a->a_kube == NULL ||
+		/* Not ours to send (a standby, --dry-run), or ended.  A drain
+		 * keeps what it recorded until its fence lets it write. */
+		if ((!may_write && !a->a_flags->f_drain) ||
+		    a->a_kube == NULL ||
 		    (now - e->ee_last_ms > EVENT_SERIES_END_MS &&
 		        e->ee_state == EE_CREATED &&
 		        e->ee_sent == e->ee_count)) {
@@ -292,7 +294,8 @@ event_flush(struct actuator *a, bool may_write, uint64_t now)
 			continue;
 		}
 		i++;
-		if (e->ee_busy || c->ec_inflight >= EVENT_INFLIGHT_MAX ||
+		if (!may_write || e->ee_busy ||
+		    c->ec_inflight >= EVENT_INFLIGHT_MAX ||
 		    now < c->ec_paused_ms)
 			continue;
 		if (e->ee_state == EE_NEW ||

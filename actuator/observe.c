@@ -650,10 +650,14 @@ log_scaled(
 	metric_inc(
 	    to > from ? ac->ac_m.cm_scale_up : ac->ac_m.cm_scale_down, 1);
 	if (ac->ac_retiring)
-		event_record(a, ac, EVENT_NORMAL, "ScaledToZero", "Retire",
-		    "Scaled the pool from %u to 0: resource class %s is not "
-		    "configured; running VMs finish their jobs",
-		    from, ac->ac_name);
+		event_record(a, ac, EVENT_NORMAL, "ScaledToZero",
+		    a->a_flags->f_drain ? "Drain" : "Retire",
+		    "Scaled the pool from %u to 0 (%s); running VMs finish "
+		    "their jobs",
+		    from,
+		    a->a_flags->f_drain
+		        ? "uninstalling"
+		        : "its resource class is not configured");
 	else if (to > from)
 		event_record(a, ac, EVENT_NORMAL, "ScaledUp", "Scale",
 		    "Scaled the pool from %u to %u (%u unclaimed, %u running "
@@ -706,10 +710,11 @@ deleted(struct actuator *a, struct act_class *ac, enum plan_write w,
 	}
 	log_info("deleted pool %s of resource class %s: it had no VMs left",
 	    what, ac->ac_name);
-	event_record(a, ac, EVENT_NORMAL, "Deleted", "Retire",
-	    "Deleted the pool: resource class %s is not configured and the "
-	    "pool had no VMs left",
-	    ac->ac_name);
+	event_record(a, ac, EVENT_NORMAL, "Deleted",
+	    a->a_flags->f_drain ? "Drain" : "Retire",
+	    "Deleted the pool (%s): it had no VMs left",
+	    a->a_flags->f_drain ? "uninstalling"
+	                        : "its resource class is not configured");
 }
 
 /* A 2xx answer: the object as the server now has it.  -1 when the body

@@ -214,7 +214,11 @@ plan_class(const struct plan_input *in, struct plan *p)
 	    !k->ck_busy && in->pi_lists_fresh &&
 	    k->ck_secret.os_state == OBJ_CURRENT &&
 	    k->ck_pool.os_state == OBJ_CURRENT;
-	if (!p->p_done)
+	/* Retiring: a stopped VM deleted before the pool is at 0 would be
+	 * replaced. */
+	if (!p->p_done &&
+	    !(in->pi_class->ac_retiring &&
+	        (!k->ck_have_replicas || k->ck_replicas != 0)))
 		plan_vms(in, p);
 }
 
