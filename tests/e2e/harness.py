@@ -947,7 +947,9 @@ def clean_env():
     daemon's behaviour behind a test's back."""
     env = dict(os.environ)
     for k in ("CIRCLE_TOKEN", "KUBECONFIG", "XDG_RUNTIME_DIR",
-              "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+              "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",
+              "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+              "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         env.pop(k, None)
     return env
 
