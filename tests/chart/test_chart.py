@@ -970,10 +970,12 @@ class T13Operations(unittest.TestCase):
         dep = only(docs, "Deployment")
         self.assertEqual((dep["spec"]["replicas"], dep["spec"]["strategy"]), (1, {"type": "Recreate"}))
         self.assertNotIn("PodDisruptionBudget", [d["kind"] for d in docs])
-        # Without the uninstall Job a lone replica needs no Lease.
+        # Without the uninstall Job a lone replica needs no Lease, but
+        # keeps the installation's name (the label on its pools), so that
+        # turning the Job or replicas on later adopts the same pools.
         args = deployment_args(render([VALUES_DIR / "minimal.yaml"], {"drain": {"enabled": False}}))
         self.assertNotIn("--leader-elect", args)
-        self.assertNotIn("--lease-name", args)
+        self.assertEqual(args["--lease-name"], RELEASE)
         self.assertNotIn("Job", [d["kind"] for d in render([VALUES_DIR / "minimal.yaml"],
                                                             {"drain": {"enabled": False}})])
 
