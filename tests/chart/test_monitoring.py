@@ -60,6 +60,8 @@ REQUIRED_ALERTS = {
     "RunnerProvisionerChildCrashLooping",     # child crash-looping
     "RunnerProvisionerKubernetesRequestsDenied",
     "RunnerProvisionerReconcileStalled",
+    "RunnerProvisionerNoLeader",              # no replica holds the Lease
+    "RunnerProvisionerConfigRejected",        # a hot reload rejected
 }
 # ... and the dashboard (title fragments, case-insensitive).
 REQUIRED_PANELS = ("demand vs desired vs replicas", "vms by state", "scale events", "poll errors by code",
