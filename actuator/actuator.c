@@ -152,11 +152,32 @@ objects_reread(struct obj_seen *os)
 		os->os_state = OBJ_REREAD;
 }
 
+/* The log line and Event of a class that starts retiring: removed from
+ * the configuration, or found so (a pool of no configured class). */
 static void
-retire(struct actuator *a, struct act_class *ac)
+retire_announce(struct actuator *a, struct act_class *ac, bool found)
 {
 	struct log_line ll;
 
+	log_begin(&ll, LOG_LVL_INFO,
+	    found ? "found a pool of a resource class that is not "
+	            "configured: scaling it to 0; it and its Secret are "
+	            "deleted once its VMs are gone"
+	          : "resource class is no longer configured: scaling its "
+	            "pool to 0; the pool and its Secret are deleted once its "
+	            "VMs are gone");
+	log_str(&ll, "resource_class", ac->ac_name);
+	log_str(&ll, "pool", ac->ac_pool);
+	log_end(&ll);
+	event_record(a, ac, EVENT_NORMAL, "ClassRemoved", "Retire",
+	    "resource class %s is %s configured: scaling the pool to 0; it "
+	    "and its Secret are deleted once its VMs are gone",
+	    ac->ac_name, found ? "not" : "no longer");
+}
+
+static void
+retire(struct actuator *a, struct act_class *ac)
+{
 	ac->ac_conf = NULL;
 	ac->ac_retiring = true;
 	ac->ac_dirty = true;
@@ -164,16 +185,7 @@ retire(struct actuator *a, struct act_class *ac)
 	pool_objects_free(&ac->ac_obj);
 	pool_objects_names(&ac->ac_obj, ac->ac_pool);
 	memset(&ac->ac_demand, 0, sizeof(ac->ac_demand));
-	log_begin(&ll, LOG_LVL_INFO,
-	    "resource class is no longer configured: scaling its pool to 0; "
-	    "the pool and its Secret are deleted once its VMs are gone");
-	log_str(&ll, "resource_class", ac->ac_name);
-	log_str(&ll, "pool", ac->ac_pool);
-	log_end(&ll);
-	event_record(a, ac, EVENT_NORMAL, "ClassRemoved", "Retire",
-	    "resource class %s is no longer configured: scaling the pool to "
-	    "0; it and its Secret are deleted once its VMs are gone",
-	    ac->ac_name);
+	retire_announce(a, ac, false);
 }
 
 /* Builds every class's objects first, so a configuration that cannot be
@@ -320,23 +332,11 @@ act_class_retire_new(struct actuator *a, const char *pool, const char *name)
 		log_end(&ll);
 		event_record(a, ac, EVENT_NORMAL, "Draining", "Drain",
 		    "Uninstalling: the pool is scaled to 0 and deleted with "
-		    "its "
-		    "Secret once its VMs are gone; VMs still running jobs at "
-		    "the "
-		    "deadline are left to finish them");
+		    "its Secret once its VMs are gone; VMs still running "
+		    "jobs at the deadline are left to finish them");
 		return ac;
 	}
-	log_begin(&ll, LOG_LVL_INFO,
-	    "found a pool of a resource class that is not configured: "
-	    "scaling it to 0; it and its Secret are deleted once its VMs "
-	    "are gone");
-	log_str(&ll, "resource_class", ac->ac_name);
-	log_str(&ll, "pool", ac->ac_pool);
-	log_end(&ll);
-	event_record(a, ac, EVENT_NORMAL, "ClassRemoved", "Retire",
-	    "resource class %s is not configured: scaling the pool to 0; it "
-	    "and its Secret are deleted once its VMs are gone",
-	    ac->ac_name);
+	retire_announce(a, ac, true);
 	return ac;
 }
 

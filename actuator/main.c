@@ -10,31 +10,6 @@
 #include "role.h"
 #include "util.h"
 
-/* The name this replica goes by in the Lease and its Events: the flag
- * (the supervisor passes one, kept across restarts), else the host name
- * (the pod's name) and a random suffix, as controller-runtime does. */
-static void
-identity(const struct flags *f, char *out, size_t size)
-{
-	char host[65] = "";
-	size_t i;
-
-	if (f->f_lease_identity != NULL) {
-		strlcpy_rp(out, f->f_lease_identity, size);
-		return;
-	}
-	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0')
-		strlcpy_rp(host, "runner-provisioner", sizeof(host));
-	for (i = 0; host[i] != '\0'; i++)
-		if (!((host[i] >= 'a' && host[i] <= 'z') ||
-		        (host[i] >= 'A' && host[i] <= 'Z') ||
-		        (host[i] >= '0' && host[i] <= '9') || host[i] == '-' ||
-		        host[i] == '.'))
-			host[i] = '-';
-	snprintf(out, size, "%s_%08llx", host,
-	    (unsigned long long)(rng_next() & 0xffffffffu));
-}
-
 int
 main(int argc, char **argv)
 {
@@ -49,7 +24,14 @@ main(int argc, char **argv)
 	a.a_role = &r;
 	a.a_flags = &r.r_flags;
 	a.a_conf = r.r_conf;
-	identity(a.a_flags, a.a_identity, sizeof(a.a_identity));
+	/* The name this replica goes by in the Lease and its Events: the
+	 * flag (the supervisor passes one, kept across restarts), else a
+	 * new one. */
+	if (a.a_flags->f_lease_identity != NULL)
+		strlcpy_rp(a.a_identity, a.a_flags->f_lease_identity,
+		    sizeof(a.a_identity));
+	else
+		host_identity(a.a_identity, sizeof(a.a_identity));
 	if (a.a_conf != NULL)
 		conf_register_secrets(a.a_conf);
 	if (a.a_conf != NULL &&

@@ -782,6 +782,24 @@ write_done(struct actuator *a, struct act_class *ac, enum plan_write w,
 	return -1;
 }
 
+/* A 403: the class is not ready until that verb works again, and one
+ * Event says what the Role lacks. */
+static void
+denied(struct actuator *a, struct act_class *ac, const char *action,
+    const struct kube_reply *r)
+{
+	uint32_t bit = 1u << r->kr_verb;
+
+	if (!(ac->ac_kube.ck_denied & bit))
+		event_record(a, ac, EVENT_WARNING, "Forbidden", action,
+		    "Kubernetes denied %s on %s: grant it to the "
+		    "provisioner's "
+		    "Role",
+		    kube_verbs[r->kr_verb].kv_verb,
+		    kube_verbs[r->kr_verb].kv_resource);
+	ac->ac_kube.ck_denied |= bit;
+}
+
 static void
 write_failed(struct act_class *ac, enum plan_write w,
     const struct kube_reply *r, const char *why, uint64_t now)
@@ -872,16 +890,8 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 			k->ck_retry_ms = now + backoff_next(&k->ck_backoff);
 		return;
 	}
-	if (r->kr_status == 403) {
-		if (!(k->ck_denied & bit))
-			event_record(a, ac, EVENT_WARNING, "Forbidden",
-			    "Write",
-			    "Kubernetes denied %s on %s: grant it to the "
-			    "provisioner's Role",
-			    kube_verbs[r->kr_verb].kv_verb,
-			    kube_verbs[r->kr_verb].kv_resource);
-		k->ck_denied |= bit;
-	}
+	if (r->kr_status == 403)
+		denied(a, ac, "Write", r);
 	write_failed(ac, w, r, r->kr_error, now);
 }
 
@@ -930,16 +940,8 @@ observe_vm_op(struct actuator *a, struct act_class *ac, enum plan_vm_op op,
 		log_debug("VM %s: %s", vm, r->kr_error);
 		return;
 	}
-	if (r->kr_status == 403) {
-		if (!(ac->ac_kube.ck_denied & bit))
-			event_record(a, ac, EVENT_WARNING, "Forbidden",
-			    "Reclaim",
-			    "Kubernetes denied %s on %s: grant it to the "
-			    "provisioner's Role",
-			    kube_verbs[r->kr_verb].kv_verb,
-			    kube_verbs[r->kr_verb].kv_resource);
-		ac->ac_kube.ck_denied |= bit;
-	}
+	if (r->kr_status == 403)
+		denied(a, ac, "Reclaim", r);
 	cv->cv_retry_ms = now + backoff_next(&cv->cv_backoff);
 	utf8_copy(
 	    ac->ac_kube.ck_error, r->kr_error, sizeof(ac->ac_kube.ck_error));

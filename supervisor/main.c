@@ -48,27 +48,6 @@ rundir_lock(const char *dir)
 	return fd;
 }
 
-/* This replica's name in the Lease, for the actuator and every restart of
- * it: the host name (the pod's name) and a random suffix, as
- * controller-runtime does. */
-static void
-identity(char *out, size_t size)
-{
-	char host[65] = "";
-	size_t i;
-
-	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0')
-		strlcpy_rp(host, "runner-provisioner", sizeof(host));
-	for (i = 0; host[i] != '\0'; i++)
-		if (!((host[i] >= 'a' && host[i] <= 'z') ||
-		        (host[i] >= 'A' && host[i] <= 'Z') ||
-		        (host[i] >= '0' && host[i] <= '9') || host[i] == '-' ||
-		        host[i] == '.'))
-			host[i] = '-';
-	snprintf(out, size, "%s_%08llx", host,
-	    (unsigned long long)(rng_next() & 0xffffffffu));
-}
-
 /* --drain is the actuator's work alone: it becomes the process. */
 static int
 drain(int argc, char **argv, const char *dir)
@@ -204,7 +183,7 @@ main(int argc, char **argv)
 		strlcpy_rp(
 		    s.s_identity, f.f_lease_identity, sizeof(s.s_identity));
 	else
-		identity(s.s_identity, sizeof(s.s_identity));
+		host_identity(s.s_identity, sizeof(s.s_identity));
 	if (child_init(&s, dir) == -1)
 		goto out;
 	if (reload_init(&s, err, sizeof(err)) == -1) {
