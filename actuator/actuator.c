@@ -229,7 +229,8 @@ apply(struct actuator *a, const struct conf *conf, char *err, size_t errlen)
 	/* The classes configured until now: those not named again retire. */
 	nwas = a->a_nconfigured;
 	was = xcalloc(nwas + 1, sizeof(*was));
-	memcpy(was, a->a_by_name, nwas * sizeof(*was));
+	if (nwas > 0)
+		memcpy(was, a->a_by_name, nwas * sizeof(*was));
 	kept = xcalloc(nwas + 1, sizeof(*kept));
 	for (i = 0; i < conf->c_nclasses; i++) {
 		cc = &conf->c_classes[i];

@@ -221,13 +221,14 @@ static const struct scenario scenarios[] = {
 static json_t *
 lease_obj(const struct step *st)
 {
-	json_t *spec = json_object();
+	json_t *spec;
 	char t[40];
 
 	if (st->s_holder[0] == '\x01') /* malformed: a string duration */
 		return json_pack("{s:{s:s,s:s},s:{s:s}}", "metadata", "name",
 		    "rp", "resourceVersion", "1", "spec",
 		    "leaseDurationSeconds", "15");
+	spec = json_object();
 	json_object_set_new(spec, "holderIdentity", json_string(st->s_holder));
 	if (st->s_dur >= 0)
 		json_object_set_new(
