@@ -60,7 +60,8 @@ confmsg_receive(nng_socket s, enum health_role role, struct confmsg_state *st,
 				answer(s, role, st, c.c_generation, err);
 			}
 		}
-		explicit_bzero(nng_msg_body(m), nng_msg_len(m));
+		if (nng_msg_len(m) > 0)
+			explicit_bzero(nng_msg_body(m), nng_msg_len(m));
 		nng_msg_free(m);
 	}
 	return n;

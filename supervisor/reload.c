@@ -161,7 +161,8 @@ prepare(struct supervisor *s, char *err, size_t errlen)
 			c.c_docs[1].cd_len = strlen(r->r_token);
 			c.c_ndocs = 2;
 		}
-		explicit_bzero(r->r_msg[i].b_data, r->r_msg[i].b_cap);
+		if (r->r_msg[i].b_data != NULL)
+			explicit_bzero(r->r_msg[i].b_data, r->r_msg[i].b_cap);
 		buf_reset(&r->r_msg[i]);
 		msg_config_encode(&c, ++s->s_seq, &r->r_msg[i]);
 	}
@@ -305,7 +306,8 @@ reload_free(struct supervisor *s)
 	wipe_free(r->r_seen_config, r->r_seen_config_len);
 	wipe_free(r->r_seen_token, r->r_seen_token_len);
 	for (i = 0; i < 2; i++) {
-		explicit_bzero(r->r_msg[i].b_data, r->r_msg[i].b_cap);
+		if (r->r_msg[i].b_data != NULL)
+			explicit_bzero(r->r_msg[i].b_data, r->r_msg[i].b_cap);
 		buf_free(&r->r_msg[i]);
 	}
 	memset(r, 0, sizeof(*r));

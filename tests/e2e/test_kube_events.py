@@ -27,7 +27,9 @@ class KubeEventsTest(KubeTestCase):
 
     def test_flapping_class_makes_one_series_per_reason(self):
         circle, kube, p = self.start_stack(
-            {CLS: {"minReplicas": 0, "maxReplicas": 2}},
+            # idleTimeout: a VM the pool made before the scale to 0
+            # (replacing a reclaimed one) leaves by itself.
+            {CLS: {"minReplicas": 0, "maxReplicas": 2, "idleTimeout": "1s"}},
             task_duration_ms=300)
         p.wait_ready()
         start = time.time()
