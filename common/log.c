@@ -9,8 +9,10 @@
 
 #define SECRET_MIN_LEN 4
 #define REDACTED       "[REDACTED]"
-/* Room kept free so that a truncated line can still be closed. */
+/* Room kept free so that a truncated line can still be closed: a string's
+ * closing quote, ,"truncated":true and }\n (20 bytes). */
 #define LINE_RESERVE 32
+#define LINE_BODY    (LOG_LINE_MAX - LINE_RESERVE)
 
 static const char *log_proc = "runner-provisioner";
 static enum log_level log_min = LOG_LVL_INFO;
@@ -132,10 +134,13 @@ log_redact(char *buf, size_t size)
 	}
 }
 
+/* Bytes a field may still use.  A string cut at the limit has its closing
+ * quote written into the reserve, so the length can pass LINE_BODY: the
+ * room is then 0, never a wrapped-around size_t. */
 static size_t
 line_room(const struct log_line *ll)
 {
-	return LOG_LINE_MAX - LINE_RESERVE - ll->ll_len;
+	return ll->ll_len < LINE_BODY ? LINE_BODY - ll->ll_len : 0;
 }
 
 static void
@@ -237,6 +242,31 @@ put_escaped(struct log_line *ll, const char *s, size_t n)
 	}
 }
 
+/* Bytes put_escaped() writes for s. */
+static size_t
+escaped_len(const char *s, size_t n)
+{
+	const unsigned char *u = (const unsigned char *)s;
+	size_t i = 0, k, len = 0;
+
+	while (i < n) {
+		k = utf8_seq(u + i, n - i);
+		if (k == 0) {
+			len += 6; /* \ufffd */
+			k = 1;
+		} else if (k == 1 &&
+		    (u[i] == '"' || u[i] == '\\' || u[i] == '\n' ||
+		        u[i] == '\t' || u[i] == '\r'))
+			len += 2;
+		else if (k == 1 && u[i] < 0x20)
+			len += 6;
+		else
+			len += k;
+		i += k;
+	}
+	return len;
+}
+
 static void
 put_key(struct log_line *ll, const char *key)
 {
@@ -245,10 +275,12 @@ put_key(struct log_line *ll, const char *key)
 	put(ll, "\":", 2);
 }
 
+/* Whether ,"key": and vlen more bytes fit; marks the line truncated when
+ * not.  The key is checked escaped, as put_key() writes it. */
 static bool
 field_fits(struct log_line *ll, const char *key, size_t vlen)
 {
-	if (strlen(key) + vlen + 8 > line_room(ll)) {
+	if (escaped_len(key, strlen(key)) + 4 + vlen > line_room(ll)) {
 		ll->ll_truncated = true;
 		return false;
 	}
@@ -304,13 +336,15 @@ log_begin(struct log_line *ll, enum log_level level, const char *msg)
 	put_string_field(ll, "msg", msg, strlen(msg));
 }
 
+static void put_number(struct log_line *, const char *, const char *, int);
+
 void
 log_str(struct log_line *ll, const char *key, const char *val)
 {
 	if (!ll->ll_on)
 		return;
 	if (val == NULL) {
-		log_raw(ll, key, "null");
+		put_number(ll, key, "null", 4);
 		return;
 	}
 	put_string_field(ll, key, val, strlen(val));
@@ -323,6 +357,8 @@ log_strn(struct log_line *ll, const char *key, const char *val, size_t len)
 		put_string_field(ll, key, val, len);
 }
 
+/* A number or literal the logger wrote itself: never redacted, since a
+ * secret that spells "true" or "null" must not break the line's JSON. */
 static void
 put_number(struct log_line *ll, const char *key, const char *num, int n)
 {
@@ -356,7 +392,7 @@ void
 log_bool(struct log_line *ll, const char *key, bool val)
 {
 	if (ll->ll_on)
-		log_raw(ll, key, val ? "true" : "false");
+		put_number(ll, key, val ? "true" : "false", val ? 4 : 5);
 }
 
 void

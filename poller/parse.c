@@ -30,16 +30,27 @@ fail(struct fetch_result *r, enum demand_error e, const char *fmt, ...)
 	log_redact(r->fr_text, sizeof(r->fr_text));
 }
 
-/* CircleCI errors carry {"message": "..."}; quote it when present. */
+/* CircleCI errors carry {"message": "..."}; quote it when present.  It is
+ * redacted whole before it is cut to size: a token the server quotes back
+ * must not leave its first bytes at the cut. */
 static void
 error_message(const struct http_xfer *x, char *out, size_t size)
 {
 	json_t *j, *m;
+	size_t len;
+	char *text;
 
 	out[0] = '\0';
 	j = json_loadb(buf_str(&x->x_body), x->x_body.b_len, 0, NULL);
-	if ((m = json_object_get(j, "message")) != NULL && json_is_string(m))
-		snprintf(out, size, ": %s", json_string_value(m));
+	if ((m = json_object_get(j, "message")) != NULL && json_is_string(m)) {
+		len = strlen(json_string_value(m));
+		text = xmalloc(2 * len + 16); /* room for "[REDACTED]"s */
+		memcpy(text, json_string_value(m), len + 1);
+		log_redact(text, 2 * len + 16);
+		snprintf(out, size, ": %s", text);
+		explicit_bzero(text, 2 * len + 16);
+		free(text);
+	}
 	json_decref(j);
 }
 

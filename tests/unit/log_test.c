@@ -14,6 +14,8 @@
 
 #include "log.h"
 
+#define nitems_(a) (sizeof(a) / sizeof((a)[0]))
+
 static int pipefd[2];
 
 static int
@@ -207,6 +209,92 @@ test_long_line_truncated_but_valid(void **state)
 	json_decref(j);
 }
 
+/* A value that fills the line exactly used to leave a room of "minus one"
+ * (a wrapped size_t), and every later field was written past the buffer. */
+static void
+test_full_line_then_more_fields(void **state)
+{
+	static const char fills[] = { 'a', '"', '\x01' };
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	size_t i, len, big = 3 * LOG_LINE_MAX;
+	char *a, *b;
+	json_t *j;
+
+	(void)state;
+	a = malloc(big + 1);
+	b = malloc(big + 1);
+	assert_non_null(a);
+	assert_non_null(b);
+	memset(b, 'b', big);
+	b[big] = '\0';
+	for (i = 0; i < nitems_(fills); i++) {
+		memset(a, fills[i], big);
+		a[big] = '\0';
+		log_begin(&ll, LOG_LVL_ERROR, "fill");
+		log_str(&ll, "a", a);
+		log_str(&ll, "b", b);
+		log_str(&ll, "key\x01\"\\with escapes", b);
+		log_raw(&ll, "raw", "[1,2,3]");
+		log_int(&ll, "n", 1);
+		log_strn(&ll, "c", b, big);
+		assert_true(ll.ll_len <= LOG_LINE_MAX);
+		log_end(&ll);
+		j = read_line(raw, sizeof(raw));
+		len = strlen(raw);
+		assert_true(len <= LOG_LINE_MAX);
+		assert_true(json_is_true(json_object_get(j, "truncated")));
+		assert_non_null(json_object_get(j, "a"));
+		assert_null(json_object_get(j, "b"));
+		assert_null(json_object_get(j, "n"));
+		json_decref(j);
+	}
+	/* The flag path of the original report: a long value in a printf
+	 * message, then a field. */
+	memset(a, 'a', 4000);
+	a[4000] = '\0';
+	log_begin(&ll, LOG_LVL_INFO, "starting");
+	log_str(&ll, "circleci_api_addr", a);
+	log_str(&ll, "run_dir", "/tmp/x");
+	log_raw(&ll, "obj", "{\"k\":\"a long object value\"}");
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_true(strlen(raw) <= LOG_LINE_MAX);
+	json_decref(j);
+	free(a);
+	free(b);
+}
+
+/* A secret that spells a JSON literal: boolean and null fields went
+ * through redaction and came out as [REDACTED], which is not JSON, so
+ * every such line was broken (found by fuzzing). */
+static void
+test_secret_spelling_a_literal(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_secret_add("true");
+	log_secret_add("false");
+	log_secret_add("null");
+	log_begin(&ll, LOG_LVL_INFO, "literals");
+	log_bool(&ll, "t", true);
+	log_bool(&ll, "f", false);
+	log_str(&ll, "n", NULL);
+	log_str(&ll, "s", "not true");
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_true(json_is_true(json_object_get(j, "t")));
+	assert_true(json_is_false(json_object_get(j, "f")));
+	assert_true(json_is_null(json_object_get(j, "n")));
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "s")), "not [REDACTED]");
+	json_decref(j);
+	log_secrets_clear();
+}
+
 int
 main(void)
 {
@@ -217,6 +305,8 @@ main(void)
 		cmocka_unit_test(test_secret_redacted_everywhere),
 		cmocka_unit_test(test_escaping_and_bad_utf8),
 		cmocka_unit_test(test_long_line_truncated_but_valid),
+		cmocka_unit_test(test_full_line_then_more_fields),
+		cmocka_unit_test(test_secret_spelling_a_literal),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
