@@ -37,6 +37,7 @@ def lease_constant(name):
 
 LEASE_DURATION = lease_constant("LEASE_DURATION_MS")
 RETRY = lease_constant("LEASE_RETRY_MS")
+RENEW_DEADLINE = lease_constant("LEASE_RENEW_DEADLINE_MS")
 POLL = 0.5
 
 
@@ -218,6 +219,68 @@ class LeaderElectionTest(KubeTestCase):
         self.assert_journal_sane(kube)
         self.assert_vm_deletes_safe(kube, circle)
 
+
+    def test_a_leader_that_cannot_renew_stops_writing(self):
+        """The API server stops answering for the Lease (an overloaded
+        control plane, a network partition): the leader stops writing
+        once no renewal succeeded for the renew deadline, before anyone
+        else may take the Lease, and keeps reading as a standby (not
+        ready once it could not read the Lease for a lease duration);
+        once the Lease answers again it leads and writes."""
+        self.write_config({CLS: {"minReplicas": 1, "maxReplicas": 6}})
+        circle = self.start_circleci([CLS], task_duration_ms=600000)
+        kube = self.start_kube(circle=circle)
+        a = self.replica(kube, "a").start()
+        self.wait_leader(a)
+        self.wait_pool(a, kube, POOL, 1)
+        mark = a.mark()
+        t_fault = time.time()
+        kube.fault(endpoint="leases", method="*", status=500)
+        lost = a.wait_log(since=mark, proc="actuator", timeout=30,
+                          msg=re.compile("^lost the lease"))
+        last_renew = max(t for t, u, h in self.lease_writes(kube)
+                         if u == "replica-a" and h)
+        self.assertLess(last_renew, t_fault + 0.5)
+        # The renew deadline counts from when the last good renewal was
+        # sent, a little before the server saw it.
+        t_lost = harness.log_time(lost)
+        self.assertGreaterEqual(t_lost - last_renew,
+                                RENEW_DEADLINE - 0.5, lost)
+        self.assertLess(t_lost - last_renew,
+                        RENEW_DEADLINE + harness.scaled(1.0), lost)
+        # Demand changes: a standby keeps reading the lists and writes
+        # nothing (no scale, no Event).  Once it could not read the Lease
+        # for a lease duration it could not take over either: not ready,
+        # and the detail says why.
+        t_demand = time.time()
+        circle.queue(CLS, 2)
+        self.wait_resyncs(a, kube, t_demand, n=3)
+        self.assertEqual(a.metrics().get(PRE + "leader"), 0)
+        a.wait(lambda: self.role(a)[0] == 503, 30,
+               "not ready without the Lease")
+        status, role, body = self.role(a)
+        self.assertEqual(role, "standby", body)
+        le = body["children"]["actuator"]["detail"]["leader_election"]
+        self.assertGreater(le["last_read_ms_ago"], LEASE_DURATION * 1000,
+                           body)
+        self.assertEqual(body["children"]["actuator"]["state"], "running")
+        late = [r for r in kube.daemon_requests(t_fault)
+                if r["method"] != "GET" and r.get("endpoint") != "leases"
+                and r["t"] >= last_renew + RENEW_DEADLINE]
+        self.assertEqual(late, [], "wrote after the renew deadline")
+        self.assertEqual(kube.pools()[POOL]["replicas"], 1)
+        # The Lease answers again: it still names this replica, which
+        # leads again at once and catches up.
+        mark = a.mark()
+        t_clear = time.time()
+        kube.clear_faults()
+        self.wait_leader(a, since=mark)
+        self.wait_pool(a, kube, POOL, 2)
+        t_a = self.acquired(kube, "replica-a", t_clear)
+        scale = kube.scale_requests(t_fault, pool=POOL)[0]
+        self.assertGreaterEqual(scale["t"], t_a, json.dumps(scale))
+        self.assertLessEqual(t_a - t_clear, RETRY + harness.scaled(1.0))
+        self.assert_journal_sane(kube)
 
 if __name__ == "__main__":
     harness.main()
