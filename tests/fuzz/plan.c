@@ -545,6 +545,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	plan_and_send(w);
+	event_cache_free(&w->a);
 	act_classes_free(&w->a);
 	metrics_free(w->a.a_metrics);
 	conf_free(w->conf);
