@@ -264,7 +264,11 @@ reload_init(struct supervisor *s, char *err, size_t errlen)
 	s->s_conf = conf;
 	r->r_config = text;
 	r->r_config_len = len;
-	/* A token from CIRCLE_TOKEN cannot change; one from a file can. */
+	/* A token from CIRCLE_TOKEN cannot change; one from a file can.
+	 * The checks compare the file as read (a final newline included),
+	 * so that is what is remembered. */
+	text = NULL;
+	len = 0;
 	if (getenv("CIRCLE_TOKEN") == NULL ||
 	    getenv("CIRCLE_TOKEN")[0] == '\0') {
 		if ((text = read_text(s->s_flags->f_circle_token_file,
@@ -272,13 +276,14 @@ reload_init(struct supervisor *s, char *err, size_t errlen)
 			return -1;
 		r->r_token = token_parse(
 		    text, len, s->s_flags->f_circle_token_file, err, errlen);
-		wipe_free(text, len);
-		if (r->r_token == NULL)
+		if (r->r_token == NULL) {
+			wipe_free(text, len);
 			return -1;
+		}
 	}
 	r->r_generation = 1;
-	remember(r, r->r_config, r->r_config_len, r->r_token,
-	    r->r_token ? strlen(r->r_token) : 0);
+	remember(r, r->r_config, r->r_config_len, text, len);
+	wipe_free(text, len);
 	if (prepare(s, err, errlen) == -1)
 		return -1;
 	metric_set(r->r_m_ok, 1);

@@ -304,5 +304,34 @@ class ReloadTest(KubeTestCase):
         self.assertEqual((e["generation"], e["removed"]), (3, 1), e)
 
 
+    def test_files_rewritten_as_they_were_change_nothing(self):
+        """The kubelet swaps ..data whenever the Secret object is written,
+        with the same content as often as not (a token file ending in a
+        newline included): no new generation, no reload counted, nothing
+        sent to the children."""
+        circle, _, kd, p = self.stack({KEEP: {}}, kube=False)
+        p.wait_log(proc="poller", msg="polled task counts",
+                   resource_class=KEEP)
+        mark = p.mark()
+        same = {"config.yaml": config_text({KEEP: {}}),
+                "circle-token": API_TOKEN + "\n"}
+        kd.update(same)
+        p.send_signal(signal.SIGHUP)
+        # A real change after it: checks run in order, so the first
+        # change logged tells whether the rewrite counted as one.
+        kd.update(dict(same, **{"config.yaml": config_text(
+            {KEEP: {}, NEW: {}})}))
+        p.send_signal(signal.SIGHUP)
+        e = p.wait_log(since=mark, proc="supervisor",
+                       msg=re.compile("^configuration changed"))
+        self.assertEqual((e["generation"], e["added"],
+                          e["circle_token_changed"]), (2, 1, False), e)
+        p.wait_log(since=mark, proc="poller", msg="polled task counts",
+                   resource_class=NEW)
+        self.assertEqual(self.reloads(p, "applied"), 1)
+        self.assertEqual(p.lines(since=mark, proc="supervisor",
+                                 msg=re.compile("^configuration changed")),
+                         [e])
+
 if __name__ == "__main__":
     harness.main()
