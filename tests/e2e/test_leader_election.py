@@ -219,7 +219,6 @@ class LeaderElectionTest(KubeTestCase):
         self.assert_journal_sane(kube)
         self.assert_vm_deletes_safe(kube, circle)
 
-
     def test_a_leader_that_cannot_renew_stops_writing(self):
         """The API server stops answering for the Lease (an overloaded
         control plane, a network partition): the leader stops writing
@@ -281,6 +280,46 @@ class LeaderElectionTest(KubeTestCase):
         self.assertGreaterEqual(scale["t"], t_a, json.dumps(scale))
         self.assertLessEqual(t_a - t_clear, RETRY + harness.scaled(1.0))
         self.assert_journal_sane(kube)
+
+    def test_a_reload_keeps_the_leader_leading(self):
+        """Configuration changes on the leader (one right as it starts
+        leading, one that leaves the classes as they were) change what it
+        writes, not whether it writes: it keeps the Lease, knows its
+        objects and scales at once."""
+        self.write_config({CLS: {"minReplicas": 1, "maxReplicas": 6}})
+        circle = self.start_circleci([CLS], task_duration_ms=600000)
+        kube = self.start_kube(circle=circle)
+        a = self.replica(kube, "a").start()
+        # Changed as soon as it leads, before its first writes are done.
+        self.wait_leader(a)
+        mark = a.mark()
+        self.write_config({CLS: {"minReplicas": 1, "maxReplicas": 7}})
+        a.send_signal(signal.SIGHUP)
+        a.wait_log(since=mark, proc="actuator", msg=re.compile(
+            r"^running configuration generation 2"))
+        self.wait_pool(a, kube, POOL, 1)
+        # The same classes again, written differently (generation 3).
+        path = self.tdir.join("config.yaml")
+        with open(path) as f:
+            text = f.read()
+        with open(path, "w") as f:
+            f.write("# edited\n" + text)
+        a.send_signal(signal.SIGHUP)
+        a.wait_log(since=mark, proc="actuator", msg=re.compile(
+            r"^running configuration generation 3"))
+        t = time.time()
+        circle.queue(CLS, 2)
+        self.wait_pool(a, kube, POOL, 2)
+        self.wait_resyncs(a, kube, t, n=2)
+        status, role, body = self.role(a)
+        self.assertEqual((status, role), (200, "leader"), body)
+        cls = body["children"]["actuator"]["detail"]["classes"][CLS]
+        self.assertEqual((cls["secret"], cls["pool_state"]),
+                         ("current", "current"), body)
+        self.assertEqual(a.lines(since=mark, proc="actuator",
+                                 msg=re.compile("^(lost|became)")), [])
+        self.assertEqual(a.metrics().get(PRE + "leader"), 1)
+
 
 if __name__ == "__main__":
     harness.main()

@@ -303,7 +303,6 @@ class ReloadTest(KubeTestCase):
         self.assertLess(log_time(e) - t1, harness.scaled(1), e)
         self.assertEqual((e["generation"], e["removed"]), (3, 1), e)
 
-
     def test_files_rewritten_as_they_were_change_nothing(self):
         """The kubelet swaps ..data whenever the Secret object is written,
         with the same content as often as not (a token file ending in a
@@ -332,6 +331,7 @@ class ReloadTest(KubeTestCase):
         self.assertEqual(p.lines(since=mark, proc="supervisor",
                                  msg=re.compile("^configuration changed")),
                          [e])
+
 
 if __name__ == "__main__":
     harness.main()
