@@ -19,6 +19,7 @@
 #define IPC_CONF_POLLER   "conf-p.sock"
 #define IPC_CONF_ACTUATOR "conf-a.sock"
 #define IPC_URL_MAX       128
+#define IPC_SUB_QUEUE     2048 /* messages a SUB socket holds unread */
 /* Every socket's receive limit: proto/msg.h's MSG_MAX (common cannot
  * include proto; msg.c checks the two agree). */
 #define IPC_MSG_MAX (16 * 1024 * 1024)

@@ -277,6 +277,10 @@ class FailuresTest(harness.E2ETestCase):
                 self.assertEqual(fails[0]["status"], 401, fails)
                 self.assertEqual(fails[0]["kind"], "auth", fails)
                 self.assertEqual(fails[0]["retry_in_ms"], 30000, fails)
+        # The classes' polls are spread over the interval: A's recovery
+        # reaches /ready with the survey after its poll.
+        p.wait(lambda: p.ready()[1]["children"]["poller"]["detail"]
+               ["classes"][A]["status"] == "ok", 10, "A ok in /ready")
         status, body = p.ready()
         self.assertEqual(status, 503, body)
         self.assertEqual(body["children"]["poller"]["detail"]["classes"][B]
