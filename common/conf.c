@@ -57,6 +57,7 @@ struct parse {
 	size_t p_errlen;
 	struct origin *p_orig;
 	size_t p_norig;
+	unsigned p_flags; /* CONF_* */
 };
 
 /* Where a value was written, for messages about a related one. */
@@ -973,7 +974,7 @@ parse_class_010(
 		} else
 			return unknown_key(p, cls, path, key, class_keys);
 	}
-	if (cc->cc_token == NULL)
+	if (cc->cc_token == NULL && !(p->p_flags & CONF_NO_SECRETS))
 		return perr(p, y2j_mark_node(p->p_doc, cls), path,
 		    "missing required key \"token\" (the resource class "
 		    "token)");
@@ -1944,6 +1945,7 @@ conf_parse_files(const char *name, const char *buf, size_t len,
 	memset(&sp, 0, sizeof(sp));
 	if (parse_doc(&p, name, buf, len, err, errlen) == -1)
 		return NULL;
+	p.p_flags = flags;
 	if (sname != NULL && !(flags & CONF_NO_SECRETS)) {
 		if (parse_doc(&sp, sname, sbuf, slen, err, errlen) == -1)
 			goto out;
@@ -2025,6 +2027,57 @@ conf_load(const char *config, const char *secrets, unsigned flags, char *err,
 		free(sbuf);
 	}
 	return c;
+}
+
+struct conf *
+conf_parse_flags(const char *name, const char *buf, size_t len, unsigned flags,
+    char *err, size_t errlen)
+{
+	return conf_parse_files(
+	    name, buf, len, NULL, NULL, 0, flags, err, errlen);
+}
+
+struct conf *
+conf_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
+{
+	return conf_load(path, NULL, flags, err, errlen);
+}
+
+/* The keys holding secrets of a class mapping (both forms). */
+static void
+strip_class(json_t *cls)
+{
+	if (json_is_object(cls)) {
+		json_object_del(cls, "token");
+		json_object_del(cls, "userData");
+	}
+}
+
+char *
+conf_strip_secrets(const char *buf, size_t len, size_t *outlen)
+{
+	static const char *const maps[] = { "resourceClass",
+		"resourceClasses" };
+	struct y2j_error yerr;
+	struct y2j_doc *doc;
+	json_t *root, *v;
+	const char *key;
+	char *out;
+	size_t i;
+
+	if ((doc = y2j_parse(buf, len, &yerr)) == NULL)
+		return NULL;
+	root = json_deep_copy(y2j_doc_root(doc));
+	y2j_doc_free(doc);
+	for (i = 0; i < nitems(maps); i++)
+		json_object_foreach(json_object_get(root, maps[i]), key, v)
+		    strip_class(v);
+	strip_class(json_object_get(root, "resourceClassDefaults"));
+	out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(root);
+	if (out != NULL)
+		*outlen = strlen(out);
+	return out;
 }
 
 static void

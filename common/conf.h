@@ -102,6 +102,15 @@ struct conf *conf_parse(
 struct conf *conf_parse_files(const char *name, const char *buf, size_t len,
     const char *sname, const char *sbuf, size_t slen, unsigned flags,
     char *err, size_t errlen);
+/* conf_parse and conf_load with a secrets file of none, and flags. */
+struct conf *conf_load_flags(
+    const char *path, unsigned flags, char *err, size_t errlen);
+struct conf *conf_parse_flags(const char *name, const char *buf, size_t len,
+    unsigned flags, char *err, size_t errlen);
+/* The document in buf (already validated) as compact JSON without any
+ * runner token or user data: what a process that needs no secrets gets.
+ * A new string (*outlen bytes), or NULL when buf does not parse. */
+char *conf_strip_secrets(const char *buf, size_t len, size_t *outlen);
 void conf_free(struct conf *);
 /* Borrowed pointer into conf, or NULL. */
 const struct conf_class *conf_class_find(const struct conf *, const char *);

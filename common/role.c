@@ -48,7 +48,9 @@ role_start(struct role *r, const char *name, unsigned conf_flags, int argc,
 	rng_seed(now_us() ^ (uint64_t)getpid() << 32);
 	if (!r->r_flags.f_secrets_set)
 		conf_flags |= CONF_SECRETS_OPTIONAL;
-	if ((r->r_conf = conf_load(r->r_flags.f_config, r->r_flags.f_secrets,
+	/* A drain empties what the cluster shows, whatever is configured. */
+	if (!r->r_flags.f_drain &&
+	    (r->r_conf = conf_load(r->r_flags.f_config, r->r_flags.f_secrets,
 	         conf_flags, err, sizeof(err))) == NULL)
 		fail("invalid configuration", err);
 	if (ipc_rundir(r->r_flags.f_run_dir, r->r_run_dir,
@@ -60,12 +62,20 @@ role_start(struct role *r, const char *name, unsigned conf_flags, int argc,
 	    ipc_open(
 	        &r->r_health, IPC_RESPONDENT_DIAL, url, &r->r_health_fd) == -1)
 		fail("cannot open the health socket", url);
+	/* Configurations the supervisor validated come here: a child never
+	 * reads its configuration files again. */
+	if (ipc_url(url, sizeof(url), r->r_run_dir,
+	        strcmp(name, "poller") == 0 ? IPC_CONF_POLLER
+	                                    : IPC_CONF_ACTUATOR) == -1 ||
+	    ipc_open(&r->r_conf_sock, IPC_PAIR_DIAL, url, &r->r_conf_fd) == -1)
+		fail("cannot open the configuration socket", url);
 }
 
 void
 role_stop(struct role *r)
 {
 	nng_close(r->r_health);
+	nng_close(r->r_conf_sock);
 	close(r->r_sigfd);
 	conf_free(r->r_conf);
 	r->r_conf = NULL;

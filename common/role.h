@@ -22,11 +22,13 @@ struct role {
 	int r_sigfd;         /* SIGTERM, SIGINT */
 	nng_socket r_health; /* RESPONDENT on health.sock */
 	int r_health_fd;
+	nng_socket r_conf_sock; /* PAIR on conf-p.sock / conf-a.sock */
+	int r_conf_fd;
 	uint64_t r_start_ms;
 };
 
 /* role.c */
-/* Does all of the above (conf_flags: CONF_NO_SECRETS for a child that
+/* Does all of the above (conf_flags: CONF_NO_SECRETS for a role that
  * needs no runner secrets).  --help and --version print and exit 0; any
  * problem is logged and exits EXIT_PERMFAIL (the supervisor does not
  * restart a child for a problem a restart cannot fix). */

@@ -19,6 +19,45 @@ token_valid(const char *t)
 	return 0;
 }
 
+/* Checks t (taken) and registers it; NULL (t wiped) with err. */
+static char *
+token_checked(char *t, const char *source, char *err, size_t errlen)
+{
+	if (t[0] == '\0') {
+		snprintf(err, errlen, "%s: the CircleCI API token is empty",
+		    source);
+		token_free(t);
+		return NULL;
+	}
+	if (token_valid(t) == -1) {
+		snprintf(err, errlen,
+		    "%s: the CircleCI API token contains whitespace or "
+		    "control characters",
+		    source);
+		token_free(t);
+		return NULL;
+	}
+	log_secret_add(t);
+	return t;
+}
+
+char *
+token_parse(
+    const char *text, size_t len, const char *source, char *err, size_t errlen)
+{
+	char *t;
+
+	if (len > TOKEN_MAX) {
+		snprintf(err, errlen,
+		    "%s: CircleCI API token file is larger than %d bytes",
+		    source, TOKEN_MAX);
+		return NULL;
+	}
+	t = xstrndup(text, len);
+	rstrip(t);
+	return token_checked(t, source, err, errlen);
+}
+
 char *
 token_load(const char *path, const char **source, char *err, size_t errlen)
 {
@@ -48,22 +87,7 @@ token_load(const char *path, const char **source, char *err, size_t errlen)
 		}
 		rstrip(t);
 	}
-	if (t[0] == '\0') {
-		snprintf(err, errlen, "%s: the CircleCI API token is empty",
-		    *source);
-		token_free(t);
-		return NULL;
-	}
-	if (token_valid(t) == -1) {
-		snprintf(err, errlen,
-		    "%s: the CircleCI API token contains whitespace or "
-		    "control characters",
-		    *source);
-		token_free(t);
-		return NULL;
-	}
-	log_secret_add(t);
-	return t;
+	return token_checked(t, *source, err, errlen);
 }
 
 void

@@ -12,6 +12,10 @@
  * naming the source in err.  *source is set to "CIRCLE_TOKEN" or path. */
 char *token_load(
     const char *path, const char **source, char *err, size_t errlen);
+/* The token in a file's text (len bytes, trailing whitespace ignored),
+ * checked and registered as token_load does; source names it in err. */
+char *token_parse(const char *text, size_t len, const char *source, char *err,
+    size_t errlen);
 /* Wipes and frees. */
 void token_free(char *);
 

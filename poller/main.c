@@ -21,8 +21,8 @@ main(int argc, char **argv)
 	int rv = EXIT_PERMFAIL;
 
 	role_start(&r, "poller", CONF_NO_SECRETS, argc, argv);
-	/* Runner tokens belong to the actuator; this side never reads them,
-	 * nor needs the VM specs (a few KiB of JSON per class). */
+	/* Runner tokens belong to the actuator; this side never needs them,
+	 * nor the VM specs (a few KiB of JSON per class). */
 	conf_drop_tokens(r.r_conf);
 	for (size_t i = 0; i < r.r_conf->c_nclasses; i++) {
 		json_decref(r.r_conf->c_classes[i].cc_spec);

@@ -142,12 +142,34 @@ child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 	c->c_last_answer_ms = 0;
 	c->c_killed_unresponsive = false;
 
-	argv = xcalloc((size_t)s->s_child_argc + 4, sizeof(*argv));
+	/* The operator's flags, then the supervisor's: the last of a flag
+	 * wins.  A child starts from the configuration the supervisor runs
+	 * (saved in the run dir), never from a file changed since. */
+	argv = xcalloc((size_t)s->s_child_argc + 10, sizeof(*argv));
 	argv[0] = c->c_path;
 	for (i = 0; i < s->s_child_argc; i++)
 		argv[i + 1] = s->s_child_argv[i];
-	argv[i + 1] = "--run-dir";
-	argv[i + 2] = (char *)(uintptr_t)s->s_run_dir;
+	argv[++i] = "--run-dir";
+	argv[++i] = (char *)(uintptr_t)s->s_run_dir;
+	if (reload_snapshot(s, c->c_role)[0] != '\0') {
+		argv[++i] = "--config";
+		argv[++i] = (char *)(uintptr_t)reload_snapshot(s, c->c_role);
+		/* The actuator's secrets as accepted ("": none); the poller
+		 * reads none. */
+		if (c->c_role == ROLE_ACTUATOR) {
+			argv[++i] = "--secrets";
+			argv[++i] =
+			    (char *)(uintptr_t)reload_secrets_snapshot(s);
+		}
+	}
+	/* A restarted actuator keeps its name, and with it the Lease. */
+	if (c->c_role == ROLE_ACTUATOR && s->s_identity[0] != '\0') {
+		argv[++i] = "--lease-identity";
+		argv[++i] = s->s_identity;
+	}
+	c->c_conf_gen = s->s_reload.r_generation;
+	c->c_conf_sent_ms = 0;
+	c->c_conf_error[0] = '\0';
 	env = child_env(
 	    c->c_role == ROLE_POLLER ? poller_env_drop : actuator_env_drop);
 	pid = fork();
