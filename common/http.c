@@ -41,9 +41,13 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	}
 	if ((colon = memchr(data, ':', n)) == NULL)
 		return n;
+	/* A field name is a token: white space in it or before the colon
+	 * (RFC 9112 §5.1), or a folded continuation line, is not a field we
+	 * read. */
 	nlen = (size_t)(colon - data);
-	while (nlen > 0 && isspace((unsigned char)data[nlen - 1]))
-		nlen--;
+	if (nlen == 0 || memchr(data, ' ', nlen) != NULL ||
+	    memchr(data, '\t', nlen) != NULL)
+		return n;
 	v = colon + 1;
 	vlen = n - (size_t)(v - data);
 	while (vlen > 0 && isspace((unsigned char)*v)) {
@@ -61,7 +65,7 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 		memcpy(x->x_retry_after, v, vlen);
 		x->x_retry_after[vlen] = '\0';
 	}
-	if (x->x_on_header != NULL && nlen > 0)
+	if (x->x_on_header != NULL)
 		x->x_on_header(x, data, nlen, v, vlen);
 	return n;
 }
