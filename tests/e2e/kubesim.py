@@ -585,7 +585,13 @@ class KubeTestCase(harness.E2ETestCase):
         for r in kube.daemon_requests():
             what = "%s %s -> %s: %s" % (r["method"], r["path"], r["status"],
                                         json.dumps(r.get("body"))[:600])
-            if not r.get("fault"):  # a test's fault switch answered it
+            # A guarded finalizer patch of a VM that changed since the
+            # list fails its test operation with a 422: a race the
+            # actuator expects, not an invalid request.
+            raced = r["method"] == "PATCH" and \
+                r.get("endpoint") == "virtualmachines" and \
+                r["status"] == 422 and "test failed" in r.get("error", "")
+            if not r.get("fault") and not raced:
                 self.assertNotIn(r["status"], (400, 415, 422), what)
             if r["path"].endswith("/scale"):
                 self.assertEqual(r["method"], "PATCH", what)

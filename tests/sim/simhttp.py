@@ -167,6 +167,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         except Exception as e:  # a simulator bug must not hang the client
             status, payload, headers = 500, {"message": "simulator: %r" % e}, {}
         self._entry["status"] = status
+        if status >= 400 and isinstance(payload, dict) and \
+                isinstance(payload.get("message"), str):
+            self._entry["error"] = payload["message"]
         self.send(status, payload, headers)
 
     def send(self, status, payload, headers=None, content_type=None):
