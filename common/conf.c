@@ -15,7 +15,6 @@
 #include "util.h"
 #include "yaml2json.h"
 
-#define CLASS_NAME_MAX 253
 #define CLOUDINIT_DISK "cloudinitdisk"
 #define CLOUDINIT_MSG  "the provisioner appends its own cloud-init disk; "
 
@@ -239,8 +238,9 @@ class_name_problem(const char *name, char *buf, size_t size)
 
 	if (len == 0)
 		return "is empty";
-	if (len > CLASS_NAME_MAX) {
-		snprintf(buf, size, "is longer than %d bytes", CLASS_NAME_MAX);
+	if (len > CONF_CLASS_NAME_MAX) {
+		snprintf(
+		    buf, size, "is longer than %d bytes", CONF_CLASS_NAME_MAX);
 		return buf;
 	}
 	if ((slash = strchr(name, '/')) == NULL)

@@ -159,6 +159,12 @@ ipc_open(nng_socket *s, enum ipc_role role, const char *url, int *recv_fd)
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMINT, RECONNECT_MIN_MS);
 	nng_socket_set_ms(*s, NNG_OPT_RECONNMAXT, RECONNECT_MAX_MS);
 	nng_socket_set_ms(*s, NNG_OPT_SENDTIMEO, SEND_TIMEOUT_MS);
+	/* Before listening or dialing: pipes take the limit when made. */
+	if ((rv = nng_socket_set_size(*s, NNG_OPT_RECVMAXSZ, IPC_MSG_MAX)) !=
+	    0) {
+		log_warnx("ipc: receive limit: %s", nng_strerror(rv));
+		goto fail;
+	}
 	if (role == IPC_SUB_DIAL &&
 	    (rv = nng_socket_set(*s, NNG_OPT_SUB_SUBSCRIBE, "", 0)) != 0) {
 		log_warnx("ipc: subscribe: %s", nng_strerror(rv));

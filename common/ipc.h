@@ -14,6 +14,9 @@
 #define IPC_DEMAND  "demand.sock"
 #define IPC_HEALTH  "health.sock"
 #define IPC_URL_MAX 128
+/* Every socket's receive limit: proto/msg.h's MSG_MAX (common cannot
+ * include proto; msg.c checks the two agree). */
+#define IPC_MSG_MAX (16 * 1024 * 1024)
 /* sun_path holds 108 bytes with the NUL: "<dir>/demand.sock". */
 #define IPC_DIR_MAX (108 - 1 - sizeof(IPC_DEMAND))
 

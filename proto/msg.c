@@ -3,9 +3,14 @@
 #include <unistd.h>
 
 #include "conf.h"
+#include "ipc.h"
 #include "metrics.h"
 #include "msg.h"
 #include "util.h"
+
+_Static_assert(
+    MSG_MAX >= 2 * CONF_FILE_MAX, "a whole configuration must fit a message");
+_Static_assert(IPC_MSG_MAX == MSG_MAX, "sockets must take any message");
 
 #define DEMAND_FIXED 30 /* payload bytes before the class name */
 #define QUERY_FIXED  8

@@ -22,11 +22,20 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "conf.h"
 
-#define MSG_VERSION   1
-#define MSG_HDR_LEN   16
-#define MSG_MAX       (1024 * 1024)
-#define MSG_CLASS_MAX 253
+#define MSG_VERSION 1
+#define MSG_HDR_LEN 16
+/*
+ * The largest message, and every IPC socket's receive limit (nng's own
+ * default, 1 MiB, is too small).  The health answer of the maximal
+ * configuration (CONF_CLASSES_LIMIT classes with CONF_CLASS_NAME_MAX-byte
+ * names, every per-class series set) is about 7 MiB; a configuration sent
+ * whole (CONF_FILE_MAX) must fit too.  A larger answer is not sent: the
+ * child answers with a small one saying so (survey.c).
+ */
+#define MSG_MAX       (16 * 1024 * 1024)
+#define MSG_CLASS_MAX CONF_CLASS_NAME_MAX
 #define MSG_COUNT_MAX 1000000 /* tasks per class, sanity bound */
 
 enum msg_kind {

@@ -1,8 +1,37 @@
+#include <stdbool.h>
 #include <string.h>
 
 #include "ipc.h"
 #include "log.h"
 #include "survey.h"
+
+/* An answer nobody could receive would read as silence, and the
+ * supervisor would kill a healthy child for it: say what happened instead,
+ * without the detail and the metrics. */
+static void
+too_large(struct msg_health *h, struct buf *out, uint32_t *seq)
+{
+	static bool logged;
+	size_t len = out->b_len;
+
+	if (!logged)
+		log_error(
+		    "the health answer (%zu bytes) is larger than the IPC "
+		    "limit (%d bytes): sending it without detail and "
+		    "metrics",
+		    len, MSG_MAX);
+	logged = true;
+	h->hl_state = HEALTH_FAILING;
+	h->hl_detail = json_pack("{s:s,s:I,s:I}", "error",
+	    "health answer larger than the IPC limit", "bytes",
+	    (json_int_t)len, "limit", (json_int_t)MSG_MAX);
+	h->hl_metrics = "";
+	h->hl_metrics_len = 0;
+	buf_reset(out);
+	msg_health_encode(h, *seq, out);
+	json_decref(h->hl_detail);
+	h->hl_detail = NULL;
+}
 
 int
 survey_answer(nng_socket s, enum health_role role, uint32_t *seq,
@@ -34,6 +63,8 @@ survey_answer(nng_socket s, enum health_role role, uint32_t *seq,
 		buf_reset(&out);
 		msg_health_encode(&h, ++*seq, &out);
 		json_decref(h.hl_detail);
+		if (out.b_len > MSG_MAX)
+			too_large(&h, &out, seq);
 		if (ipc_send(s, out.b_data, out.b_len) == 0)
 			n++;
 	}

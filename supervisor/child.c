@@ -44,7 +44,7 @@ int
 child_init(struct supervisor *s, const char *self_dir)
 {
 	static const char *const labels[] = { "child", NULL };
-	struct metric_family *restarts, *up, *loop;
+	struct metric_family *restarts, *up, *loop, *answer;
 	struct child *c;
 	size_t i;
 
@@ -56,6 +56,11 @@ child_init(struct supervisor *s, const char *self_dir)
 	loop =
 	    metrics_family(s->s_metrics, METRIC_GAUGE, "child_crash_looping",
 	        "1 while the child keeps dying and restarts are slowed down.",
+	        labels, NULL, 0);
+	answer =
+	    metrics_family(s->s_metrics, METRIC_GAUGE, "health_answer_bytes",
+	        "Size of the child's last health answer (the IPC limit is "
+	        "16 MiB).",
 	        labels, NULL, 0);
 	s->s_children[0].c_name = "poller";
 	s->s_children[0].c_role = ROLE_POLLER;
@@ -79,6 +84,8 @@ child_init(struct supervisor *s, const char *self_dir)
 		c->c_m_up = metric_series(up, (const char *[]){ c->c_name });
 		c->c_m_crash_loop =
 		    metric_series(loop, (const char *[]){ c->c_name });
+		c->c_m_answer_bytes =
+		    metric_series(answer, (const char *[]){ c->c_name });
 	}
 	return 0;
 }

@@ -74,8 +74,8 @@ health_survey(struct supervisor *s, uint64_t now)
 }
 
 static void
-store_answer(
-    struct supervisor *s, struct child *c, struct msg_health *h, uint64_t now)
+store_answer(struct supervisor *s, struct child *c, struct msg_health *h,
+    size_t bytes, uint64_t now)
 {
 	struct log_line ll;
 
@@ -90,6 +90,7 @@ store_answer(
 	c->c_health = *h;
 	c->c_have_health = true;
 	c->c_last_answer_ms = now;
+	metric_set(c->c_m_answer_bytes, (double)bytes);
 	metric_observe(
 	    s->s_m_survey_lat, (double)(now - survey_sent_ms) / 1000.0);
 }
@@ -101,12 +102,13 @@ health_receive(struct supervisor *s, uint64_t now)
 	struct msg_hdr hdr;
 	struct child *c;
 	enum msg_err e;
+	size_t len;
 	nng_msg *m;
 	int peer;
 
 	while (ipc_recv(s->s_survey, &m) == 1) {
-		e = msg_health_decode(
-		    nng_msg_body(m), nng_msg_len(m), &hdr, &h);
+		len = nng_msg_len(m);
+		e = msg_health_decode(nng_msg_body(m), len, &hdr, &h);
 		peer = ipc_peer_pid(m);
 		nng_msg_free(m);
 		if (e != MSG_OK) {
@@ -126,7 +128,7 @@ health_receive(struct supervisor *s, uint64_t now)
 			msg_health_clear(&h);
 			continue;
 		}
-		store_answer(s, c, &h, now);
+		store_answer(s, c, &h, len, now);
 	}
 }
 

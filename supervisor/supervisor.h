@@ -62,6 +62,7 @@ struct child {
 	struct metric_series *c_m_restarts;
 	struct metric_series *c_m_up;
 	struct metric_series *c_m_crash_loop;
+	struct metric_series *c_m_answer_bytes;
 };
 
 struct supervisor {
