@@ -73,7 +73,9 @@ call_free(struct kube_call *c)
 	free(c->kc_method);
 	free(c->kc_url);
 	free(c->kc_content_type);
-	free(c->kc_body);
+	/* Secret bodies carry the user data, runner token included. */
+	if (c->kc_body != NULL)
+		free_wipe(c->kc_body, strlen(c->kc_body));
 	c->kc_method = c->kc_url = c->kc_content_type = c->kc_body = NULL;
 }
 
@@ -312,12 +314,9 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 		    c->kc_xfer.x_body.b_len, 0, NULL);
 	http_xfer_describe(&c->kc_xfer, why, sizeof(why));
 	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_status >= 300 &&
-	    json_is_string(json_object_get(body, "message"))) {
-		size_t n = strlen(why);
-		snprintf(
-		    why + n, sizeof(why) - n, ": %s", status_message(body));
-		log_redact(why, sizeof(why));
-	}
+	    json_is_string(json_object_get(body, "message")))
+		log_redactf(why, sizeof(why), "HTTP %ld: %s",
+		    c->kc_xfer.x_status, status_message(body));
 	note_outcome(k, c, body, why);
 	memset(&r, 0, sizeof(r));
 	r.kr_verb = c->kc_verb;

@@ -9,6 +9,7 @@
 #include "base64.h"
 #include "kubecreds.h"
 #include "log.h"
+#include "token.h"
 #include "util.h"
 #include "yaml2json.h"
 
@@ -296,15 +297,17 @@ kube_creds_refresh(struct kube_creds *kc, bool force)
 		free(t);
 		return -1;
 	}
-	log_secret_add(t);
 	if (kc->kc_token != NULL && strcmp(kc->kc_token, t) == 0) {
-		free(t);
+		token_free(t);
 		return 0;
 	}
+	/* A rotated token replaces the old one in the redaction list, which
+	 * would otherwise grow by one every rotation, and is wiped. */
+	log_secret_replace(kc->kc_token, t);
 	if (kc->kc_token != NULL)
 		log_info(
 		    "Kubernetes token reloaded from %s", kc->kc_token_file);
-	free(kc->kc_token);
+	token_free(kc->kc_token);
 	kc->kc_token = t;
 	return 0;
 }
@@ -351,9 +354,8 @@ wipe(struct buf *b)
 void
 kube_creds_free(struct kube_creds *kc)
 {
-	if (kc->kc_token != NULL)
-		explicit_bzero(kc->kc_token, strlen(kc->kc_token));
-	free(kc->kc_token);
+	log_secret_remove(kc->kc_token);
+	token_free(kc->kc_token);
 	free(kc->kc_server);
 	free(kc->kc_namespace);
 	free(kc->kc_source);

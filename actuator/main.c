@@ -5,9 +5,11 @@
 #include <string.h>
 
 #include "actuator.h"
+#include "http.h"
 #include "log.h"
 #include "role.h"
 #include "util.h"
+#include "wipe.h"
 
 int
 main(int argc, char **argv)
@@ -33,8 +35,8 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_error("curl_global_init failed");
+	wipe_stack();
+	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;
 		goto out;
 	}

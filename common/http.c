@@ -4,11 +4,68 @@
 #include <string.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "http.h"
 #include "log.h"
 #include "util.h"
+#include "wipe.h"
 
 #define RETRY_AFTER_MAX_S 3600
+
+static void *
+ossl_malloc(size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return wipe_malloc(n);
+}
+
+static void *
+ossl_realloc(void *p, size_t n, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	return wipe_realloc(p, n);
+}
+
+static void
+ossl_free(void *p, const char *file, int line)
+{
+	(void)file;
+	(void)line;
+	wipe_free(p);
+}
+
+int
+http_global_init(void)
+{
+	CURLcode rc;
+
+	/* OpenSSL takes an allocator only before its first allocation. */
+	if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) !=
+	    1)
+		log_warnx("OpenSSL allocated memory before its allocator was "
+		          "set: TLS buffers are freed without wiping");
+	rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free,
+	    wipe_realloc, wipe_strdup, wipe_calloc);
+	if (rc != CURLE_OK) {
+		log_error("curl_global_init: %s", curl_easy_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void
+http_headers_free(struct curl_slist *h)
+{
+	struct curl_slist *p;
+
+	for (p = h; p != NULL; p = p->next)
+		if (p->data != NULL)
+			explicit_bzero(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
 
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
@@ -93,9 +150,10 @@ http_xfer_reset(struct http_xfer *x)
 	x->x_retry_after[0] = '\0';
 	x->x_errbuf[0] = '\0';
 	x->x_duration_us = 0;
-	curl_slist_free_all(x->x_headers);
+	http_headers_free(x->x_headers);
 	x->x_headers = NULL;
-	free(x->x_req_body);
+	if (x->x_req_body != NULL)
+		free_wipe(x->x_req_body, strlen(x->x_req_body));
 	x->x_req_body = NULL;
 }
 
@@ -162,19 +220,18 @@ void
 http_xfer_describe(const struct http_xfer *x, char *out, size_t size)
 {
 	if (x->x_too_big)
-		snprintf(out, size, "response body larger than %zu bytes",
+		log_redactf(out, size, "response body larger than %zu bytes",
 		    x->x_max_body);
 	else if (x->x_result == CURLE_OPERATION_TIMEDOUT)
-		snprintf(out, size, "timeout after %llu ms (%s)",
+		log_redactf(out, size, "timeout after %llu ms (%s)",
 		    (unsigned long long)(x->x_duration_us / 1000),
 		    x->x_errbuf[0] ? x->x_errbuf : "no answer");
 	else if (x->x_result != CURLE_OK)
-		snprintf(out, size, "%s",
+		log_redactf(out, size, "%s",
 		    x->x_errbuf[0] ? x->x_errbuf
 		                   : curl_easy_strerror(x->x_result));
 	else
-		snprintf(out, size, "HTTP %ld", x->x_status);
-	log_redact(out, size);
+		log_redactf(out, size, "HTTP %ld", x->x_status);
 }
 
 void

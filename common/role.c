@@ -9,6 +9,7 @@
 #include "role.h"
 #include "sig.h"
 #include "util.h"
+#include "wipe.h"
 
 static void __attribute__((noreturn)) fail(const char *msg, const char *err)
 {
@@ -26,6 +27,8 @@ role_start(struct role *r, const char *name, int argc, char **argv)
 	static const int signals[] = { SIGTERM, SIGINT };
 	char err[CONF_ERR_MAX], url[IPC_URL_MAX];
 
+	/* Before the first JSON value: the configuration holds tokens. */
+	wipe_json_init();
 	memset(r, 0, sizeof(*r));
 	r->r_name = name;
 	r->r_start_ms = now_ms();

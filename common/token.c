@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "token.h"
@@ -17,6 +18,28 @@ token_valid(const char *t)
 		if (*p <= 0x20 || *p == 0x7f)
 			return -1;
 	return 0;
+}
+
+/* Checks t (taken) and registers it for redaction; NULL on a problem. */
+static char *
+token_accept(char *t, const char *source, char *err, size_t errlen)
+{
+	if (t[0] == '\0') {
+		snprintf(err, errlen, "%s: the CircleCI API token is empty",
+		    source);
+		token_free(t);
+		return NULL;
+	}
+	if (token_valid(t) == -1) {
+		snprintf(err, errlen,
+		    "%s: the CircleCI API token contains whitespace or "
+		    "control characters",
+		    source);
+		token_free(t);
+		return NULL;
+	}
+	log_secret_add(t);
+	return t;
 }
 
 char *
@@ -48,22 +71,59 @@ token_load(const char *path, const char **source, char *err, size_t errlen)
 		}
 		rstrip(t);
 	}
-	if (t[0] == '\0') {
-		snprintf(err, errlen, "%s: the CircleCI API token is empty",
-		    *source);
-		token_free(t);
-		return NULL;
+	return token_accept(t, *source, err, errlen);
+}
+
+char *
+token_load_fd(int fd, const char **source, char *err, size_t errlen)
+{
+	char buf[TOKEN_MAX + 2], *t;
+	size_t len = 0;
+	ssize_t r;
+
+	*source = "--circle-token-fd";
+	while (len < sizeof(buf) - 1) {
+		r = read(fd, buf + len, sizeof(buf) - 1 - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			snprintf(err, errlen, "--circle-token-fd %d: %s", fd,
+			    strerror(errno));
+			explicit_bzero(buf, sizeof(buf));
+			close(fd);
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
 	}
-	if (token_valid(t) == -1) {
+	close(fd);
+	if (len > TOKEN_MAX) {
 		snprintf(err, errlen,
-		    "%s: the CircleCI API token contains whitespace or "
-		    "control characters",
-		    *source);
-		token_free(t);
+		    "--circle-token-fd %d: the CircleCI API token is longer "
+		    "than %d bytes",
+		    fd, TOKEN_MAX);
+		explicit_bzero(buf, sizeof(buf));
 		return NULL;
 	}
-	log_secret_add(t);
-	return t;
+	buf[len] = '\0';
+	t = xstrdup(buf);
+	explicit_bzero(buf, sizeof(buf));
+	rstrip(t);
+	return token_accept(t, *source, err, errlen);
+}
+
+void
+token_env_scrub(void)
+{
+	char *env = getenv("CIRCLE_TOKEN");
+
+	if (env == NULL)
+		return;
+	/* The variable lives in the process's initial stack, which
+	 * /proc/PID/environ shows: wipe it, not just unset it. */
+	explicit_bzero(env, strlen(env));
+	unsetenv("CIRCLE_TOKEN");
 }
 
 void

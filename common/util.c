@@ -45,6 +45,28 @@ xrealloc(void *old, size_t nmemb, size_t size)
 	return p;
 }
 
+void *
+xrealloc_wipe(void *old, size_t oldsize, size_t newsize)
+{
+	void *p = xmalloc(newsize);
+
+	if (old != NULL) {
+		memcpy(p, old, oldsize < newsize ? oldsize : newsize);
+		explicit_bzero(old, oldsize);
+		free(old);
+	}
+	return p;
+}
+
+void
+free_wipe(void *p, size_t size)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, size);
+	free(p);
+}
+
 char *
 xstrdup(const char *s)
 {
@@ -146,7 +168,7 @@ char *
 read_file(const char *path, size_t max, size_t *lenp)
 {
 	struct stat st;
-	size_t len = 0, cap;
+	size_t len = 0, cap, n;
 	ssize_t r;
 	char *buf;
 	int fd, saved;
@@ -178,20 +200,21 @@ read_file(const char *path, size_t max, size_t *lenp)
 				if (r == 0)
 					break;
 				saved = r == -1 ? errno : EFBIG;
-				free(buf);
+				free_wipe(buf, cap + 1);
 				close(fd);
 				errno = saved;
 				return NULL;
 			}
-			cap = cap * 2 > max ? max : cap * 2;
-			buf = xrealloc(buf, cap + 1, 1);
+			n = cap * 2 > max ? max : cap * 2;
+			buf = xrealloc_wipe(buf, cap + 1, n + 1);
+			cap = n;
 		}
 		r = read(fd, buf + len, cap - len);
 		if (r == -1 && errno == EINTR)
 			continue;
 		if (r == -1) {
 			saved = errno;
-			free(buf);
+			free_wipe(buf, cap + 1);
 			close(fd);
 			errno = saved;
 			return NULL;
@@ -202,7 +225,7 @@ read_file(const char *path, size_t max, size_t *lenp)
 	}
 	close(fd);
 	if (len > max) {
-		free(buf);
+		free_wipe(buf, cap + 1);
 		errno = EFBIG;
 		return NULL;
 	}

@@ -95,7 +95,7 @@ fetch_free(struct poller *p)
 		}
 	}
 	curl_multi_cleanup(p->p_multi);
-	curl_slist_free_all(shared_headers);
+	http_headers_free(shared_headers);
 	shared_headers = NULL;
 }
 

@@ -4,11 +4,13 @@
  */
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
 #include "poller.h"
 #include "role.h"
 #include "token.h"
 #include "util.h"
+#include "wipe.h"
 
 int
 main(int argc, char **argv)
@@ -27,13 +29,18 @@ main(int argc, char **argv)
 	p.p_role = &r;
 	p.p_flags = &r.r_flags;
 	p.p_conf = r.r_conf;
-	if ((p.p_token = token_load(r.r_flags.f_circle_token_file, &source,
-	         err, sizeof(err))) == NULL) {
+	p.p_token = r.r_flags.f_circle_token_fd >= 0
+	    ? token_load_fd(
+	          r.r_flags.f_circle_token_fd, &source, err, sizeof(err))
+	    : token_load(
+	          r.r_flags.f_circle_token_file, &source, err, sizeof(err));
+	if (p.p_token == NULL) {
 		log_error("%s", err);
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_error("curl_global_init failed");
+	token_env_scrub();
+	wipe_stack();
+	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;
 		goto out;
 	}

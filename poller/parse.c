@@ -25,12 +25,12 @@ fail(struct fetch_result *r, enum demand_error e, const char *fmt, ...)
 	r->fr_ok = false;
 	r->fr_error = e;
 	va_start(ap, fmt);
-	vsnprintf(r->fr_text, sizeof(r->fr_text), fmt, ap);
+	log_vredactf(r->fr_text, sizeof(r->fr_text), fmt, ap);
 	va_end(ap);
-	log_redact(r->fr_text, sizeof(r->fr_text));
 }
 
-/* CircleCI errors carry {"message": "..."}; quote it when present. */
+/* CircleCI errors carry {"message": "..."}; quote it when present,
+ * redacted before it is cut to size. */
 static void
 error_message(const struct http_xfer *x, char *out, size_t size)
 {
@@ -39,7 +39,7 @@ error_message(const struct http_xfer *x, char *out, size_t size)
 	out[0] = '\0';
 	j = json_loadb(buf_str(&x->x_body), x->x_body.b_len, 0, NULL);
 	if ((m = json_object_get(j, "message")) != NULL && json_is_string(m))
-		snprintf(out, size, ": %s", json_string_value(m));
+		log_redactf(out, size, ": %s", json_string_value(m));
 	json_decref(j);
 }
 

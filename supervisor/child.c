@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +16,16 @@
 extern char **environ;
 
 /* Each side holds only its own secret: the actuator never sees the
- * CircleCI token, the poller never sees the Kubernetes credentials. */
-static const char *const poller_env_drop[] = { "KUBECONFIG=", NULL };
+ * CircleCI token, the poller never sees the Kubernetes credentials.  No
+ * token travels in an environment (any process of the same user may read
+ * /proc/PID/environ, and everything a child execs inherits it): the poller
+ * gets CIRCLE_TOKEN's value on a pipe (TOKEN_FD). */
+static const char *const poller_env_drop[] = {
+	"KUBECONFIG=", "CIRCLE_TOKEN=", NULL
+};
 static const char *const actuator_env_drop[] = { "CIRCLE_TOKEN=", NULL };
+#define TOKEN_FD     3
+#define TOKEN_FD_ARG "3"
 /* The children link GnuTLS only through libcurl's librtmp and never use
  * it; skipping its implicit initialisation saves ~0.8 MiB each. */
 static char gnutls_no_init[] = "GNUTLS_NO_IMPLICIT_INIT=1";
@@ -113,9 +121,9 @@ child_env(const char *const *drop)
 /* Runs in the forked child of a multi-threaded parent: only
  * async-signal-safe calls until exec (argv and env were built before fork).
  * A clean signal state, death with the parent, no inherited descriptors
- * beyond stdio. */
-static void __attribute__((noreturn))
-child_exec(const char *path, char **argv, char **env, pid_t parent)
+ * beyond stdio and, for the poller, the token pipe on TOKEN_FD. */
+static void __attribute__((noreturn)) child_exec(
+    const char *path, char **argv, char **env, pid_t parent, int token_fd)
 {
 	static const char msg[] = "runner-provisioner: cannot execute child\n";
 	struct sigaction sa;
@@ -130,38 +138,80 @@ child_exec(const char *path, char **argv, char **env, pid_t parent)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(EXIT_TEMPFAIL);
-	closefrom(STDERR_FILENO + 1);
+	if (token_fd != -1) {
+		/* dup2 onto itself would keep close-on-exec. */
+		if (token_fd == TOKEN_FD ? fcntl(TOKEN_FD, F_SETFD, 0) == -1
+		                         : dup2(token_fd, TOKEN_FD) == -1)
+			_exit(EXIT_TEMPFAIL);
+		closefrom(TOKEN_FD + 1);
+	} else
+		closefrom(STDERR_FILENO + 1);
 	execve(path, argv, env);
 	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) == -1)
 		_exit(EXIT_TEMPFAIL);
 	_exit(EXIT_TEMPFAIL);
 }
 
+/* A pipe holding the token, read end returned (close-on-exec; the child
+ * moves it to TOKEN_FD).  A token fits the pipe's buffer, so the write
+ * never blocks.  -1 (logged) on failure. */
+static int
+token_pipe(const char *token)
+{
+	size_t len = strlen(token);
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_warn("pipe for the poller's token");
+		return -1;
+	}
+	if (write(p[1], token, len) != (ssize_t)len) {
+		log_warn("writing the poller's token");
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[1]);
+	return p[0];
+}
+
 void
 child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 {
 	pid_t parent = getpid(), pid;
+	int i, token_fd = -1;
 	char **argv, **env;
-	int i;
 
 	msg_health_clear(&c->c_health);
 	c->c_have_health = false;
 	c->c_last_answer_ms = 0;
 	c->c_killed_unresponsive = false;
 
-	argv = xcalloc((size_t)s->s_child_argc + 4, sizeof(*argv));
+	if (c->c_role == ROLE_POLLER && s->s_circle_token != NULL &&
+	    (token_fd = token_pipe(s->s_circle_token)) == -1) {
+		c->c_state = CHILD_WAITING;
+		c->c_next_start_ms = now + backoff_next(&c->c_backoff);
+		return;
+	}
+	argv = xcalloc((size_t)s->s_child_argc + 6, sizeof(*argv));
 	argv[0] = c->c_path;
 	for (i = 0; i < s->s_child_argc; i++)
 		argv[i + 1] = s->s_child_argv[i];
-	argv[i + 1] = "--run-dir";
-	argv[i + 2] = (char *)(uintptr_t)s->s_run_dir;
+	argv[++i] = "--run-dir";
+	argv[++i] = (char *)(uintptr_t)s->s_run_dir;
+	if (token_fd != -1) {
+		argv[++i] = "--circle-token-fd";
+		argv[++i] = TOKEN_FD_ARG;
+	}
 	env = child_env(
 	    c->c_role == ROLE_POLLER ? poller_env_drop : actuator_env_drop);
 	pid = fork();
 	if (pid == 0)
-		child_exec(c->c_path, argv, env, parent);
+		child_exec(c->c_path, argv, env, parent, token_fd);
 	free(argv);
 	free(env);
+	if (token_fd != -1)
+		close(token_fd);
 	if (pid == -1) {
 		log_warn("fork for the %s", c->c_name);
 		c->c_state = CHILD_WAITING;

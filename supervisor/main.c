@@ -20,6 +20,7 @@
 #include "supervisor.h"
 #include "token.h"
 #include "util.h"
+#include "wipe.h"
 
 #define PROG "runner-provisioner"
 
@@ -63,15 +64,23 @@ self_dir(char *out, size_t size)
 	return 0;
 }
 
-/* Everything that can be wrong before a child starts. */
+/*
+ * Everything that can be wrong before a child starts.  The supervisor only
+ * validates: the runner tokens are dropped at once (the actuator reads
+ * them itself), and so is the CircleCI API token when the poller can read
+ * its file.  A token from CIRCLE_TOKEN or --circle-token-fd cannot be read
+ * again: it is kept in *handover for each poller start, and the variable is
+ * wiped from this process's environment.
+ */
 static struct conf *
-preflight(const struct flags *f, bool print)
+preflight(const struct flags *f, bool print, char **handover)
 {
 	char err[CONF_ERR_MAX];
 	const char *source;
 	struct conf *conf;
 	char *token, *summary;
 
+	*handover = NULL;
 	if ((conf = conf_load(f->f_config, err, sizeof(err))) == NULL) {
 		if (print)
 			fprintf(stderr, "%s: %s\n", PROG, err);
@@ -83,9 +92,11 @@ preflight(const struct flags *f, bool print)
 		}
 		return NULL;
 	}
-	conf_register_secrets(conf);
-	if ((token = token_load(
-	         f->f_circle_token_file, &source, err, sizeof(err))) == NULL) {
+	conf_drop_tokens(conf);
+	token = f->f_circle_token_fd >= 0
+	    ? token_load_fd(f->f_circle_token_fd, &source, err, sizeof(err))
+	    : token_load(f->f_circle_token_file, &source, err, sizeof(err));
+	if (token == NULL) {
 		if (print)
 			fprintf(stderr, "%s: %s\n", PROG, err);
 		else
@@ -93,7 +104,12 @@ preflight(const struct flags *f, bool print)
 		conf_free(conf);
 		return NULL;
 	}
-	token_free(token);
+	token_env_scrub();
+	if (source == f->f_circle_token_file || print) {
+		log_secret_remove(token);
+		token_free(token);
+	} else
+		*handover = token;
 	if (print) {
 		summary = conf_summary(conf);
 		printf("%s: configuration OK\n", f->f_config);
@@ -115,6 +131,7 @@ main(int argc, char **argv)
 	struct flags f;
 	int lockfd = -1, rv = 1;
 
+	wipe_json_init();
 	memset(&s, 0, sizeof(s));
 	log_init("supervisor", LOG_LVL_INFO);
 	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
@@ -131,12 +148,13 @@ main(int argc, char **argv)
 	}
 	log_set_level(f.f_log_level);
 	if (f.f_check_config) {
-		conf = preflight(&f, true);
+		conf = preflight(&f, true, &s.s_circle_token);
 		rv = conf != NULL ? 0 : 1;
 		goto out;
 	}
-	if ((conf = preflight(&f, false)) == NULL)
+	if ((conf = preflight(&f, false, &s.s_circle_token)) == NULL)
 		goto out;
+	wipe_stack();
 	if (ipc_rundir(
 	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
@@ -167,6 +185,7 @@ out:
 	if (lockfd != -1)
 		close(lockfd);
 	sup_free(&s);
+	token_free(s.s_circle_token);
 	conf_free(conf);
 	flags_free(&f);
 	log_secrets_clear();

@@ -69,7 +69,8 @@ struct supervisor {
 	const struct flags *s_flags;
 	const struct conf *s_conf;
 	const char *s_run_dir;
-	char **s_child_argv; /* shared tail: the original flags */
+	char *s_circle_token; /* handed to each poller; NULL: it reads it */
+	char **s_child_argv;  /* shared tail: the original flags */
 	int s_child_argc;
 	struct child s_children[2];
 	int s_sigfd;
