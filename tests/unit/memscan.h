@@ -7,6 +7,8 @@
  *
  * The secret itself must live in one place the test names (ref), which is
  * not counted; the copy buffer is a mapping of its own, also skipped.
+ * The stack below the caller is zeroed first: what the test itself left
+ * there (string functions spill vector registers) is not the code's.
  */
 #ifndef RP_MEMSCAN_H
 #define RP_MEMSCAN_H
@@ -17,6 +19,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#include "wipe.h"
 
 #define MEMSCAN_PIECE      12
 #define MEMSCAN_CHUNK      (1024 * 1024)
@@ -39,6 +43,7 @@ memscan_count(const char *ref, size_t len, char *where, size_t wherelen)
 
 	if (where != NULL && wherelen > 0)
 		where[0] = '\0';
+	wipe_stack();
 	buf = mmap(NULL, MEMSCAN_CHUNK + MEMSCAN_PIECE, PROT_READ | PROT_WRITE,
 	    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (buf == MAP_FAILED)
