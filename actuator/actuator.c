@@ -216,6 +216,7 @@ act_run(struct actuator *a)
 	}
 	a->a_next_tick_ms =
 	    a->a_role->r_start_ms + a->a_flags->f_poll_interval_ms;
+	act_lock(a);
 
 	while (!a->a_quit) {
 		now = now_ms();

@@ -166,6 +166,12 @@ bool sync_class_healthy(
 uint64_t sync_next_deadline(const struct actuator *);
 const char *obj_state_name(enum obj_state);
 
+/* confine.c */
+/* Adds what the actuator may read after start-up: its credentials. */
+void act_paths(const struct kube_creds *, struct confine_paths *);
+/* Installs its system call allow-list (role_lock). */
+void act_lock(struct actuator *);
+
 /* reclaim.c */
 void reclaim_setup(struct actuator *);
 /* Handles one class's VMs from a fresh list (the items of its pool). */

@@ -206,6 +206,7 @@ load_kubeconfig(
 	rv = parse_kubeconfig(kc, &kp, y2j_doc_root(doc));
 	y2j_doc_free(doc);
 	kc->kc_source = xasprintf("kubeconfig %s", path);
+	kc->kc_kubeconfig = xstrdup(path);
 	return rv;
 }
 
@@ -359,6 +360,7 @@ kube_creds_free(struct kube_creds *kc)
 	free(kc->kc_server);
 	free(kc->kc_namespace);
 	free(kc->kc_source);
+	free(kc->kc_kubeconfig);
 	free(kc->kc_token_file);
 	free(kc->kc_ca_file);
 	free(kc->kc_cert_file);

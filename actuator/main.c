@@ -16,6 +16,7 @@ main(int argc, char **argv)
 {
 	char err[CONF_ERR_MAX];
 	struct log_line ll;
+	struct confine_paths paths = { 0 };
 	struct actuator a;
 	struct role r;
 	int rv = EXIT_PERMFAIL;
@@ -35,6 +36,10 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
+	if (!a.a_flags->f_dry_run)
+		act_paths(&a.a_creds, &paths);
+	role_open(&r, &paths);
+	confine_paths_free(&paths);
 	wipe_stack();
 	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;

@@ -18,6 +18,7 @@ main(int argc, char **argv)
 	char err[CONF_ERR_MAX];
 	struct log_line ll;
 	struct poller p;
+	struct confine_paths paths = { 0 };
 	struct role r;
 	const char *source;
 	int rv = EXIT_PERMFAIL;
@@ -39,6 +40,10 @@ main(int argc, char **argv)
 		goto out;
 	}
 	token_env_scrub();
+	poller_paths(
+	    &r.r_flags, source == r.r_flags.f_circle_token_file, &paths);
+	role_open(&r, &paths);
+	confine_paths_free(&paths);
 	wipe_stack();
 	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;

@@ -446,6 +446,7 @@ poller_run(struct poller *p)
 		return -1;
 	}
 	fetch_init(p);
+	poller_lock(p);
 	p->p_next_cycle_ms = p->p_role->r_start_ms;
 
 	while (!p->p_quit) {

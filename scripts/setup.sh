@@ -15,7 +15,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 packages=(
 	gcc make cmake pkg-config clang-format
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
-	libmicrohttpd-dev libcmocka-dev
+	libmicrohttpd-dev libseccomp-dev libcmocka-dev
 	python3 python3-yaml python3-jsonschema
 	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
 	procps util-linux valgrind unzip

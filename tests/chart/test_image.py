@@ -36,7 +36,7 @@ DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 PACKAGES_FILE = DEPLOY / "runtime-packages.txt"
 BINARIES = ("runner-provisioner", "runner-provisioner-poller", "runner-provisioner-actuator")
 DEV_PACKAGES = ("libcurl4-openssl-dev", "libjansson-dev", "libyaml-dev", "libssl-dev", "libnng-dev",
-                "libmicrohttpd-dev", "cmake", "gcc", "make", "pkg-config")
+                "libmicrohttpd-dev", "libseccomp-dev", "cmake", "gcc", "make", "pkg-config")
 UID = "65532"
 # Packages of a sanitizer build's runtime (RP_SANITIZE=ON); never in the image.
 SANITIZER_PACKAGES = re.compile(r"^(libasan\d+|libubsan\d+|liblsan\d+|libgcc-s1|libstdc\+\+6)$")

@@ -1,0 +1,103 @@
+#!/usr/bin/python3
+"""End-to-end: the children run confined, as the kernel reports it.
+
+With the daemon working against both simulators, each child's
+/proc/PID/status (every thread's) shows NoNewPrivs 1 and Seccomp 2 (a
+filter), its core file limit is 0, and its "confined" log line says what
+Landlock lets it read: the poller its token and CA only, never the
+configuration or anything Kubernetes; the actuator its Kubernetes
+credentials only, never the CircleCI token.  A child restarted after
+kill -9 is confined again.  (tests/unit/confine_test.c judges the same
+rules from inside a confined process: what it can open, write, execute.)
+"""
+
+import os
+import signal
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import harness  # noqa: E402
+from kubesim import KubeTestCase, pool_name  # noqa: E402
+
+CLS = "e2e-org/confined"
+
+
+def landlock_abi():
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    nr = {"x86_64": 444, "aarch64": 444}.get(os.uname().machine)
+    if nr is None:
+        return 0
+    abi = libc.syscall(nr, None, 0, 1)
+    return max(abi, 0)
+
+
+class ConfinementTest(KubeTestCase):
+
+    def assert_confined(self, pid, name):
+        tasks = os.listdir("/proc/%d/task" % pid)
+        self.assertGreater(len(tasks), 1, "%s: nng's threads" % name)
+        for tid in tasks:
+            st = harness.proc_status(int(tid)) or {}
+            if not st:
+                continue  # a thread that just ended
+            self.assertEqual(st.get("NoNewPrivs"), "1", (name, tid))
+            self.assertEqual(st.get("Seccomp"), "2", (name, tid))
+            self.assertGreaterEqual(int(st.get("Seccomp_filters", "0")), 1)
+        with open("/proc/%d/limits" % pid) as f:
+            core = [ln.split() for ln in f if ln.startswith("Max core")][0]
+        self.assertEqual(core[4:6], ["0", "0"], "%s: core file limit" % name)
+
+    def confined_line(self, p, name, pid):
+        e = p.wait_log(proc=name, msg="confined",
+                       where=lambda e: e["pid"] == pid)
+        self.assertTrue(e["seccomp"], e)
+        self.assertTrue(e["no_new_privs"], e)
+        self.assertFalse(e["dumpable"], e)
+        if landlock_abi() >= 1:
+            self.assertTrue(e["files_restricted"], e)
+            self.assertGreaterEqual(e["landlock_abi"], 1, e)
+        self.assertEqual(e["writable"], p.run_dir, e)
+        return e["readable"].split()
+
+    def test_children_are_confined(self):
+        circle, kube, p = self.start_stack({CLS: {"minReplicas": 1}},
+                                           kube={"auth": "token-file"})
+        p.wait_ready(timeout=60)
+        self.wait_pool(p, kube, pool_name(CLS), 1)
+        tdir = self.tdir.path
+        pids = {c: p.child_pid(c) for c in harness.CHILDREN}
+        for name, pid in pids.items():
+            self.assert_confined(pid, name)
+        readable = {c: self.confined_line(p, c, pid)
+                    for c, pid in pids.items()}
+        # The poller: its token file (beside other test files, so the file
+        # alone) and the CA it checks CircleCI with; nothing else of the
+        # test directory.
+        mine = [r for r in readable["poller"] if r.startswith(tdir)]
+        self.assertEqual(sorted(mine), sorted(
+            [self.tdir.join("circle-token"), self.tdir.pki["ca"]]))
+        # The actuator: the directory of its kubeconfig's files (token,
+        # the only thing in it besides the kubeconfig) and the CA.
+        mine = [r for r in readable["actuator"] if r.startswith(tdir)]
+        self.assertEqual(sorted(mine), sorted(
+            [os.path.dirname(kube.token_file), self.tdir.pki["ca"]]))
+        # Neither reads the configuration once running.
+        for r in readable["poller"] + readable["actuator"]:
+            self.assertNotIn(r, (p.config, os.path.dirname(p.config)))
+
+        # Restarted, confined again.
+        mark = p.mark()
+        harness.signal_pid(pids["poller"], signal.SIGKILL)
+        new = p.wait_child("poller", since=mark, other_than=pids["poller"])
+        self.confined_line(p, "poller", new)
+        self.assert_confined(new, "poller")
+        p.wait_ready(timeout=60)
+        self.assertEqual(
+            [e for e in p.lines() if e.get("msg", "").startswith(
+                "blocked a system call")], [])
+
+
+if __name__ == "__main__":
+    harness.main()
