@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -23,6 +25,20 @@
 #include "wipe.h"
 
 #define PROG "runner-provisioner"
+
+/* The supervisor may hold the CircleCI token (from CIRCLE_TOKEN, for each
+ * poller it starts): no core file, and no ptrace or /proc/PID/mem for other
+ * processes of the same user.  Children inherit the core limit and set the
+ * rest themselves (confine.c). */
+static void
+no_core(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1 ||
+	    setrlimit(RLIMIT_CORE, &none) == -1)
+		log_warn("cannot disable core dumps");
+}
 
 /* One supervisor per run directory; the lock dies with the process. */
 static int
@@ -134,6 +150,7 @@ main(int argc, char **argv)
 	wipe_json_init();
 	memset(&s, 0, sizeof(s));
 	log_init("supervisor", LOG_LVL_INFO);
+	no_core();
 	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", PROG, err);
 		return 2;

@@ -3,7 +3,8 @@
 
 With the daemon working against both simulators, each child's
 /proc/PID/status (every thread's) shows NoNewPrivs 1 and Seccomp 2 (a
-filter), its core file limit is 0, and its "confined" log line says what
+filter), its core file limit is 0 (the supervisor's too), and its "confined" log
+line says what
 Landlock lets it read: the poller its token and CA only, never the
 configuration or anything Kubernetes; the actuator its Kubernetes
 credentials only, never the CircleCI token.  A child restarted after
@@ -70,6 +71,10 @@ class ConfinementTest(KubeTestCase):
         pids = {c: p.child_pid(c) for c in harness.CHILDREN}
         for name, pid in pids.items():
             self.assert_confined(pid, name)
+        # The supervisor (not confined) may hold the API token: no core.
+        with open("/proc/%d/limits" % p.pid) as f:
+            core = [ln.split() for ln in f if ln.startswith("Max core")][0]
+        self.assertEqual(core[4:6], ["0", "0"])
         readable = {c: self.confined_line(p, c, pid)
                     for c, pid in pids.items()}
         # The poller: its token file (beside other test files, so the file
