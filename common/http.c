@@ -4,52 +4,18 @@
 #include <string.h>
 #include <time.h>
 
-#include <openssl/crypto.h>
-
 #include "http.h"
 #include "log.h"
 #include "util.h"
-#include "wipe.h"
 
 #define RETRY_AFTER_MAX_S 3600
-
-static void *
-ossl_malloc(size_t n, const char *file, int line)
-{
-	(void)file;
-	(void)line;
-	return wipe_malloc(n);
-}
-
-static void *
-ossl_realloc(void *p, size_t n, const char *file, int line)
-{
-	(void)file;
-	(void)line;
-	return wipe_realloc(p, n);
-}
-
-static void
-ossl_free(void *p, const char *file, int line)
-{
-	(void)file;
-	(void)line;
-	wipe_free(p);
-}
 
 int
 http_global_init(void)
 {
 	CURLcode rc;
 
-	/* OpenSSL takes an allocator only before its first allocation. */
-	if (CRYPTO_set_mem_functions(ossl_malloc, ossl_realloc, ossl_free) !=
-	    1)
-		log_warnx("OpenSSL allocated memory before its allocator was "
-		          "set: TLS buffers are freed without wiping");
-	rc = curl_global_init_mem(CURL_GLOBAL_DEFAULT, wipe_malloc, wipe_free,
-	    wipe_realloc, wipe_strdup, wipe_calloc);
-	if (rc != CURLE_OK) {
+	if ((rc = curl_global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK) {
 		log_error("curl_global_init: %s", curl_easy_strerror(rc));
 		return -1;
 	}

@@ -35,9 +35,7 @@ struct http_xfer {
 };
 
 /* http.c */
-/* curl_global_init, with libcurl and OpenSSL allocating through the wiping
- * allocator (wipe.h).  Call before anything uses OpenSSL.  0, or -1
- * (logged). */
+/* curl_global_init.  0, or -1 (logged). */
 int http_global_init(void);
 /* Wipes every header (they carry tokens) and frees the list. */
 void http_headers_free(struct curl_slist *);

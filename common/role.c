@@ -11,7 +11,6 @@
 #include "role.h"
 #include "sig.h"
 #include "util.h"
-#include "wipe.h"
 
 static void __attribute__((noreturn)) fail(const char *msg, const char *err)
 {
@@ -28,8 +27,6 @@ role_start(struct role *r, const char *name, int argc, char **argv)
 {
 	char err[CONF_ERR_MAX];
 
-	/* Before the first JSON value: the configuration holds tokens. */
-	wipe_json_init();
 	/* Read the zone file now: confined, it cannot be (log times are UTC,
 	 * but glibc looks at it once all the same). */
 	tzset();

@@ -147,7 +147,6 @@ main(int argc, char **argv)
 	struct flags f;
 	int lockfd = -1, rv = 1;
 
-	wipe_json_init();
 	memset(&s, 0, sizeof(s));
 	log_init("supervisor", LOG_LVL_INFO);
 	no_core();

@@ -15,7 +15,6 @@
 #include "log.h"
 #include "memscan.h"
 #include "util.h"
-#include "wipe.h"
 
 static char dir[64], kubeconfig[128], tokfile[128];
 static char tok[65], prev[65];
@@ -41,8 +40,6 @@ static int
 setup(void **state)
 {
 	(void)state;
-	/* As the actuator does before it parses anything. */
-	wipe_json_init();
 	log_init("kubecreds-test", LOG_LVL_ERROR);
 	strcpy(dir, "/tmp/rp-kubecreds-test-XXXXXX");
 	if (mkdtemp(dir) == NULL)
