@@ -29,6 +29,10 @@ has no benchmark mode):
              poll" and "poll request -> scale request" (the code's own part)
   recovery   kill -9 of each child -> its replacement answers a health
              survey; supervisor start -> first CircleCI poll request
+  soak       (only when named: --scenarios soak) 100 classes for
+             --soak-minutes (30) under random faults from both simulators
+             and child kills: RSS and descriptor slopes, busy VMs deleted,
+             scale-downs from missing data, crashes (tests/bench/soak.py)
   trace      a bursty working day of jobs (by default its busy morning)
              replayed at speed through both simulators (VMs boot after a
              delay, claim tasks, run them, power off): queue wait
@@ -75,10 +79,13 @@ elif not os.environ.get("RP_BUILD_DIR"):
 
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
+import soak  # noqa: E402
 from benchlib import harness  # noqa: E402
 
 SCHEMA = "rp-bench/1"
 SCENARIOS = ("steady", "callgrind", "latency", "recovery", "trace")
+# Run only when named: half an hour by default.
+EXTRA_SCENARIOS = ("soak",)
 SCALED_RE = re.compile(r"^scaled (\S+) from (\d+) to (\d+)$")
 
 
@@ -880,6 +887,8 @@ def targets(res):
         out.append(dict(what="process start -> first poll",
                         target="<= 200 ms", value="max %.0f ms" % worst,
                         met=worst <= 200))
+    if sc.get("soak"):
+        out.extend(soak.targets(sc["soak"]))
     return out
 
 
@@ -996,6 +1005,8 @@ def table(res):
                 fmt(w.get("max", 0) / 60.0 if w.get("n") else None),
                 fmt(r["vm_hours"]), fmt(r["busy_vm_hours"]),
                 fmt(r["vm_utilisation_pct"])))
+    if sc.get("soak"):
+        lines.extend(soak.table_lines(sc["soak"]))
     if res["targets"]:
         add("")
         add("DESIGN §11 targets")
@@ -1045,7 +1056,17 @@ def parse_args(argv=None):
                     help="how often an idle VM's runner asks for a task "
                     "(real ms)")
     ap.add_argument("--trace-max", type=int, default=50)
+    ap.add_argument("--soak-minutes", type=float, default=30)
+    ap.add_argument("--soak-classes", type=int, default=soak.CLASSES)
+    ap.add_argument("--soak-seed", type=int, default=None,
+                    help="default: a new one, printed")
+    ap.add_argument("--soak-sample-s", type=float, default=10,
+                    help="how often RSS and descriptors are sampled")
+    ap.add_argument("--soak-warmup-s", type=float, default=180,
+                    help="left out of each process lifetime's slope")
     a = ap.parse_args(argv)
+    if a.soak_seed is None:
+        a.soak_seed = random.randrange(1 << 30)
     if a.smoke:
         a.classes = "1"
         a.warmup, a.window = 1.0, 3.0
@@ -1063,9 +1084,9 @@ def parse_args(argv=None):
     a.intervals = [x for x in a.intervals.split(",") if x]
     a.scenario_list = [s for s in a.scenarios.split(",") if s]
     for s in a.scenario_list:
-        if s not in SCENARIOS:
+        if s not in SCENARIOS + EXTRA_SCENARIOS:
             ap.error("unknown scenario %r (known: %s)" % (
-                s, ", ".join(SCENARIOS)))
+                s, ", ".join(SCENARIOS + EXTRA_SCENARIOS)))
     return a
 
 
@@ -1093,7 +1114,7 @@ def main(argv=None):
     t0 = time.time()
     fns = {"steady": scenario_steady, "callgrind": scenario_callgrind,
            "latency": scenario_latency, "recovery": scenario_recovery,
-           "trace": scenario_trace}
+           "trace": scenario_trace, "soak": soak.scenario_soak}
     for s in a.scenario_list:
         ts = time.time()
         try:
