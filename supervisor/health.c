@@ -39,15 +39,21 @@ health_init(struct supervisor *s)
 	return 0;
 }
 
+/* A child started a moment ago and not heard from yet: survey it often,
+ * so its replacement is seen answering quickly.  Not for longer: a survey
+ * every SURVEY_FAST_MS leaves a slow starter no time to answer one. */
 static bool
-child_unanswered(const struct supervisor *s)
+child_unanswered(const struct supervisor *s, uint64_t now)
 {
+	const struct child *c;
 	size_t i;
 
-	for (i = 0; i < nitems(s->s_children); i++)
-		if (s->s_children[i].c_state == CHILD_RUNNING &&
-		    s->s_children[i].c_last_answer_ms == 0)
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state == CHILD_RUNNING && c->c_last_answer_ms == 0 &&
+		    now < c->c_started_ms + SURVEY_FAST_FOR_MS)
 			return true;
+	}
 	return false;
 }
 
@@ -62,7 +68,7 @@ health_survey(struct supervisor *s, uint64_t now)
 
 	if (now < s->s_next_survey_ms)
 		return;
-	fast = child_unanswered(s);
+	fast = child_unanswered(s, now);
 	nng_socket_set_ms(s->s_survey, NNG_OPT_SURVEYOR_SURVEYTIME,
 	    fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
 	msg_health_query_encode(&q, ++s->s_seq, &b);
@@ -132,6 +138,13 @@ health_receive(struct supervisor *s, uint64_t now)
 	}
 }
 
+uint64_t
+health_kill_deadline(const struct child *c)
+{
+	return c->c_last_answer_ms ? c->c_last_answer_ms + HEALTH_KILL_MS
+	                           : c->c_started_ms + HEALTH_START_MS;
+}
+
 void
 health_check(struct supervisor *s, uint64_t now)
 {
@@ -146,16 +159,16 @@ health_check(struct supervisor *s, uint64_t now)
 		c = &s->s_children[i];
 		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
 			continue;
+		if (now < health_kill_deadline(c))
+			continue;
 		ref = c->c_last_answer_ms ? c->c_last_answer_ms
 		                          : c->c_started_ms;
-		/* A child spawned in this loop pass started after `now`. */
-		if (now <= ref || now - ref < HEALTH_KILL_MS)
-			continue;
 		log_begin(&ll, LOG_LVL_ERROR,
 		    "child stopped answering health surveys; killing it");
 		log_str(&ll, "child", c->c_name);
 		log_int(&ll, "child_pid", c->c_pid);
 		log_uint(&ll, "silent_ms", now - ref);
+		log_bool(&ll, "ever_answered", c->c_last_answer_ms != 0);
 		log_end(&ll);
 		kill(c->c_pid, SIGKILL);
 		c->c_killed_unresponsive = true;

@@ -27,10 +27,15 @@
 #define CRASH_LOOP_WINDOW_MS  60000
 #define CRASH_LOOP_DELAY_MS   60000 /* restart pace while crash-looping */
 #define SURVEY_INTERVAL_MS    1000
-#define SURVEY_FAST_MS        100 /* while a child has not answered yet */
-#define SURVEY_TIME_MS        500
-#define HEALTH_FRESH_MS       3000  /* an answer older than this: not ready */
-#define HEALTH_KILL_MS        10000 /* no answer this long: kill the child */
+#define SURVEY_FAST_MS        100  /* while a new child has not answered */
+#define SURVEY_FAST_FOR_MS    3000 /* ... for this long after its start */
+/* An answer may come this late: a child with many classes is busy for a
+ * while at a time (parsing a list of all its pools, rendering its answer),
+ * and a new survey makes the answers to the last one void. */
+#define SURVEY_TIME_MS  900
+#define HEALTH_FRESH_MS 3000  /* an answer older than this: not ready */
+#define HEALTH_KILL_MS  10000 /* no answer this long: kill the child */
+#define HEALTH_START_MS 30000 /* ... or no first answer this long */
 
 enum child_state {
 	CHILD_DOWN,     /* not started, or reaped */
@@ -110,8 +115,10 @@ const char *child_state_name(enum child_state);
 int health_init(struct supervisor *);
 void health_survey(struct supervisor *, uint64_t now);
 void health_receive(struct supervisor *, uint64_t now);
-/* Kills children that stopped answering. */
+/* Kills children that stopped answering (or never started to). */
 void health_check(struct supervisor *, uint64_t now);
+/* When a running child is killed unless it answers. */
+uint64_t health_kill_deadline(const struct child *);
 bool health_child_ready(const struct child *, uint64_t now);
 bool health_ready(const struct supervisor *, uint64_t now);
 /* The /ready body (a new JSON object). */
