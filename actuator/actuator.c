@@ -26,152 +26,188 @@ act_class_find(struct actuator *a, const char *name)
 	    sizeof(*a->a_classes), class_cmp);
 }
 
-/* A class is in sync when its pool matched the decision recently. */
-static uint64_t
-sync_window_ms(const struct actuator *a)
+static int
+pool_cmp(const void *x, const void *y)
 {
-	uint64_t w = 5 * a->a_flags->f_poll_interval_ms;
+	const struct act_class *const *a = x, *const *b = y;
 
-	return w > 15000 ? w : 15000;
+	return strcmp((*a)->ac_pool, (*b)->ac_pool);
 }
 
-static bool
-class_synced(
-    const struct actuator *a, const struct act_class *ac, uint64_t now)
+static int
+pool_key_cmp(const void *key, const void *elem)
 {
-	if (a->a_kube != NULL)
-		return sync_class_healthy(a, ac, now);
-	return ac->ac_last_sync_ms != 0 &&
-	    now - ac->ac_last_sync_ms <= sync_window_ms(a);
+	const struct act_class *const *ac = elem;
+
+	return strcmp(key, (*ac)->ac_pool);
 }
 
-/* What /ready shows of a class's Kubernetes objects and VMs. */
-static void
-kube_detail(const struct actuator *a, const struct act_class *ac, json_t *o)
+struct act_class *
+act_class_by_pool(struct actuator *a, const char *pool)
 {
-	json_t *vms;
-	int s;
+	struct act_class **ac;
 
-	if (a->a_kube == NULL)
-		return;
-	json_object_set_new(
-	    o, "secret", json_string(obj_state_name(ac->ac_secret_state)));
-	json_object_set_new(
-	    o, "pool_state", json_string(obj_state_name(ac->ac_pool_state)));
-	if (ac->ac_have_replicas)
-		json_object_set_new(
-		    o, "pool_replicas", json_integer(ac->ac_replicas));
-	json_object_set_new(
-	    o, "pool_ready_replicas", json_integer(ac->ac_ready_replicas));
-	vms = json_object();
-	for (s = 0; s < VMS_COUNT; s++)
-		json_object_set_new(vms, vm_state_name((enum vm_state)s),
-		    json_integer(ac->ac_vms[s]));
-	json_object_set_new(o, "vms", vms);
-	if (ac->ac_boot_loop)
-		json_object_set_new(o, "boot_loop", json_true());
-	if (ac->ac_error[0] != '\0')
-		json_object_set_new(
-		    o, "last_error", json_string(ac->ac_error));
+	if (pool == NULL)
+		return NULL;
+	ac = bsearch(pool, a->a_by_pool, a->a_nclasses, sizeof(*a->a_by_pool),
+	    pool_key_cmp);
+	return ac != NULL ? *ac : NULL;
 }
 
-static void
-health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
+int
+act_classes_setup(struct actuator *a)
 {
-	struct actuator *a = arg;
-	const struct act_class *ac;
-	uint64_t now = now_ms();
-	size_t i, synced = 0, tried = 0;
-	json_t *classes = json_object(), *o, *dem;
-
-	for (i = 0; i < a->a_nclasses; i++) {
-		ac = &a->a_classes[i];
-		o = json_object();
-		json_object_set_new(o, "pool", json_string(ac->ac_pool));
-		if (ac->ac_have_target)
-			json_object_set_new(
-			    o, "target_replicas", json_integer(ac->ac_target));
-		if (ac->ac_holding)
-			json_object_set_new(o, "holding",
-			    json_string(
-			        decision_reason_name(ac->ac_hold_reason)));
-		if (ac->ac_have_demand) {
-			dem = json_object();
-			json_object_set_new(
-			    dem, "ok", json_boolean(ac->ac_demand_ok));
-			json_object_set_new(dem, "age_ms",
-			    json_integer(
-			        (json_int_t)(now - ac->ac_demand_rx_ms)));
-			if (ac->ac_demand_ok) {
-				json_object_set_new(dem, "unclaimed_tasks",
-				    json_integer(ac->ac_unclaimed));
-				json_object_set_new(dem, "running_tasks",
-				    json_integer(ac->ac_running));
-			} else
-				json_object_set_new(dem, "error",
-				    json_string(demand_error_name(
-				        (enum demand_error)
-				            ac->ac_demand_error)));
-			json_object_set_new(o, "demand", dem);
-		}
-		kube_detail(a, ac, o);
-		json_object_set_new(
-		    o, "synced", json_boolean(class_synced(a, ac, now)));
-		if (ac->ac_last_sync_ms != 0)
-			json_object_set_new(o, "last_sync_ms_ago",
-			    json_integer(
-			        (json_int_t)(now - ac->ac_last_sync_ms)));
-		json_object_set_new(classes, ac->ac_conf->cc_name, o);
-		if (class_synced(a, ac, now))
-			synced++;
-		if (ac->ac_last_sync_ms != 0 || ac->ac_have_demand)
-			tried++;
-	}
-	if (synced == a->a_nclasses)
-		h->hl_state = HEALTH_OK;
-	else if (synced > 0)
-		h->hl_state = HEALTH_DEGRADED;
-	else if (tried > 0 || now - a->a_role->r_start_ms > sync_window_ms(a))
-		h->hl_state = HEALTH_FAILING;
-	else
-		h->hl_state = HEALTH_STARTING;
-	h->hl_uptime_ms = now - a->a_role->r_start_ms;
-	h->hl_detail = json_pack(
-	    "{s:b,s:o}", "dry_run", a->a_flags->f_dry_run, "classes", classes);
-	if (a->a_kube != NULL) {
-		json_object_set_new(h->hl_detail, "namespace",
-		    json_string(kube_namespace(a->a_kube)));
-		json_object_set_new(h->hl_detail, "kubernetes_reachable",
-		    json_boolean(!kube_unreachable(a->a_kube)));
-	}
-	metrics_render(a->a_metrics, metrics_text);
-}
-
-static void
-classes_setup(struct actuator *a)
-{
-	static const char *const cls[] = { "resource_class", NULL };
-	struct metric_family *target, *holding;
 	struct act_class *ac;
 	size_t i;
 
-	target = metrics_family(a->a_metrics, METRIC_GAUGE, "target_replicas",
-	    "Replica count decided for the pool.", cls, NULL, 0);
-	holding = metrics_family(a->a_metrics, METRIC_GAUGE, "holding",
-	    "1 while the pool is held because demand failed or is stale.", cls,
-	    NULL, 0);
 	a->a_nclasses = a->a_conf->c_nclasses;
 	a->a_classes = xcalloc(a->a_nclasses, sizeof(*a->a_classes));
+	a->a_by_pool = xcalloc(a->a_nclasses, sizeof(*a->a_by_pool));
 	for (i = 0; i < a->a_nclasses; i++) {
 		ac = &a->a_classes[i];
 		ac->ac_conf = &a->a_conf->c_classes[i];
 		pool_name(
 		    ac->ac_conf->cc_name, ac->ac_pool, sizeof(ac->ac_pool));
-		ac->ac_m_target = metric_series(
-		    target, (const char *[]){ ac->ac_conf->cc_name });
-		ac->ac_m_holding = metric_series(
-		    holding, (const char *[]){ ac->ac_conf->cc_name });
+		backoff_init(&ac->ac_kube.ck_backoff, WRITE_BACKOFF_BASE_MS,
+		    WRITE_BACKOFF_CAP_MS);
+		backoff_init(&ac->ac_vms.cv_backoff, WRITE_BACKOFF_BASE_MS,
+		    WRITE_BACKOFF_CAP_MS);
+		ac->ac_dirty = true;
+		ac->ac_wake_ms = PLAN_NEVER;
+		a->a_by_pool[i] = ac;
+		if (!a->a_flags->f_dry_run &&
+		    pool_objects_build(&ac->ac_obj, ac->ac_conf, ac->ac_pool,
+		        a->a_flags->f_api_addr) == -1)
+			return -1;
 	}
+	qsort(a->a_by_pool, a->a_nclasses, sizeof(*a->a_by_pool), pool_cmp);
+	report_setup(a);
+	return 0;
+}
+
+void
+act_classes_free(struct actuator *a)
+{
+	size_t i;
+
+	for (i = 0; i < a->a_nclasses; i++) {
+		pool_objects_free(&a->a_classes[i].ac_obj);
+		class_observations_free(&a->a_classes[i]);
+	}
+	free(a->a_classes);
+	free(a->a_by_pool);
+	a->a_classes = NULL;
+	a->a_by_pool = NULL;
+	a->a_nclasses = 0;
+}
+
+/* How long a class stays ready after its pool last matched: a few list
+ * periods (a few poll intervals with --dry-run). */
+static uint64_t
+ready_window_ms(const struct actuator *a)
+{
+	uint64_t w = 5 * a->a_flags->f_poll_interval_ms;
+
+	if (!a->a_flags->f_dry_run)
+		return LIST_STALE_MS + RESYNC_MS;
+	return w > 15000 ? w : 15000;
+}
+
+bool
+act_class_ready(
+    const struct actuator *a, const struct act_class *ac, uint64_t now)
+{
+	int k;
+
+	if (ac->ac_kube.ck_synced_ms == 0 ||
+	    now - ac->ac_kube.ck_synced_ms > ready_window_ms(a))
+		return false;
+	if (a->a_flags->f_dry_run)
+		return true;
+	/* A denial is no passing fault: not ready until that verb works. */
+	for (k = 0; k < LIST_COUNT; k++)
+		if (a->a_lists[k].al_denied)
+			return false;
+	return ac->ac_kube.ck_denied == 0 && !ac->ac_vms.cv_boot.bg_loop;
+}
+
+bool
+act_starting(const struct actuator *a, uint64_t now)
+{
+	return now - a->a_role->r_start_ms <= ready_window_ms(a);
+}
+
+/* Decide, plan, send: one class, once. */
+static void
+step(struct actuator *a, struct act_class *ac, uint64_t now)
+{
+	struct plan_input in;
+	struct plan p;
+
+	ac->ac_dirty = false;
+	ac->ac_wake_ms = PLAN_NEVER;
+	demand_decide(a, ac, now);
+	if (a->a_flags->f_dry_run) {
+		if (ac->ac_demand.cd_have_target && !ac->ac_demand.cd_holding)
+			ac->ac_kube.ck_synced_ms = now;
+		report_class(ac);
+		return;
+	}
+	memset(&in, 0, sizeof(in));
+	in.pi_class = ac;
+	in.pi_now_ms = now;
+	in.pi_wall_ms = wall_ms();
+	in.pi_lists_fresh = a->a_lists[LIST_POOLS].al_ok_ms != 0 &&
+	    now - a->a_lists[LIST_POOLS].al_ok_ms <= LIST_STALE_MS;
+	in.pi_min_replicas = ac->ac_conf->cc_min_replicas;
+	plan_class(&in, &p);
+	if (p.p_synced) {
+		ac->ac_kube.ck_synced_ms = now;
+		ac->ac_kube.ck_synced_wall_ms = in.pi_wall_ms;
+		ac->ac_kube.ck_error[0] = '\0';
+	}
+	exec_plan(a, ac, &p, now);
+	ac->ac_wake_ms = p.p_wake_ms;
+	report_class(ac);
+}
+
+void
+act_turn(struct actuator *a, uint64_t now)
+{
+	size_t i;
+
+	/* Once per poll interval every class is looked at, so staleness is
+	 * noticed without messages. */
+	if (now >= a->a_next_tick_ms) {
+		for (i = 0; i < a->a_nclasses; i++)
+			a->a_classes[i].ac_dirty = true;
+		a->a_next_tick_ms = now + a->a_flags->f_poll_interval_ms;
+	}
+	if (a->a_kube != NULL)
+		exec_lists(a, now);
+	for (i = 0; i < a->a_nclasses; i++)
+		if (a->a_classes[i].ac_dirty ||
+		    now >= a->a_classes[i].ac_wake_ms)
+			step(a, &a->a_classes[i], now);
+}
+
+uint64_t
+act_next_deadline(const struct actuator *a)
+{
+	uint64_t next = a->a_next_tick_ms;
+	size_t i;
+	int k;
+
+	for (i = 0; i < a->a_nclasses; i++) {
+		if (a->a_classes[i].ac_dirty)
+			return 0;
+		if (a->a_classes[i].ac_wake_ms < next)
+			next = a->a_classes[i].ac_wake_ms;
+	}
+	for (k = 0; a->a_kube != NULL && k < LIST_COUNT; k++)
+		if (!a->a_lists[k].al_busy && a->a_lists[k].al_next_ms < next)
+			next = a->a_lists[k].al_next_ms;
+	return next;
 }
 
 static int
@@ -186,31 +222,20 @@ ipc_setup(struct actuator *a)
 	return 0;
 }
 
-/* Once per poll interval: staleness is noticed even without messages. */
-static void
-tick(struct actuator *a, uint64_t now)
-{
-	size_t i;
-
-	for (i = 0; i < a->a_nclasses; i++)
-		act_decide(a, &a->a_classes[i], now);
-}
-
 int
 act_run(struct actuator *a)
 {
 	struct curl_waitfd extra[3];
 	int numfds, running, sig, rv = 0;
-	uint64_t now, deadline;
+	uint64_t now;
 
 	a->a_metrics = metrics_new();
-	classes_setup(a);
-	demand_setup(a);
 	if ((a->a_multi = curl_multi_init()) == NULL)
 		fatalx("curl_multi_init failed");
 	if (!a->a_flags->f_dry_run)
-		a->a_kube = kube_new(a, &a->a_creds, a->a_multi, a->a_metrics);
-	if (ipc_setup(a) == -1 || (a->a_kube != NULL && sync_setup(a) == -1)) {
+		a->a_kube = kube_new(&a->a_creds, a->a_multi, a->a_metrics);
+	demand_setup(a);
+	if (act_classes_setup(a) == -1 || ipc_setup(a) == -1) {
 		rv = -1;
 		goto out;
 	}
@@ -219,33 +244,26 @@ act_run(struct actuator *a)
 	act_lock(a);
 
 	while (!a->a_quit) {
-		now = now_ms();
-		if (now >= a->a_next_tick_ms) {
-			tick(a, now);
-			a->a_next_tick_ms =
-			    now + a->a_flags->f_poll_interval_ms;
-		}
-		sync_tick(a, now);
+		act_turn(a, now_ms());
 		curl_multi_perform(a->a_multi, &running);
 		if (a->a_kube != NULL)
 			kube_collect(a->a_kube);
-		deadline = sync_next_deadline(a);
-		if (a->a_next_tick_ms < deadline)
-			deadline = a->a_next_tick_ms;
 		memset(extra, 0, sizeof(extra));
 		extra[0].fd = a->a_role->r_sigfd;
 		extra[1].fd = a->a_sub_fd;
 		extra[2].fd = a->a_role->r_health_fd;
 		extra[0].events = extra[1].events = extra[2].events =
 		    CURL_WAIT_POLLIN;
+		/* The one wait point: until a socket, the next list, a class's
+		 * wake time or the next tick (0 when answers just arrived). */
 		curl_multi_poll(a->a_multi, extra, 3,
-		    ms_until(deadline, now_ms()), &numfds);
+		    ms_until(act_next_deadline(a), now_ms()), &numfds);
 		now = now_ms();
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			demand_receive(a, now);
 		if (extra[2].revents & CURL_WAIT_POLLIN)
 			survey_answer(a->a_role->r_health, ROLE_ACTUATOR,
-			    &a->a_seq, health_fill, a);
+			    &a->a_survey_seq, report_health, a);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
 		    (sig = sig_read(a->a_role->r_sigfd)) != 0) {
 			log_info("stopping (%s)", strsignal(sig));
@@ -253,15 +271,12 @@ act_run(struct actuator *a)
 		}
 	}
 out:
-	if (a->a_kube != NULL) {
-		/* Abandon requests still in flight; the next start re-reads.
-		 */
-		kube_free(a->a_kube);
-		sync_teardown(a);
-	}
+	/* Requests still in flight are abandoned (their callbacks get a
+	 * cancelled reply); the next start lists everything again. */
+	kube_free(a->a_kube);
+	act_classes_free(a);
 	curl_multi_cleanup(a->a_multi);
 	nng_close(a->a_sub);
 	metrics_free(a->a_metrics);
-	free(a->a_classes);
 	return rv;
 }

@@ -33,6 +33,7 @@ demand_setup(struct actuator *a)
 static void
 log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 {
+	const struct class_demand *d = &ac->ac_demand;
 	struct log_line ll;
 
 	log_begin(&ll, LOG_LVL_WARN, "holding replicas");
@@ -41,29 +42,30 @@ log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 	log_str(&ll, "reason", decision_reason_name(why));
 	if (why == REASON_FAILED)
 		log_str(&ll, "poll_error",
-		    demand_error_name((enum demand_error)ac->ac_demand_error));
+		    demand_error_name((enum demand_error)d->cd_error));
 	if (why == REASON_STALE)
-		log_uint(&ll, "demand_age_ms", now - ac->ac_demand_rx_ms);
-	if (ac->ac_have_target)
-		log_uint(&ll, "replicas", ac->ac_target);
+		log_uint(&ll, "demand_age_ms", now - d->cd_rx_ms);
+	if (d->cd_have_target)
+		log_uint(&ll, "replicas", d->cd_target);
 	log_end(&ll);
 }
 
 static void
 log_would_scale(const struct act_class *ac, uint32_t target)
 {
+	const struct class_demand *d = &ac->ac_demand;
 	char msg[POOL_NAME_MAX + 64];
 	struct log_line ll;
 
-	if (ac->ac_have_target)
+	if (d->cd_have_target)
 		snprintf(msg, sizeof(msg), "would scale %s from %u to %u",
-		    ac->ac_pool, ac->ac_target, target);
+		    ac->ac_pool, d->cd_target, target);
 	else
 		snprintf(msg, sizeof(msg), "would scale %s to %u", ac->ac_pool,
 		    target);
 	log_begin(&ll, LOG_LVL_INFO, msg);
-	if (ac->ac_have_target)
-		log_uint(&ll, "from", ac->ac_target);
+	if (d->cd_have_target)
+		log_uint(&ll, "from", d->cd_target);
 	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_uint(&ll, "to", target);
@@ -71,59 +73,77 @@ log_would_scale(const struct act_class *ac, uint32_t target)
 	log_end(&ll);
 }
 
-/* The pool side of a decision: the Kubernetes side makes the pool match
- * ac_target; with --dry-run it only says what it would do. */
-static void
-apply(struct actuator *a, struct act_class *ac, uint32_t target, uint64_t now)
+void
+demand_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 {
-	bool dry = a->a_flags->f_dry_run;
+	const struct conf_class *cc = ac->ac_conf;
+	struct class_demand *d = &ac->ac_demand;
+	struct decision_input in;
+	struct decision dec;
 
-	if (dry && (!ac->ac_have_target || ac->ac_target != target))
-		log_would_scale(ac, target);
-	ac->ac_have_target = true;
-	ac->ac_target = target;
-	metric_set(ac->ac_m_target, target);
-	if (dry)
-		ac->ac_last_sync_ms = now;
-	else
-		sync_class(a, ac, now);
+	memset(&in, 0, sizeof(in));
+	in.di_have_demand = d->cd_have;
+	in.di_demand_ok = d->cd_ok;
+	in.di_demand_age_ms = now - d->cd_rx_ms;
+	in.di_stale_after_ms =
+	    STALE_INTERVALS * a->a_flags->f_poll_interval_ms;
+	in.di_unclaimed = d->cd_unclaimed;
+	in.di_running = d->cd_running;
+	in.di_min = cc->cc_min_replicas;
+	in.di_max = cc->cc_max_replicas;
+	decide(&in, &dec);
+	if (dec.d_action == DECIDE_HOLD) {
+		/* Log once per reason, not every tick; "no demand yet" is the
+		 * normal start-up state and not worth a warning. */
+		if ((!d->cd_holding || d->cd_hold_reason != dec.d_reason) &&
+		    dec.d_reason != REASON_NO_DEMAND)
+			log_hold(ac, dec.d_reason, now);
+		d->cd_holding = true;
+		d->cd_hold_reason = dec.d_reason;
+		/* A gap in the demand: what VMs did meanwhile is unknown. */
+		d->cd_evidence.be_good_since_ms = 0;
+		return;
+	}
+	if (d->cd_holding && d->cd_hold_reason != REASON_NO_DEMAND)
+		log_info("demand for %s is fresh again; no longer holding",
+		    cc->cc_name);
+	d->cd_holding = false;
+	if (a->a_flags->f_dry_run &&
+	    (!d->cd_have_target || d->cd_target != dec.d_replicas))
+		log_would_scale(ac, dec.d_replicas);
+	d->cd_have_target = true;
+	d->cd_target = dec.d_replicas;
 }
 
 void
-act_decide(struct actuator *a, struct act_class *ac, uint64_t now)
+demand_record(struct act_class *ac, const struct msg_demand *m, uint64_t now,
+    uint64_t wall)
 {
-	const struct conf_class *cc = ac->ac_conf;
-	struct decision_input in;
-	struct decision d;
+	struct class_demand *d = &ac->ac_demand;
+	struct boot_evidence *ev = &d->cd_evidence;
+	bool was_ok = d->cd_have && d->cd_ok;
 
-	memset(&in, 0, sizeof(in));
-	in.di_have_demand = ac->ac_have_demand;
-	in.di_demand_ok = ac->ac_demand_ok;
-	in.di_demand_age_ms = now - ac->ac_demand_rx_ms;
-	in.di_stale_after_ms =
-	    STALE_INTERVALS * a->a_flags->f_poll_interval_ms;
-	in.di_unclaimed = ac->ac_unclaimed;
-	in.di_running = ac->ac_running;
-	in.di_min = cc->cc_min_replicas;
-	in.di_max = cc->cc_max_replicas;
-	decide(&in, &d);
-	if (d.d_action == DECIDE_HOLD) {
-		/* Log once per reason, not every tick; "no demand yet" is the
-		 * normal start-up state and not worth a warning. */
-		if ((!ac->ac_holding || ac->ac_hold_reason != d.d_reason) &&
-		    d.d_reason != REASON_NO_DEMAND)
-			log_hold(ac, d.d_reason, now);
-		ac->ac_holding = true;
-		ac->ac_hold_reason = d.d_reason;
-		metric_set(ac->ac_m_holding, 1);
-		return;
+	if (!m->d_ok) {
+		ev->be_good_since_ms = 0;
+	} else {
+		if (!was_ok || ev->be_good_since_ms == 0)
+			ev->be_good_since_ms = wall;
+		/* A job running, or a task claimed (fewer queued): the class's
+		 * VMs can take jobs. */
+		if (m->d_running > 0 ||
+		    (was_ok && m->d_unclaimed < d->cd_unclaimed))
+			ev->be_job_ms = wall;
 	}
-	if (ac->ac_holding && ac->ac_hold_reason != REASON_NO_DEMAND)
-		log_info("demand for %s is fresh again; no longer holding",
-		    cc->cc_name);
-	ac->ac_holding = false;
-	metric_set(ac->ac_m_holding, 0);
-	apply(a, ac, d.d_replicas, now);
+	d->cd_have = true;
+	d->cd_ok = m->d_ok;
+	d->cd_error = m->d_error;
+	d->cd_status = m->d_http_status;
+	d->cd_rx_ms = now;
+	if (m->d_ok) {
+		d->cd_unclaimed = m->d_unclaimed;
+		d->cd_running = m->d_running;
+	}
+	ac->ac_dirty = true;
 }
 
 void
@@ -153,21 +173,6 @@ demand_receive(struct actuator *a, uint64_t now)
 			continue;
 		}
 		metric_inc(a->a_m_demand, 1);
-		ac->ac_have_demand = true;
-		ac->ac_demand_ok = d.d_ok;
-		ac->ac_demand_error = d.d_error;
-		ac->ac_demand_status = d.d_http_status;
-		ac->ac_demand_rx_ms = now;
-		if (d.d_ok) {
-			ac->ac_unclaimed = d.d_unclaimed;
-			ac->ac_running = d.d_running;
-			if (ac->ac_demand_since_wall_ms == 0)
-				ac->ac_demand_since_wall_ms = wall_ms();
-			if (d.d_running > 0) {
-				ac->ac_last_running_wall_ms = wall_ms();
-				reclaim_boot_ok(ac, "a job is running");
-			}
-		}
-		act_decide(a, ac, now);
+		demand_record(ac, &d, now, wall_ms());
 	}
 }

@@ -7,13 +7,6 @@
 #include "log.h"
 #include "util.h"
 
-const struct kube_verb_info kube_verbs[KV_COUNT] = {
-#define KUBE_VERB(id, group, resource, verb)                                  \
-	[KV_##id] = { group, resource, verb },
-#include "kube_rbac.def"
-#undef KUBE_VERB
-};
-
 struct kube_call {
 	struct http_xfer kc_xfer;
 	struct kube *kc_kube;
@@ -31,7 +24,6 @@ struct kube_call {
 };
 
 struct kube {
-	struct actuator *k_act;
 	struct kube_creds *k_creds;
 	CURLM *k_multi;
 	int k_inflight;
@@ -46,14 +38,12 @@ struct kube {
 };
 
 struct kube *
-kube_new(
-    struct actuator *a, struct kube_creds *kc, CURLM *multi, struct metrics *m)
+kube_new(struct kube_creds *kc, CURLM *multi, struct metrics *m)
 {
 	static const double lat[] = { 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
 		1, 2.5, 5, 10 };
 	struct kube *k = xcalloc(1, sizeof(*k));
 
-	k->k_act = a;
 	k->k_creds = kc;
 	k->k_multi = multi;
 	k->k_m_requests =
@@ -116,7 +106,7 @@ kube_free(struct kube *k)
 		r.kr_verb = c->kc_verb;
 		r.kr_status = -1;
 		r.kr_error = "cancelled";
-		c->kc_cb(k->k_act, c->kc_arg, &r);
+		c->kc_cb(c->kc_arg, &r);
 		call_free(c);
 		http_xfer_free(&c->kc_xfer);
 		free(c);
@@ -285,12 +275,63 @@ count(struct kube *k, const struct kube_call *c)
 	    k->k_m_duration, (double)c->kc_xfer.x_duration_us / 1e6);
 }
 
+/* The body, if it is a JSON object: strict (no duplicate keys, no NUL),
+ * as everything that crosses the network.  NULL, with why, otherwise. */
+static json_t *
+parse_body(const struct http_xfer *x, char *why, size_t whylen)
+{
+	json_error_t e;
+	json_t *body;
+
+	if (x->x_result != CURLE_OK || x->x_body.b_len == 0)
+		return NULL;
+	body = json_loadb(
+	    x->x_body.b_data, x->x_body.b_len, JSON_REJECT_DUPLICATES, &e);
+	if (body == NULL || !json_is_object(body)) {
+		snprintf(why, whylen, "%s",
+		    body == NULL ? e.text : "not a JSON object");
+		json_decref(body);
+		return NULL;
+	}
+	return body;
+}
+
+/* Why a request failed, with the server's own words: redacted whole, then
+ * cut at a character boundary (the words may quote a token, and may be
+ * anything but UTF-8). */
+static void
+describe(const struct kube_call *c, json_t *body, const char *bad, char *why,
+    size_t whylen)
+{
+	char text[256], *full, *red;
+	size_t size;
+
+	http_xfer_describe(&c->kc_xfer, text, sizeof(text));
+	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_status >= 300 &&
+	    json_is_string(json_object_get(body, "message")))
+		full = xasprintf("%s: %s", text, status_message(body));
+	else if (bad[0] != '\0' && c->kc_xfer.x_status < 300)
+		full = xasprintf("%s: malformed body: %s", text, bad);
+	else
+		full = xstrdup(text);
+	size = 2 * strlen(full) + 64;
+	red = xmalloc(size);
+	memcpy(red, full, strlen(full) + 1);
+	log_redact(red, size);
+	utf8_copy(why, red, whylen);
+	explicit_bzero(full, strlen(full));
+	explicit_bzero(red, strlen(red));
+	free(full);
+	free(red);
+}
+
 static void
 call_done(struct kube *k, struct kube_call *c, CURLcode result)
 {
 	struct kube_reply r;
-	char why[512];
-	json_t *body = NULL;
+	char why[512], bad[160] = "";
+	json_t *body;
+	uint64_t retry = 0;
 
 	http_xfer_finish(&c->kc_xfer, k->k_multi, result);
 	if (c->kc_bprev != NULL)
@@ -309,14 +350,11 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 		if (call_start(k, c) == 0)
 			return;
 	}
-	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_body.b_len > 0)
-		body = json_loadb(c->kc_xfer.x_body.b_data,
-		    c->kc_xfer.x_body.b_len, 0, NULL);
-	http_xfer_describe(&c->kc_xfer, why, sizeof(why));
-	if (c->kc_xfer.x_result == CURLE_OK && c->kc_xfer.x_status >= 300 &&
-	    json_is_string(json_object_get(body, "message")))
-		log_redactf(why, sizeof(why), "HTTP %ld: %s",
-		    c->kc_xfer.x_status, status_message(body));
+	body = parse_body(&c->kc_xfer, bad, sizeof(bad));
+	describe(c, body, bad, why, sizeof(why));
+	if (c->kc_xfer.x_retry_after[0] != '\0' &&
+	    http_retry_after_ms(c->kc_xfer.x_retry_after, &retry) == -1)
+		retry = 0;
 	note_outcome(k, c, body, why);
 	memset(&r, 0, sizeof(r));
 	r.kr_verb = c->kc_verb;
@@ -324,7 +362,8 @@ call_done(struct kube *k, struct kube_call *c, CURLcode result)
 	    c->kc_xfer.x_result == CURLE_OK ? c->kc_xfer.x_status : 0;
 	r.kr_body = body;
 	r.kr_error = why;
-	c->kc_cb(k->k_act, c->kc_arg, &r);
+	r.kr_retry_after_ms = retry;
+	c->kc_cb(c->kc_arg, &r);
 	json_decref(body);
 	call_release(k, c);
 }

@@ -13,34 +13,13 @@
 #include <jansson.h>
 
 #include "kubecreds.h"
+#include "kubeverb.h"
 #include "metrics.h"
 
-enum kube_verb {
-#define KUBE_VERB(id, group, resource, verb) KV_##id,
-#include "kube_rbac.def"
-#undef KUBE_VERB
-	KV_COUNT
-};
-
-struct kube_verb_info {
-	const char *kv_group;
-	const char *kv_resource;
-	const char *kv_verb;
-};
-
-struct kube_reply {
-	enum kube_verb kr_verb;
-	long kr_status;       /* 0: no HTTP answer; -1: cancelled */
-	json_t *kr_body;      /* parsed body or NULL; borrowed */
-	const char *kr_error; /* why it failed, for logs */
-};
-
-struct actuator;
 struct kube;
 
-/* Completion: runs once per request, in the actuator's loop. */
-typedef void (*kube_cb)(
-    struct actuator *, void *arg, const struct kube_reply *);
+/* Completion: runs once per request, in the caller's loop. */
+typedef void (*kube_cb)(void *arg, const struct kube_reply *);
 
 #define KUBE_TIMEOUT_MS        30000
 #define KUBE_IDLE_CALLS        8
@@ -51,11 +30,8 @@ typedef void (*kube_cb)(
 #define KUBE_CONTENT_JSONPATCH "application/json-patch+json"
 
 /* kube.c */
-extern const struct kube_verb_info kube_verbs[KV_COUNT];
-
 /* creds and multi are borrowed and must outlive the client. */
-struct kube *kube_new(
-    struct actuator *, struct kube_creds *, CURLM *, struct metrics *);
+struct kube *kube_new(struct kube_creds *, CURLM *, struct metrics *);
 void kube_free(struct kube *);
 /* Queues a request.  path starts with "/api" or "/apis"; body (may be
  * NULL) is taken.  cb gets the reply, also on failure.  0, or -1 when the

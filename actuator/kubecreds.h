@@ -18,6 +18,7 @@
 #define KUBE_SA_DIR          "/var/run/secrets/kubernetes.io/serviceaccount"
 #define KUBE_TOKEN_REREAD_MS 60000
 #define KUBE_TOKEN_MAX       (64 * 1024)
+#define KUBECONFIG_MAX       (4 * 1024 * 1024)
 
 struct kube_creds {
 	char *kc_server;     /* https://host:port, no trailing '/' */
@@ -41,6 +42,10 @@ struct kube_creds {
  * names the file and the problem. */
 int kube_creds_load(
     const struct flags *, struct kube_creds *, char *err, size_t errlen);
+/* As kube_creds_load, with the service account's files in sa_dir instead
+ * of KUBE_SA_DIR (tests). */
+int kube_creds_load_sa(const struct flags *, const char *sa_dir,
+    struct kube_creds *, char *err, size_t errlen);
 void kube_creds_free(struct kube_creds *);
 /* Re-reads the token file when it is due (or now, when force); keeps the
  * old token if the file cannot be read.  0, or -1 (logged). */

@@ -92,7 +92,8 @@ pool_objects_build(struct pool_objects *po, const struct conf_class *cc,
 
 	memset(po, 0, sizeof(*po));
 	snprintf(po->po_pool, sizeof(po->po_pool), "%s", pool);
-	snprintf(po->po_secret, sizeof(po->po_secret), "%s-userdata", pool);
+	snprintf(
+	    po->po_secret, sizeof(po->po_secret), "%s" SECRET_SUFFIX, pool);
 	if ((po->po_userdata = cloudinit_userdata(cc, api_url)) == NULL)
 		return -1;
 	b64_encode(&b64, po->po_userdata, strlen(po->po_userdata));

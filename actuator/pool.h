@@ -20,6 +20,7 @@
 #define POOL_FINALIZER    "pool.kubevirt.io/finalizer"
 #define CLOUDINIT_VOLUME  "cloudinitdisk"
 #define SECRET_KEY        "userdata"
+#define SECRET_SUFFIX     "-userdata" /* the Secret is "<pool>-userdata" */
 #define TEMPLATE_HASH_LEN 16
 
 #define POOL_API "/apis/pool.kubevirt.io/v1beta1"

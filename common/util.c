@@ -152,6 +152,67 @@ strlcpy_rp(char *dst, const char *src, size_t size)
 	return len;
 }
 
+size_t
+utf8_seq_len(const unsigned char *s, size_t n)
+{
+	size_t len, i;
+	unsigned int cp;
+
+	if (n == 0)
+		return 0;
+	if (s[0] < 0x80)
+		return 1;
+	if ((s[0] & 0xe0) == 0xc0) {
+		len = 2;
+		cp = s[0] & 0x1f;
+	} else if ((s[0] & 0xf0) == 0xe0) {
+		len = 3;
+		cp = s[0] & 0x0f;
+	} else if ((s[0] & 0xf8) == 0xf0) {
+		len = 4;
+		cp = s[0] & 0x07;
+	} else
+		return 0;
+	if (len > n)
+		return 0;
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = (cp << 6) | (s[i] & 0x3f);
+	}
+	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
+	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
+	    (cp >= 0xd800 && cp <= 0xdfff))
+		return 0;
+	return len;
+}
+
+size_t
+utf8_copy(char *dst, const char *src, size_t size)
+{
+	const unsigned char *u = (const unsigned char *)src;
+	size_t n = strlen(src), i = 0, o = 0, k;
+
+	if (size == 0)
+		return 0;
+	while (i < n) {
+		if ((k = utf8_seq_len(u + i, n - i)) == 0) {
+			if (o + 1 >= size)
+				break;
+			dst[o++] = '?';
+			i++;
+			continue;
+		}
+		if (o + k >= size)
+			break;
+		memcpy(dst + o, u + i, k);
+		o += k;
+		i += k;
+	}
+	dst[o] = '\0';
+	return o;
+}
+
 char *
 rstrip(char *s)
 {

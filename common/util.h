@@ -34,6 +34,13 @@ int ms_until(uint64_t deadline_ms, uint64_t now);
 
 /* Copies src into dst (size bytes, NUL-terminated); returns strlen(src). */
 size_t strlcpy_rp(char *dst, const char *src, size_t size);
+/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
+size_t utf8_seq_len(const unsigned char *s, size_t n);
+/* Copies src into dst (size bytes, NUL-terminated) as valid UTF-8: a
+ * sequence that does not fit is left out whole and an invalid byte
+ * becomes '?', so the result is always a JSON-safe string.  Returns the
+ * length written. */
+size_t utf8_copy(char *dst, const char *src, size_t size);
 /* Removes trailing whitespace in place; returns s. */
 char *rstrip(char *s);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer.

@@ -8,7 +8,9 @@
 #   .tools/node_modules/
 #       kubernetes-models (Kubernetes object schemas with .validate()),
 #       @kubernetes-models/prometheus-operator (ServiceMonitor),
-#       dockerfile-utils (static Dockerfile linter).
+#       dockerfile-utils (static Dockerfile linter),
+#       @grafana/schema (the Grafana dashboard model's TypeScript types),
+#       ts-json-schema-generator and typescript (JSON Schema from those types).
 #
 # Idempotent: a part already installed at the pinned version is skipped.
 # Works on a fresh Debian 12, as root or through sudo; needs network access
@@ -23,6 +25,9 @@ KUBECTL_LAYER_VERSION=${KUBECTL_LAYER_VERSION:-2.2.2}
 K8S_MODELS_VERSION=${K8S_MODELS_VERSION:-5.1.0}
 PROM_MODELS_VERSION=${PROM_MODELS_VERSION:-6.0.0}
 DOCKERFILE_UTILS_VERSION=${DOCKERFILE_UTILS_VERSION:-0.16.3}
+GRAFANA_SCHEMA_VERSION=${GRAFANA_SCHEMA_VERSION:-13.2.3}
+TS_JSON_SCHEMA_VERSION=${TS_JSON_SCHEMA_VERSION:-2.4.0}
+TYPESCRIPT_VERSION=${TYPESCRIPT_VERSION:-5.9.3}
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 tools="$repo/.tools"
@@ -99,14 +104,20 @@ npm_pkg_version() {
 if [ "$force" -eq 0 ] &&
 	[ "$(npm_pkg_version kubernetes-models)" = "$K8S_MODELS_VERSION" ] &&
 	[ "$(npm_pkg_version @kubernetes-models/prometheus-operator)" = "$PROM_MODELS_VERSION" ] &&
-	[ "$(npm_pkg_version dockerfile-utils)" = "$DOCKERFILE_UTILS_VERSION" ]; then
+	[ "$(npm_pkg_version dockerfile-utils)" = "$DOCKERFILE_UTILS_VERSION" ] &&
+	[ "$(npm_pkg_version @grafana/schema)" = "$GRAFANA_SCHEMA_VERSION" ] &&
+	[ "$(npm_pkg_version ts-json-schema-generator)" = "$TS_JSON_SCHEMA_VERSION" ] &&
+	[ "$(npm_pkg_version typescript)" = "$TYPESCRIPT_VERSION" ]; then
 	log "npm packages already installed"
 else
-	log "installing kubernetes-models@$K8S_MODELS_VERSION @kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION dockerfile-utils@$DOCKERFILE_UTILS_VERSION"
+	log "installing kubernetes-models@$K8S_MODELS_VERSION @kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION dockerfile-utils@$DOCKERFILE_UTILS_VERSION @grafana/schema@$GRAFANA_SCHEMA_VERSION ts-json-schema-generator@$TS_JSON_SCHEMA_VERSION typescript@$TYPESCRIPT_VERSION"
 	npm install --prefix "$tools" --no-audit --no-fund --loglevel=error \
 		"kubernetes-models@$K8S_MODELS_VERSION" \
 		"@kubernetes-models/prometheus-operator@$PROM_MODELS_VERSION" \
-		"dockerfile-utils@$DOCKERFILE_UTILS_VERSION" >/dev/null
+		"dockerfile-utils@$DOCKERFILE_UTILS_VERSION" \
+		"@grafana/schema@$GRAFANA_SCHEMA_VERSION" \
+		"ts-json-schema-generator@$TS_JSON_SCHEMA_VERSION" \
+		"typescript@$TYPESCRIPT_VERSION" >/dev/null
 fi
 
 # --- summary ---------------------------------------------------------------------
@@ -116,3 +127,6 @@ printf '  kubectl     %s\n' "$("$tools/bin/kubectl" version --client 2>/dev/null
 printf '  kubernetes-models                      %s\n' "$(npm_pkg_version kubernetes-models)"
 printf '  @kubernetes-models/prometheus-operator %s\n' "$(npm_pkg_version @kubernetes-models/prometheus-operator)"
 printf '  dockerfile-utils                       %s\n' "$(npm_pkg_version dockerfile-utils)"
+printf '  @grafana/schema                        %s\n' "$(npm_pkg_version @grafana/schema)"
+printf '  ts-json-schema-generator               %s\n' "$(npm_pkg_version ts-json-schema-generator)"
+printf '  typescript                             %s\n' "$(npm_pkg_version typescript)"

@@ -12,6 +12,9 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # Build: compiler, CMake and the -dev packages of every library we link.
 # Test: cmocka, the simulators' python3 modules, and the real tools the tests
 # run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
+# Image: mmdebstrap and umoci build it (scripts/image.sh), crun runs it, the
+# OCI image-spec's JSON schemas check it, and podman, containerd and
+# docker.io load it (the tests start private daemons of their own).
 packages=(
 	gcc make cmake pkg-config clang-format
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
@@ -19,6 +22,8 @@ packages=(
 	python3 python3-yaml python3-jsonschema
 	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
 	procps util-linux valgrind unzip
+	mmdebstrap umoci crun golang-github-opencontainers-image-spec-dev
+	podman containerd docker.io
 )
 
 # shellcheck source=scripts/lib.sh

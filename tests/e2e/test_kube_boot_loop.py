@@ -1,6 +1,12 @@
 #!/usr/bin/python3
 """End-to-end: the boot-loop guard against what the README promises.
 
+0. Fast boots and short jobs are not a boot loop.  A pre-baked image that
+boots in seconds and a short job (here 1 s + 3 s) power the VM off well
+within --boot-loop-threshold (its default, 1m) of its creation.  Each VM
+ran a job: the operator expects its class to stay ready, stopped VMs to be
+reclaimed as they come and the queue to drain at full speed.
+
 1. VMs that leave by their idleTimeout are not a boot loop.  A class with
 idleTimeout shorter than --boot-loop-threshold (1m by default, so e.g.
 idleTimeout 30s in production; 1s vs 20s here): an idle VM's runner exits
@@ -31,6 +37,44 @@ POOL = pool_name(CLS)
 
 
 class KubeBootLoopTest(KubeTestCase):
+
+    def test_fast_boots_and_short_jobs_are_not_a_boot_loop(self):
+        cls = "e2e-org/fast"
+        pool = pool_name(cls)
+        circle, kube, p = self.start_stack(
+            {cls: {"minReplicas": 0, "maxReplicas": 3}},
+            task_duration_ms=3000, kube={"boot_delay_ms": 1000},
+            boot_loop="1m")
+        p.wait_log(proc="actuator", msg=re.compile(
+            r"^created pool %s " % re.escape(pool)))
+        # Bursts of jobs, as a pipeline fans out: three VMs boot, run
+        # their job side by side and power off together.
+        jobs = 0
+        for burst in range(3):
+            circle.queue(cls, 3)
+            jobs += 3
+
+            def done():
+                return circle.state()["classes"][cls]["done"] >= jobs
+            p.wait(done, 60, "%d jobs to run" % jobs)
+        reclaimed = p.lines(proc="actuator", msg=re.compile(
+            r"^reclaimed stopped VM .* of pool %s$" % re.escape(pool)))
+        # The VMs really lived less than the threshold, and ran jobs.
+        stopped = [v for v in kube.recorder.all().values()
+                   if v.get("stopped") and v.get("created")]
+        lives = [v["stopped"] - v["created"] for v in stopped]
+        self.assertGreaterEqual(len(reclaimed), BOOT_LOOP_STREAK, p.log.tail())
+        self.assertTrue(lives and max(lives) < 60, lives)
+        self.assertTrue(all(v["tasks_done"] for v in stopped), stopped)
+        self.assertEqual(p.lines(proc="actuator",
+                                 msg=re.compile(r"^boot loop")), [],
+                         "fast VMs that ran jobs taken for a boot loop")
+        self.assertEqual(p.metrics().get("runner_provisioner_boot_loop",
+                                         resource_class=cls), 0)
+        body = p.wait_ready(timeout=20)
+        self.assertIsNot(body["children"]["actuator"]["detail"]["classes"]
+                         [cls].get("boot_loop"), True, body)
+        self.assert_vm_deletes_safe(kube, circle)
 
     def test_idle_timeout_power_offs_are_not_failed_boots(self):
         circle, kube, p = self.start_stack(

@@ -70,8 +70,7 @@ class KubeConfigChangeTest(KubeTestCase):
         self.write_config(conf)
         circle.add_class(CLS, TOKEN2)
         t0 = time.time()
-        p2 = self.provisioner(args=["--boot-loop-threshold",
-                                    self.boot_loop_threshold])
+        p2 = self.provisioner()
         p2.start()
         p2.wait_log(proc="actuator", msg="updated secret %s-userdata: VMs "
                     "created from now on get the new cloud-init" % POOL)

@@ -131,8 +131,7 @@ class KubeCredentialsTest(KubeTestCase):
                   '"$src"/namespace %s/; exec "$@"' % (SA_DIR, SA_DIR))
         p = self.provisioner(wrapper=[
             "unshare", "--mount", "--propagation", "private", "--fork",
-            "--kill-child", "sh", "-c", script, "sh", src],
-            args=["--boot-loop-threshold", self.boot_loop_threshold])
+            "--kill-child", "sh", "-c", script, "sh", src])
         self.assertNotIn("--kubeconfig", p.argv())
         env = p.environment()
         self.assertEqual((env["KUBERNETES_SERVICE_HOST"],

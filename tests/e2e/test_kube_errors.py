@@ -22,11 +22,18 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
 from kubesim import (KubeTestCase, pool_name, actuator_class,  # noqa: E402
-                     MERGE_PATCH, ANNOT_HASH, SECRET_RESYNC_MS)
+                     MERGE_PATCH, ANNOT_HASH, RESYNC_MS, SECRET_RESYNC_MS)
 
 CLS = "e2e-org/errors"
 POOL = pool_name(CLS)
 SCALE = "virtualmachinepools/scale"
+
+
+def cpu_seconds(pid):
+    """User plus system CPU time of a process so far."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class KubeErrorsTest(KubeTestCase):
@@ -121,6 +128,13 @@ class KubeErrorsTest(KubeTestCase):
                           e["namespace"]),
                          ("patch", SCALE, "pool.kubevirt.io", "runners"), e)
         self.assertIn('cannot patch resource "%s"' % SCALE, e["error"], e)
+        # Not ready from the first denial (the next health survey), long
+        # before the class's last sync grows old; /ready names the verb.
+        p.wait_status("/ready", 503, timeout=3, where=lambda b:
+                      actuator_class(b, CLS).get("synced") is False)
+        status, body, cls = self.actuator_class(p)
+        self.assertEqual(cls.get("denied"), ["patch " + SCALE], cls)
+        self.assertLess(cls.get("last_sync_ms_ago", 0), 10000, cls)
 
         # Retried with growing pauses, every failure a warning naming the
         # verb and resource; the RBAC error itself said once.
@@ -244,6 +258,34 @@ class KubeErrorsTest(KubeTestCase):
         self.assert_journal_sane(kube)
         self.assert_no_actuator_restart(p)
 
+    def test_hanging_retry_does_not_spin(self):
+        """One failed write, then its retry hangs (a slow API server): the
+        actuator waits for the answer without burning a core."""
+        circle, kube, p = self.stack()
+        t0, mark = time.time(), p.mark()
+        kube.fault(endpoint=SCALE, status=500, count=1)
+        kube.fault(endpoint=SCALE, delay_ms=12000, count=1)
+        circle.set_running(CLS, 3)
+        p.wait_log(since=mark, proc="actuator", resource=SCALE,
+                   msg="Kubernetes write failed; retrying")
+
+        def hanging():
+            got = kube.scale_requests(t0)
+            return len(got) == 2 and got[1]["status"] is None
+        p.wait(hanging, 20, "the retried scale PATCH in flight")
+        pid = p.child_pids("actuator")[-1]
+        cpu0, start = cpu_seconds(pid), time.time()
+        p.wait(lambda: hanging() and time.time() - start >= 6, 20,
+               "6 s with the retry in flight")
+        share = (cpu_seconds(pid) - cpu0) / (time.time() - start)
+        self.assertLess(share, 0.1, "the actuator used %.0f %% of a core "
+                        "while a write was in flight" % (100 * share))
+        p.wait_log(since=mark, proc="actuator", timeout=30,
+                   msg="scaled %s from 1 to 3" % POOL)
+        self.assertEqual([r["status"] for r in kube.scale_requests(t0)],
+                         [500, 200])
+        self.assert_no_actuator_restart(p)
+
     def test_pool_changed_behind_its_back_is_put_back(self):
         circle, kube, p = self.stack()
         # Someone scales the pool by hand: the next resync puts it back.
@@ -303,6 +345,26 @@ class KubeErrorsTest(KubeTestCase):
                          [], "the foreign pool was written")
         self.assertEqual(kube.pools()[POOL]["replicas"], 0)
         self.assertEqual(len(p.lines(proc="actuator", msg=e["msg"])), 1)
+
+        # Its owner deletes it, as the log line asks: the class gets its
+        # own pool within one resync, and is ready again.
+        mark = p.mark()
+        status, body = kube.api("DELETE", "pools/" + POOL)
+        self.assertEqual(status, 200, body)
+        t0 = time.time()
+        p.wait_log(since=mark, proc="actuator", timeout=RESYNC_MS / 1000 + 10,
+                   msg="created pool %s for %s with 3 replicas" % (POOL, CLS))
+        created = [r for r in kube.daemon_requests(t0)
+                   if r["method"] == "POST" and
+                   r["endpoint"] == "virtualmachinepools"]
+        self.assertEqual([r["status"] for r in created], [201], created)
+        self.assertLess(created[0]["t"] - t0,
+                        harness.scaled(RESYNC_MS / 1000 + 1), created)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="pool %s is gone; creating our own" % POOL)
+        self.wait_pool(p, kube, POOL, 3)
+        p.wait_ready(timeout=30)
+        self.assert_journal_sane(kube)
         self.assert_no_actuator_restart(p)
 
     def test_deleted_secret_is_created_again(self):
