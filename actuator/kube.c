@@ -46,6 +46,9 @@ kube_new(struct kube_creds *kc, CURLM *multi, struct metrics *m)
 
 	k->k_creds = kc;
 	k->k_multi = multi;
+	curl_multi_setopt(
+	    multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)KUBE_HOST_CONNS);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)KUBE_HOST_CONNS);
 	k->k_m_requests =
 	    metrics_family(m, METRIC_COUNTER, "kube_requests_total",
 	        "Kubernetes API requests by verb, resource and HTTP status "

@@ -28,6 +28,12 @@ health_init(struct supervisor *s)
 		s->s_m_rejected[i] = metric_series(
 		    rej, (const char *[]){ msg_err_name((enum msg_err)i) });
 	s->s_m_rejected[0] = metric_series(rej, (const char *[]){ "sender" });
+	s->s_m_survey_window = metric_single(metrics_family(s->s_metrics,
+	    METRIC_GAUGE, "health_survey_window_seconds",
+	    "How late a child's health answer may come; widens while a child "
+	    "answers late (busy or short of CPU).",
+	    NULL, NULL, 0));
+	metric_set(s->s_m_survey_window, SURVEY_TIME_MS / 1000.0);
 	s->s_m_survey_lat = metric_single(metrics_family(s->s_metrics,
 	    METRIC_HISTOGRAM, "health_answer_seconds",
 	    "Time from a health survey to a child's answer.", NULL,
@@ -58,25 +64,83 @@ child_unanswered(const struct supervisor *s, uint64_t now)
 }
 
 static uint64_t survey_sent_ms;
+static bool survey_fast;
+static uint64_t survey_window_ms = SURVEY_TIME_MS;
+
+/* The time between surveys: the window, and at least SURVEY_INTERVAL_MS. */
+static uint64_t
+survey_interval_ms(void)
+{
+	return survey_window_ms + 100 > SURVEY_INTERVAL_MS
+	    ? survey_window_ms + 100
+	    : SURVEY_INTERVAL_MS;
+}
+
+/* How old an answer may be and still count as fresh. */
+static uint64_t
+fresh_ms(void)
+{
+	uint64_t ms = survey_interval_ms() + survey_window_ms;
+
+	return ms > HEALTH_FRESH_MS ? ms : HEALTH_FRESH_MS;
+}
+
+/* Widens the window when a child missed the last (normal) survey; narrows
+ * it back, a step at a time, when none did.  A child that never answers
+ * is still killed: HEALTH_START_MS after its start, or about HEALTH_KILL_MS
+ * after its last answer. */
+static void
+survey_adapt(struct supervisor *s)
+{
+	uint64_t was = survey_window_ms;
+	const struct child *c;
+	bool late = false;
+	size_t i;
+
+	if (survey_sent_ms == 0 || survey_fast)
+		return;
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state == CHILD_RUNNING &&
+		    c->c_started_ms < survey_sent_ms &&
+		    c->c_last_answer_ms < survey_sent_ms)
+			late = true;
+	}
+	if (late)
+		survey_window_ms = 2 * survey_window_ms < SURVEY_TIME_MAX_MS
+		    ? 2 * survey_window_ms
+		    : SURVEY_TIME_MAX_MS;
+	else
+		survey_window_ms = survey_window_ms * 3 / 4 > SURVEY_TIME_MS
+		    ? survey_window_ms * 3 / 4
+		    : SURVEY_TIME_MS;
+	if (survey_window_ms != was)
+		log_debug("health survey window %llu ms (a child answered "
+		          "%s)",
+		    (unsigned long long)survey_window_ms,
+		    late ? "late" : "in time");
+	metric_set(s->s_m_survey_window, (double)survey_window_ms / 1000.0);
+}
 
 void
 health_survey(struct supervisor *s, uint64_t now)
 {
 	struct msg_health_query q = { .q_sent_ms = wall_ms() };
 	struct buf b = { 0 };
-	bool fast;
 
 	if (now < s->s_next_survey_ms)
 		return;
-	fast = child_unanswered(s, now);
+	survey_adapt(s);
+	survey_fast = child_unanswered(s, now);
 	nng_socket_set_ms(s->s_survey, NNG_OPT_SURVEYOR_SURVEYTIME,
-	    fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
+	    survey_fast ? SURVEY_FAST_MS - 10
+	                : (nng_duration)survey_window_ms);
 	msg_health_query_encode(&q, ++s->s_seq, &b);
 	ipc_send(s->s_survey, b.b_data, b.b_len);
 	buf_free(&b);
 	survey_sent_ms = now;
 	s->s_next_survey_ms =
-	    now + (fast ? SURVEY_FAST_MS : SURVEY_INTERVAL_MS);
+	    now + (survey_fast ? SURVEY_FAST_MS : survey_interval_ms());
 }
 
 static void
@@ -141,8 +205,12 @@ health_receive(struct supervisor *s, uint64_t now)
 uint64_t
 health_kill_deadline(const struct child *c)
 {
-	return c->c_last_answer_ms ? c->c_last_answer_ms + HEALTH_KILL_MS
-	                           : c->c_started_ms + HEALTH_START_MS;
+	uint64_t silence = 3 * (survey_interval_ms() + survey_window_ms);
+
+	if (c->c_last_answer_ms == 0)
+		return c->c_started_ms + HEALTH_START_MS;
+	return c->c_last_answer_ms +
+	    (silence > HEALTH_KILL_MS ? silence : HEALTH_KILL_MS);
 }
 
 void
@@ -179,7 +247,7 @@ bool
 health_child_ready(const struct child *c, uint64_t now)
 {
 	return c->c_state == CHILD_RUNNING && c->c_have_health &&
-	    now - c->c_last_answer_ms <= HEALTH_FRESH_MS &&
+	    now - c->c_last_answer_ms <= fresh_ms() &&
 	    c->c_health.hl_state == HEALTH_OK;
 }
 
@@ -208,7 +276,7 @@ child_reason(const struct child *c, uint64_t now)
 		return "not running";
 	if (!c->c_have_health)
 		return "not answering health surveys yet";
-	if (now - c->c_last_answer_ms > HEALTH_FRESH_MS)
+	if (now - c->c_last_answer_ms > fresh_ms())
 		return "stopped answering health surveys";
 	if (c->c_health.hl_state == HEALTH_STARTING)
 		return "no success yet";

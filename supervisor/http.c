@@ -25,16 +25,21 @@
  *     the answer, counted from when it was accepted or last answered: a
  *     client that trickles header bytes, or idles, is cut off (libmicro-
  *     httpd's own timeout counts only silence);
- *   - holds at most HTTP_CONN_SOFT connections: a new one makes room by
- *     cutting the one that has waited longest, so slow clients from many
- *     addresses cannot fill it either (libmicrohttpd's hard limit is above
- *     that, so that it accepts the newcomer first).
+ *   - holds at most HTTP_CONN_SOFT connections: past that, a new one makes
+ *     room by cutting the one that has waited longest, if that one has had
+ *     HTTP_EVICT_MIN_MS to send its request (a kubelet's comes at once),
+ *     so slow clients from many addresses cannot fill it either
+ *     (libmicrohttpd's own limit is above that, so that it accepts the
+ *     newcomer first);
+ *   - gives each connection HTTP_CONN_MEMORY bytes: requests are small.
  * /live has a listener of its own by default; all run in the supervisor's
  * one loop, which a slow client never blocks (sockets are non-blocking).
  */
 #define HTTP_CONN_PER_IP    8
-#define HTTP_CONN_SOFT      64
-#define HTTP_CONN_LIMIT     (2 * HTTP_CONN_SOFT)
+#define HTTP_CONN_SOFT      256
+#define HTTP_CONN_LIMIT     384 /* two listeners stay below 1024 fds */
+#define HTTP_EVICT_MIN_MS   500
+#define HTTP_CONN_MEMORY    (16 * 1024)
 #define HTTP_REQUEST_MS     5000
 #define HTTP_CONN_TIMEOUT_S 10 /* libmicrohttpd's: silence */
 #define HTTP_BACKLOG        256
@@ -216,8 +221,10 @@ on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
 	*socket_ctx = p;
 	ep->e_npeers++;
 	peer_append(ep, p);
-	/* Full: the newcomer takes the place of whoever waited longest. */
-	if (ep->e_npeers > HTTP_CONN_SOFT && ep->e_head != p && p->p_fd != -1)
+	/* Full: the newcomer takes the place of whoever waited longest (not
+	 * of one that just came: its request may be on its way). */
+	if (ep->e_npeers > HTTP_CONN_SOFT && ep->e_head != p &&
+	    p->p_since_ms - ep->e_head->p_since_ms >= HTTP_EVICT_MIN_MS)
 		peer_cut(ep, ep->e_head);
 }
 
@@ -332,7 +339,8 @@ endpoint_start(
 	ep->e_daemon = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, handle,
 	    ep, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
 	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
-	    (unsigned int)HTTP_CONN_PER_IP, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)HTTP_CONN_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
 	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION,
 	    on_connection, ep, MHD_OPTION_NOTIFY_COMPLETED, on_completed, ep,
 	    MHD_OPTION_END);

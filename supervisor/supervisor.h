@@ -31,11 +31,16 @@
 #define SURVEY_FAST_FOR_MS    3000 /* ... for this long after its start */
 /* An answer may come this late: a child with many classes is busy for a
  * while at a time (parsing a list of all its pools, rendering its answer),
- * and a new survey makes the answers to the last one void. */
-#define SURVEY_TIME_MS  900
-#define HEALTH_FRESH_MS 3000  /* an answer older than this: not ready */
-#define HEALTH_KILL_MS  10000 /* no answer this long: kill the child */
-#define HEALTH_START_MS 30000 /* ... or no first answer this long */
+ * and a new survey makes the answers to the last one void.  While a child
+ * misses surveys (busy, or starved of CPU), the window doubles up to
+ * SURVEY_TIME_MAX_MS, and surveys, freshness and the
+ * kill deadline stretch with it (health.c); it narrows again once every
+ * child answers in time. */
+#define SURVEY_TIME_MS     900
+#define SURVEY_TIME_MAX_MS 2000
+#define HEALTH_FRESH_MS    3000  /* an answer older than this: not ready */
+#define HEALTH_KILL_MS     10000 /* no answer this long: kill the child */
+#define HEALTH_START_MS    30000 /* ... or no first answer this long */
 
 enum child_state {
 	CHILD_DOWN,     /* not started, or reaped */
@@ -89,6 +94,7 @@ struct supervisor {
 	struct metrics *s_metrics;
 	struct metric_series *s_m_rejected[MSG_NERR];
 	struct metric_series *s_m_survey_lat;
+	struct metric_series *s_m_survey_window;
 	uint64_t s_start_ms;
 };
 

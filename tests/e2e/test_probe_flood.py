@@ -4,13 +4,14 @@ connections open.
 
 200 clients connect to a probe port, send a request line and then trickle
 one header line every 300 ms, never finishing the request (and connect
-again whenever they are cut off), from one address or from 200 different
-ones.  Meanwhile a kubelet-like prober asks GET /live (and /ready,
-/metrics) with a fresh connection and the kubelet's default 1 s timeout:
-every answer must come, and in time.  The slow connections are cut (a
-request must arrive within the deadline, whatever bytes trickle in), and
-the supervisor counts them in runner_provisioner_http_connections_cut_
-total.  Loopback aliases (127.0.1.x) stand in for the attackers' addresses.
+again whenever they are cut off), from one address, from 200 different
+ones, or 300 from 250 (past what a listener holds).  Meanwhile a
+kubelet-like prober asks GET /live (and /ready, /metrics) with a fresh
+connection and the kubelet's default 1 s timeout: every answer must come,
+and in time.  The slow connections are cut (a request must arrive within
+the deadline, whatever bytes trickle in), and the supervisor counts them in
+runner_provisioner_http_connections_cut_total.  Loopback aliases
+(127.0.x.y) stand in for the attackers' addresses.
 """
 
 import os
@@ -35,6 +36,7 @@ def http_constant(name):
 
 
 HTTP_REQUEST_MS = http_constant("HTTP_REQUEST_MS")
+HTTP_CONN_SOFT = http_constant("HTTP_CONN_SOFT")
 KUBELET_TIMEOUT_S = 1.0  # a probe's default timeoutSeconds
 
 
@@ -136,17 +138,17 @@ class ProbeFloodTest(harness.E2ETestCase):
         self.assertGreaterEqual(n, 5 * len(paths))
         return failures
 
-    def flood(self, sources, paths=("/live",)):
+    def flood(self, sources, paths=("/live",), n=200):
         addrs = dict.fromkeys(self.p.addrs[p] for p in paths)
-        floods = [SlowClients(a, 200, sources) for a in addrs]
+        floods = [SlowClients(a, n, sources) for a in addrs]
         for f in floods:
             f.__enter__()
         try:
             # Long enough for slow connections to be cut and come back.
             failures = self.kubelet(paths, 3 * HTTP_REQUEST_MS / 1000.0)
             self.assertEqual(failures, [], "probes did not answer within "
-                             "%.1fs while 200 clients per port trickled "
-                             "headers" % KUBELET_TIMEOUT_S)
+                             "%.1fs while %d clients per port trickled "
+                             "headers" % (KUBELET_TIMEOUT_S, n))
         finally:
             for f in floods:
                 f.__exit__()
@@ -162,6 +164,12 @@ class ProbeFloodTest(harness.E2ETestCase):
 
     def test_live_answers_with_200_slow_clients_from_200_addresses(self):
         self.flood(["127.0.1.%d" % i for i in range(1, 201)])
+
+    def test_live_answers_with_300_slow_clients_past_the_cap(self):
+        """More than a listener holds: newcomers make room by cutting
+        those that waited longest."""
+        self.flood(["127.0.3.%d" % (i % 250 + 1) for i in range(300)],
+                   n=HTTP_CONN_SOFT + 44)
 
     def test_ready_and_metrics_answer_with_200_slow_clients_each(self):
         self.flood(["127.0.2.%d" % i for i in range(1, 201)],
