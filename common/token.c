@@ -77,38 +77,20 @@ token_load(const char *path, const char **source, char *err, size_t errlen)
 char *
 token_load_fd(int fd, const char **source, char *err, size_t errlen)
 {
-	char buf[TOKEN_MAX + 2], *t;
-	size_t len = 0;
-	ssize_t r;
+	char *t;
 
 	*source = "--circle-token-fd";
-	while (len < sizeof(buf) - 1) {
-		r = read(fd, buf + len, sizeof(buf) - 1 - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
+	if ((t = read_fd(fd, TOKEN_MAX, NULL)) == NULL) {
+		if (errno == EFBIG)
+			snprintf(err, errlen,
+			    "--circle-token-fd %d: the CircleCI API token is "
+			    "longer than %d bytes",
+			    fd, TOKEN_MAX);
+		else
 			snprintf(err, errlen, "--circle-token-fd %d: %s", fd,
 			    strerror(errno));
-			explicit_bzero(buf, sizeof(buf));
-			close(fd);
-			return NULL;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	if (len > TOKEN_MAX) {
-		snprintf(err, errlen,
-		    "--circle-token-fd %d: the CircleCI API token is longer "
-		    "than %d bytes",
-		    fd, TOKEN_MAX);
-		explicit_bzero(buf, sizeof(buf));
 		return NULL;
 	}
-	buf[len] = '\0';
-	t = xstrdup(buf);
-	explicit_bzero(buf, sizeof(buf));
 	rstrip(t);
 	return token_accept(t, *source, err, errlen);
 }

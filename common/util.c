@@ -225,30 +225,16 @@ rstrip(char *s)
 	return s;
 }
 
-char *
-read_file(const char *path, size_t max, size_t *lenp)
+/* Reads fd to its end into a new buffer of at least hint bytes (grown as
+ * needed, up to max); closes fd. */
+static char *
+read_all(int fd, size_t hint, size_t max, size_t *lenp)
 {
-	struct stat st;
-	size_t len = 0, cap, n;
+	size_t len = 0, cap = hint > 0 && hint < max ? hint : 4096, n;
 	ssize_t r;
 	char *buf;
-	int fd, saved;
+	int saved;
 
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1) {
-		saved = errno;
-		close(fd);
-		errno = saved;
-		return NULL;
-	}
-	if (S_ISDIR(st.st_mode)) {
-		close(fd);
-		errno = EISDIR;
-		return NULL;
-	}
-	cap = st.st_size > 0 && (size_t)st.st_size < max ? (size_t)st.st_size
-	                                                 : 4096;
 	buf = xmalloc(cap + 1);
 	for (;;) {
 		if (len == cap) {
@@ -294,6 +280,35 @@ read_file(const char *path, size_t max, size_t *lenp)
 	if (lenp != NULL)
 		*lenp = len;
 	return buf;
+}
+
+char *
+read_file(const char *path, size_t max, size_t *lenp)
+{
+	struct stat st;
+	int fd, saved;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	if (fstat(fd, &st) == -1) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
+	if (S_ISDIR(st.st_mode)) {
+		close(fd);
+		errno = EISDIR;
+		return NULL;
+	}
+	return read_all(
+	    fd, st.st_size > 0 ? (size_t)st.st_size : 0, max, lenp);
+}
+
+char *
+read_fd(int fd, size_t max, size_t *lenp)
+{
+	return read_all(fd, 0, max, lenp);
 }
 
 void

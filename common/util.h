@@ -47,6 +47,8 @@ char *rstrip(char *s);
  * Returns NULL with errno set (EFBIG when larger than max).  Every copy it
  * drops on the way is wiped (it reads tokens and configuration). */
 char *read_file(const char *path, size_t max, size_t *lenp);
+/* The same from an open descriptor, read to its end and closed. */
+char *read_fd(int fd, size_t max, size_t *lenp);
 
 /* A small xorshift generator; seeded per process. */
 void rng_seed(uint64_t);
