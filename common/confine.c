@@ -108,6 +108,8 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("setsockopt", "TCP_NODELAY, keep-alive, buffer sizes"),
 	CONFINE_ANY("getsockopt", "SO_ERROR after a non-blocking connect"),
 	CONFINE_ANY("fcntl", "O_NONBLOCK and FD_CLOEXEC on new descriptors"),
+	CONFINE_ANY("uname", "glibc's resolver: the host name gives the "
+	                     "default search domain"),
 	CONFINE_ARG("ioctl", 1, 0xffffffff, FIONREAD,
 	    "bytes waiting on a socket (libcurl, glibc's resolver)"),
 	CONFINE_ARG("ioctl", 1, 0xffffffff, FIONBIO, "non-blocking sockets"),
@@ -139,6 +141,8 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("rseq", "every new thread (glibc 2.35+)"),
 	CONFINE_ANY("futex", "locks and condition variables"),
 	CONFINE_ANY("sched_yield", "spinning locks"),
+	CONFINE_ANY("sched_getaffinity", "glibc's malloc sizes its arenas by "
+	                                 "the CPUs a new thread may use"),
 	CONFINE_ARG("prctl", 0, 0xffffffff, PR_SET_NAME,
 	    "nng names the threads it starts"),
 	CONFINE_ANY("exit", "a thread ends"),
@@ -169,11 +173,9 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("sigaltstack", "sanitizer: its signal stack"),
 	CONFINE_ANY("getdents64", "sanitizer: /proc/self/task"),
 	CONFINE_ANY("readlink", "sanitizer: /proc/self/exe"),
-	CONFINE_ANY("sched_getaffinity", "sanitizer: thread start"),
 	CONFINE_ANY("kill", "sanitizer: leak check"),
 	CONFINE_ANY("pread64", "sanitizer: symbolizer reads binaries"),
 	CONFINE_ANY("getppid", "sanitizer: leak check"),
-	CONFINE_ANY("uname", "sanitizer: report header"),
 	CONFINE_ANY("prlimit64", "sanitizer: stack limits"),
 	CONFINE_ANY("sched_setaffinity", "sanitizer"),
 #endif

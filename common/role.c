@@ -63,7 +63,6 @@ role_open(struct role *r, struct confine_paths *paths)
 {
 	static const int signals[] = { SIGTERM, SIGINT };
 	char err[CONF_ERR_MAX], url[IPC_URL_MAX];
-
 	struct buf b = { 0 };
 	size_t i;
 

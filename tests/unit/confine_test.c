@@ -14,6 +14,8 @@
 #include <cmocka.h>
 
 #include <errno.h>
+#include <netdb.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -243,6 +245,43 @@ common_checks(void)
 	}
 }
 
+/* What libcurl does for a host name, on a thread of its own as libcurl's
+ * resolver does (glibc's resolver reads the host name, sends DNS queries,
+ * asks netlink for the interface addresses; the thread's first malloc
+ * sizes an arena by the CPUs). */
+static void *
+resolve(void *name)
+{
+	struct addrinfo hints = { .ai_family = AF_UNSPEC,
+		.ai_socktype = SOCK_STREAM };
+	struct addrinfo *res = NULL;
+	char *scratch = malloc(1000);
+
+	free(scratch);
+	if (getaddrinfo(name, "443", &hints, &res) == 0)
+		freeaddrinfo(res);
+	return NULL;
+}
+
+static void
+resolver_checks(void)
+{
+	static char *const names[] = { "localhost", "confine-test.invalid" };
+	pthread_t t;
+	size_t i;
+
+	/* Bounded: no network need answer. */
+	setenv("RES_OPTIONS", "timeout:1 attempts:1", 1);
+	for (i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (pthread_create(&t, NULL, resolve, names[i]) != 0) {
+			report("resolver thread started", false, NULL);
+			return;
+		}
+		pthread_join(t, NULL);
+	}
+	report("resolved names on a thread", true, NULL);
+}
+
 static void
 wait_parent(void)
 {
@@ -294,6 +333,7 @@ poller_child(void)
 	    readable("circleci/circle-token", "circle-token-v2"), NULL);
 	p.p_role = &r;
 	poller_lock(&p);
+	resolver_checks();
 	report("locked", true, NULL);
 	wait_parent();
 	/* Outside the allow-list: the process dies of SIGSYS. */
@@ -333,6 +373,7 @@ actuator_child(void)
 	    NULL);
 	a.a_role = &r;
 	act_lock(&a);
+	resolver_checks();
 	report("locked", true, NULL);
 	wait_parent();
 	execve("/bin/true", (char *[]){ "/bin/true", NULL }, NULL);
