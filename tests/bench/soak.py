@@ -24,7 +24,8 @@ an operator cares about, which must be 0:
   scale_downs_missing   scale-downs no successful observation asked for:
                         "scaled <pool> from A to B" with B < A, and no
                         "polled task counts" line for that class with
-                        desired_vms == B since the class's previous scale
+                        desired_vms == B since the observation behind the
+                        class's previous scale
   crashes               child deaths other than the kills (and kills of a
                         child that stopped answering), and system calls the
                         children's filters blocked
@@ -187,31 +188,45 @@ class Sampler:
 
 def scale_downs_missing(lines, start_epoch, slack_s=1.0):
     """Scale-downs that no successful observation asked for (see the module
-    docstring); returns (missing, all scale-downs, all scale-ups).  The
-    poller logs an observation just after sending it, so the line may come
+    docstring); returns (missing, all scale-downs, all scale-ups).
+
+    A scale-down to B counts as asked for when a successful poll of that
+    class wanted B after the observation behind the class's previous scale
+    (a write can finish long after its decision: a slow API answer, a
+    conflict retried, and a newer observation may already be waiting).  The
+    poller logs an observation just after sending it, so its line may come
     up to slack_s after the scale it caused."""
     asked = {}  # class -> [(epoch, desired_vms)] of successful polls
     for e in lines:
         if e.get("proc") == "poller" and e.get("msg") == "polled task counts":
             asked.setdefault(e["resource_class"], []).append(
                 (bl.log_epoch(e), e["desired_vms"]))
-    last_scale = {}  # class -> epoch of its previous scale
+
+    def basis(cls, to, t, since):
+        """The latest observation in [since, t + slack] that wanted to."""
+        best = None
+        for ta, d in asked.get(cls, ()):
+            if since <= ta <= t + slack_s and d == to:
+                best = ta
+        return best
+
+    anchor = {}  # class -> epoch of the observation behind its last scale
     missing, downs, ups = [], 0, 0
     for e in lines:
         if e.get("proc") != "actuator" or \
                 not e.get("msg", "").startswith("scaled "):
             continue
         t, cls = bl.log_epoch(e), e["resource_class"]
+        since = anchor.get(cls, start_epoch)
+        b = basis(cls, e["to"], t, since)
         if e["to"] > e["from"]:
             ups += 1
         else:
             downs += 1
-            since = last_scale.get(cls, start_epoch)
-            if not any(since <= ta <= t + slack_s and d == e["to"]
-                       for ta, d in asked.get(cls, ())):
+            if b is None:
                 missing.append(dict(ts=e["ts"], resource_class=cls,
                                     frm=e["from"], to=e["to"]))
-        last_scale[cls] = t
+        anchor[cls] = b if b is not None else t
     return missing, downs, ups
 
 

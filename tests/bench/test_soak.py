@@ -43,11 +43,17 @@ class DetectorTest(unittest.TestCase):
                  polled(2.0, "a", 1), scaled(2.1, "a", 3, 1),   # asked
                  scaled(5.0, "a", 1, 0),                        # not asked
                  scaled(6.0, "b", 2, 0), polled(6.5, "b", 0),   # logged late
-                 polled(7.0, "c", 0), scaled(9.0, "c", 3, 2)]   # asked 0
+                 polled(7.0, "c", 0), scaled(9.0, "c", 3, 2),   # asked 0
+                 # A slow write: 4 -> 5 decided at 10, done at 14; 5 -> 4
+                 # asked at 12, applied once the first write is done.
+                 polled(10.0, "d", 5), polled(12.0, "d", 4),
+                 scaled(14.0, "d", 4, 5), scaled(14.2, "d", 5, 4),
+                 # ... but not an observation from before the last one.
+                 scaled(15.0, "d", 4, 5), scaled(16.0, "d", 5, 4)]
         missing, downs, ups = soak.scale_downs_missing(lines, start)
-        self.assertEqual((downs, ups), (4, 1))
+        self.assertEqual((downs, ups), (6, 3))
         self.assertEqual([(m["resource_class"], m["to"]) for m in missing],
-                         [("a", 0), ("c", 2)])
+                         [("a", 0), ("c", 2), ("d", 4)])
 
     def test_slope(self):
         pts = [(t, 100 + 2 * t) for t in range(0, 600, 10)]
