@@ -203,12 +203,16 @@ def scale_downs_missing(lines, start_epoch, slack_s=1.0):
                 (bl.log_epoch(e), e["desired_vms"]))
 
     def basis(cls, to, t, since):
-        """The latest observation in [since, t + slack] that wanted to."""
-        best = None
-        for ta, d in asked.get(cls, ()):
-            if since <= ta <= t + slack_s and d == to:
-                best = ta
-        return best
+        """The observation behind a scale to `to` at t: the latest since
+        `since` up to t that wanted it, else the first one logged within
+        slack_s after t."""
+        before = [ta for ta, d in asked.get(cls, ())
+                  if since <= ta <= t and d == to]
+        if before:
+            return before[-1]
+        after = [ta for ta, d in asked.get(cls, ())
+                 if t < ta <= t + slack_s and d == to]
+        return after[0] if after else None
 
     anchor = {}  # class -> epoch of the observation behind its last scale
     missing, downs, ups = [], 0, 0

@@ -49,9 +49,13 @@ class DetectorTest(unittest.TestCase):
                  polled(10.0, "d", 5), polled(12.0, "d", 4),
                  scaled(14.0, "d", 4, 5), scaled(14.2, "d", 5, 4),
                  # ... but not an observation from before the last one.
-                 scaled(15.0, "d", 4, 5), scaled(16.0, "d", 5, 4)]
+                 scaled(15.0, "d", 4, 5), scaled(16.0, "d", 5, 4),
+                 # Demand 3, 2, 3 within a second: each scale has its own.
+                 polled(20.0, "e", 3), scaled(20.05, "e", 2, 3),
+                 polled(20.4, "e", 2), scaled(20.5, "e", 3, 2),
+                 polled(20.9, "e", 3)]
         missing, downs, ups = soak.scale_downs_missing(lines, start)
-        self.assertEqual((downs, ups), (6, 3))
+        self.assertEqual((downs, ups), (7, 4))
         self.assertEqual([(m["resource_class"], m["to"]) for m in missing],
                          [("a", 0), ("c", 2), ("d", 4)])
 
