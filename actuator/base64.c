@@ -38,6 +38,13 @@ b64_decode(struct buf *out, const char *s)
 		pad++;
 	if (n > 1 && clean[n - 2] == '=')
 		pad++;
+	/* EVP_DecodeBlock reads '=' inside the text as zero bits and more
+	 * than two as padding: only A-Z a-z 0-9 + / may come before it. */
+	for (i = 0; i < n - pad; i++)
+		if (!isalnum(clean[i]) && clean[i] != '+' && clean[i] != '/') {
+			free(clean);
+			return -1;
+		}
 	dec = xmalloc(n / 4 * 3 + 1);
 	len = EVP_DecodeBlock(dec, clean, (int)n);
 	free_wipe(clean, n + 1);

@@ -29,14 +29,31 @@ static int kp_fail(struct kc_parse *kp, const char *fmt, ...)
 static int
 kp_fail(struct kc_parse *kp, const char *fmt, ...)
 {
-	char msg[400];
+	static const char hex[] = "0123456789abcdef";
+	char msg[400], line[512];
+	size_t i, o = 0;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(
-	    kp->kp_err, kp->kp_errlen, "kubeconfig %s: %s", kp->kp_path, msg);
+	snprintf(line, sizeof(line), "kubeconfig %s: %s", kp->kp_path, msg);
+	/* Names in a kubeconfig are anyone's text: the message stays one
+	 * line, control characters written as \xNN. */
+	for (i = 0; line[i] != '\0' && o + 5 < kp->kp_errlen; i++) {
+		unsigned char c = (unsigned char)line[i];
+
+		if (c >= 0x20 && c != 0x7f) {
+			kp->kp_err[o++] = (char)c;
+			continue;
+		}
+		kp->kp_err[o++] = '\\';
+		kp->kp_err[o++] = 'x';
+		kp->kp_err[o++] = hex[c >> 4];
+		kp->kp_err[o++] = hex[c & 0xf];
+	}
+	if (kp->kp_errlen > 0)
+		kp->kp_err[o] = '\0';
 	return -1;
 }
 
@@ -213,6 +230,13 @@ set_server(struct kube_creds *kc, struct kc_parse *kp, const char *cluster,
 	n = strlen(server);
 	while (n > 8 && server[n - 1] == '/')
 		n--;
+	/* Request paths are appended to it: nothing may end the URL's path
+	 * (as for --circleci-api-addr). */
+	if (strpbrk(server, " \t\r\n?#") != NULL)
+		return kp_fail(kp,
+		    "cluster \"%s\": server \"%s\" is not a valid URL "
+		    "(a blank, '?' or '#')",
+		    cluster, server);
 	kc->kc_server = xstrndup(server, n);
 	return 0;
 }

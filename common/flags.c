@@ -1,3 +1,4 @@
+#include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
@@ -146,7 +147,8 @@ flags_split_addr(const char *addr, char *host, size_t hostlen, uint16_t *port)
 		return -1;
 	errno = 0;
 	p = strtol(colon + 1, &end, 10);
-	if (colon[1] == '\0' || *end != '\0' || errno != 0 || p < 0 ||
+	/* Digits only: strtol would also take blanks and a sign. */
+	if (!isdigit((unsigned char)colon[1]) || *end != '\0' || errno != 0 ||
 	    p > 65535)
 		return -1;
 	memcpy(host, h, hlen);

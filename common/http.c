@@ -157,11 +157,38 @@ http_xfer_request(struct http_xfer *x, const char *method, const char *url,
 	}
 }
 
+/*
+ * libcurl before 8.1.0 (Debian 12 has 7.88.1) keeps a pointer into the
+ * previous transfer's stored headers (curl PR #11103): an answer whose
+ * status line is followed by a folded line then reads and writes freed
+ * memory.  A handle duplicated for each transfer has no such state; its
+ * connections stay in the multi handle's pool.  Found by fuzzing
+ * (tests/fuzz/circleci_http.c).
+ */
+static int
+fresh_handle(struct http_xfer *x)
+{
+	CURL *h;
+
+	if (x->x_start_us == 0 ||
+	    curl_version_info(CURLVERSION_NOW)->version_num >= 0x080100)
+		return 0;
+	if ((h = curl_easy_duphandle(x->x_easy)) == NULL) {
+		log_warnx("curl_easy_duphandle failed");
+		return -1;
+	}
+	curl_easy_cleanup(x->x_easy);
+	x->x_easy = h;
+	return 0;
+}
+
 int
 http_xfer_start(struct http_xfer *x, CURLM *multi)
 {
 	CURLMcode rc;
 
+	if (fresh_handle(x) == -1)
+		return -1;
 	x->x_start_us = now_us();
 	if ((rc = curl_multi_add_handle(multi, x->x_easy)) != CURLM_OK) {
 		log_warnx(

@@ -535,13 +535,15 @@ log_begin(struct log_line *ll, enum log_level level, const char *msg)
 	put_string_field(ll, "msg", msg, strlen(msg));
 }
 
+static void put_number(struct log_line *, const char *, const char *, int);
+
 void
 log_str(struct log_line *ll, const char *key, const char *val)
 {
 	if (!ll->ll_on)
 		return;
 	if (val == NULL) {
-		log_raw(ll, key, "null");
+		put_number(ll, key, "null", 4);
 		return;
 	}
 	put_string_field(ll, key, val, strlen(val));
@@ -554,6 +556,8 @@ log_strn(struct log_line *ll, const char *key, const char *val, size_t len)
 		put_string_field(ll, key, val, len);
 }
 
+/* A number or literal the logger wrote itself: never redacted, since a
+ * secret that spells "true" or "null" must not break the line's JSON. */
 static void
 put_number(struct log_line *ll, const char *key, const char *num, int n)
 {
@@ -587,7 +591,7 @@ void
 log_bool(struct log_line *ll, const char *key, bool val)
 {
 	if (ll->ll_on)
-		log_raw(ll, key, val ? "true" : "false");
+		put_number(ll, key, val ? "true" : "false", val ? 4 : 5);
 }
 
 void

@@ -1,5 +1,4 @@
 #include <ctype.h>
-#include <errno.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +8,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
+
+#define SAMPLE_LABELS_MAX 16 /* ours have METRIC_LABELS_MAX and le */
 
 struct metric_series {
 	const struct metric_family *ms_family;
@@ -191,18 +192,57 @@ render_number(struct buf *b, double v)
 	}
 }
 
+/* Length of the UTF-8 sequence (RFC 3629) at s, at most n bytes, or 0. */
+static size_t
+utf8_len(const unsigned char *s, size_t n)
+{
+	unsigned int cp;
+	size_t len, i;
+
+	if (s[0] < 0x80)
+		return 1;
+	if (s[0] >= 0xc2 && s[0] <= 0xdf)
+		len = 2;
+	else if (s[0] >= 0xe0 && s[0] <= 0xef)
+		len = 3;
+	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
+		len = 4;
+	else
+		return 0;
+	if (len > n)
+		return 0;
+	cp = s[0] & (0x7f >> len);
+	for (i = 1; i < len; i++) {
+		if ((s[i] & 0xc0) != 0x80)
+			return 0;
+		cp = cp << 6 | (s[i] & 0x3f);
+	}
+	if ((len == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+	    (len == 4 && (cp < 0x10000 || cp > 0x10ffff)))
+		return 0;
+	return len;
+}
+
 static void
 render_escaped(struct buf *b, const char *s, bool help)
 {
-	for (; *s != '\0'; s++) {
+	size_t n = strlen(s), k;
+
+	for (; *s != '\0'; s += k, n -= k) {
+		k = utf8_len((const unsigned char *)s, n);
 		if (*s == '\\')
 			buf_puts(b, "\\\\");
 		else if (*s == '\n')
 			buf_puts(b, "\\n");
 		else if (*s == '"' && !help)
 			buf_puts(b, "\\\"");
-		else
-			buf_append(b, s, 1);
+		else if (k == 0) {
+			/* Prometheus refuses a label value that is not
+			 * UTF-8: U+FFFD stands for the byte. */
+			buf_puts(b, "\xef\xbf\xbd");
+			k = 1;
+		} else
+			buf_append(b, s, k);
 	}
 }
 
@@ -288,7 +328,8 @@ name_char(char c, bool first)
 }
 
 /* A sample value as Prometheus parses it: a decimal float, +Inf, -Inf,
- * NaN.  Hex and out-of-range values are refused. */
+ * NaN.  Hex and values beyond float64's range are refused; values too
+ * small for it (denormals, 1e-400) read as Go reads them and are fine. */
 static bool
 value_valid(const char *q, const char *end)
 {
@@ -306,34 +347,64 @@ value_valid(const char *q, const char *end)
 	if (strpbrk(num, "xXpP") != NULL ||
 	    strspn(num, "+-0123456789.eE") != n)
 		return false;
-	errno = 0;
 	v = strtod(num, &num_end);
-	return *num_end == '\0' && num_end != num && errno != ERANGE &&
-	    !isinf(v);
+	return *num_end == '\0' && num_end != num && !isinf(v);
 }
 
-/* Checks a label set starting after '{'; returns the byte after '}'. */
+static bool
+label_char(char c, bool first)
+{
+	return c != ':' && name_char(c, first);
+}
+
+/*
+ * Checks a label set starting after '{'; returns the byte after '}'.
+ * Refused as Prometheus refuses them: a label name twice, __name__, a
+ * value that is not UTF-8, an le or quantile that is not a number (ours
+ * are always numbers, whatever the metric's type).
+ */
 static const char *
 labels_valid(const char *q, const char *end)
 {
+	const char *name[SAMPLE_LABELS_MAX], *v;
+	size_t nlen[SAMPLE_LABELS_MAX], n = 0, i, k;
+
 	if (q < end && *q == '}')
 		return q + 1;
 	for (;;) {
-		if (q == end || !name_char(*q, true))
+		if (q == end || !label_char(*q, true) ||
+		    n == SAMPLE_LABELS_MAX)
 			return NULL;
-		while (q < end && name_char(*q, false))
-			q++;
+		for (name[n] = q; q < end && label_char(*q, false); q++)
+			;
+		nlen[n] = (size_t)(q - name[n]);
+		for (i = 0; i < n; i++)
+			if (nlen[i] == nlen[n] &&
+			    memcmp(name[i], name[n], nlen[n]) == 0)
+				return NULL;
+		if (nlen[n] == 8 && memcmp(name[n], "__name__", 8) == 0)
+			return NULL;
 		if (end - q < 2 || q[0] != '=' || q[1] != '"')
 			return NULL;
-		for (q += 2; q < end && *q != '"'; q++) {
-			if (*q != '\\')
-				continue;
-			if (++q == end ||
-			    (*q != '\\' && *q != '"' && *q != 'n'))
+		for (v = q += 2; q < end && *q != '"'; q += k) {
+			if (*q == '\\') {
+				if (q + 1 == end ||
+				    (q[1] != '\\' && q[1] != '"' &&
+				        q[1] != 'n'))
+					return NULL;
+				k = 2;
+			} else if ((k = utf8_len((const unsigned char *)q,
+			                (size_t)(end - q))) == 0)
 				return NULL;
 		}
 		if (q == end)
 			return NULL;
+		if (((nlen[n] == 2 && memcmp(name[n], "le", 2) == 0) ||
+		        (nlen[n] == 8 &&
+		            memcmp(name[n], "quantile", 8) == 0)) &&
+		    !value_valid(v, q))
+			return NULL;
+		n++;
 		q++;
 		if (q < end && *q == '}')
 			return q + 1;
@@ -377,8 +448,16 @@ comment_valid(const char *p, const char *end)
 		return -1;
 	while (q < end && name_char(*q, false))
 		q++;
-	if (p[2] == 'H')
-		return q == end || *q == ' ' ? 0 : -1;
+	if (p[2] == 'H') {
+		if (q != end && *q != ' ')
+			return -1;
+		/* Help text escapes are \\ and \n, nothing else. */
+		for (; q < end; q++)
+			if (*q == '\\' &&
+			    (++q == end || (*q != '\\' && *q != 'n')))
+				return -1;
+		return 0;
+	}
 	if (q == end || *q++ != ' ')
 		return -1;
 	n = (size_t)(end - q);

@@ -44,13 +44,9 @@ struct ynode {
 	size_t yn_capkids;
 	struct ynode *yn_target; /* aliases: the anchored node */
 	size_t yn_weight;        /* nodes, aliases expanded */
+	size_t yn_bytes;         /* scalar bytes, aliases expanded */
 	int yn_height;           /* nesting levels, aliases expanded */
 	int yn_done;             /* end event seen */
-};
-
-struct anchor {
-	char *a_name;
-	struct ynode *a_node;
 };
 
 struct builder {
@@ -59,9 +55,14 @@ struct builder {
 	struct ynode *b_root;
 	struct ynode *b_stack[Y2J_DEPTH_MAX];
 	int b_depth;
-	struct anchor *b_anchors;
-	size_t b_nanchors;
+	/* Anchor name to the index in b_anchored of the node that has it
+	 * now (a name may be given again): one hash lookup per alias. */
+	json_t *b_anchors;
+	struct ynode **b_anchored;
+	size_t b_nanchored;
+	size_t b_capanchored;
 	size_t b_total; /* nodes so far, aliases expanded */
+	size_t b_bytes; /* scalar bytes so far, aliases expanded */
 	int b_ndocs;
 	struct y2j_error *b_err;
 };
@@ -254,13 +255,34 @@ attach(struct builder *b, struct ynode *n, const char *anchor)
 		parent->yn_kids[parent->yn_nkids++] = n;
 	}
 	if (anchor != NULL) {
-		b->b_anchors = xrealloc(
-		    b->b_anchors, b->b_nanchors + 1, sizeof(*b->b_anchors));
-		b->b_anchors[b->b_nanchors].a_name = xstrdup(anchor);
-		b->b_anchors[b->b_nanchors].a_node = n;
-		b->b_nanchors++;
+		if (b->b_nanchored == b->b_capanchored) {
+			b->b_capanchored =
+			    b->b_capanchored == 0 ? 16 : b->b_capanchored * 2;
+			b->b_anchored = xrealloc(b->b_anchored,
+			    b->b_capanchored, sizeof(*b->b_anchored));
+		}
+		b->b_anchored[b->b_nanchored] = n;
+		if (json_object_set_new(b->b_anchors, anchor,
+		        json_integer((json_int_t)b->b_nanchored)) == -1) {
+			set_err(b->b_err, n->yn_mark, NULL,
+			    "an anchor name is not valid UTF-8");
+			return -1;
+		}
+		b->b_nanchored++;
 	}
 	b->b_total += n->yn_kind == YN_ALIAS ? n->yn_target->yn_weight : 1;
+	b->b_bytes += n->yn_bytes;
+	if (b->b_bytes > Y2J_TEXT_MAX) {
+		/* An alias of a long scalar costs one node but copies the
+		 * text: a 1 MiB file could expand to gigabytes. */
+		set_err(b->b_err, n->yn_mark, NULL,
+		    n->yn_kind == YN_ALIAS
+		        ? "alias expansion makes the document's text larger "
+		          "than %d bytes"
+		        : "the document's text is larger than %d bytes",
+		    Y2J_TEXT_MAX);
+		return -1;
+	}
 	if (b->b_total > Y2J_NODES_MAX) {
 		set_err(b->b_err, n->yn_mark, NULL,
 		    n->yn_kind == YN_ALIAS
@@ -278,6 +300,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 {
 	struct ynode *n, *k;
 	const char *anchor = NULL, *tag = NULL;
+	const json_t *at;
 	size_t i;
 
 	switch (ev->type) {
@@ -292,6 +315,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 	case YAML_SCALAR_EVENT:
 		n = ynode_new(YN_SCALAR, &ev->start_mark);
 		n->yn_len = ev->data.scalar.length;
+		n->yn_bytes = n->yn_len;
 		n->yn_text = xmalloc(n->yn_len + 1);
 		memcpy(n->yn_text, ev->data.scalar.value, n->yn_len);
 		n->yn_text[n->yn_len] = '\0';
@@ -302,21 +326,22 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		break;
 	case YAML_ALIAS_EVENT:
 		n = ynode_new(YN_ALIAS, &ev->start_mark);
-		for (i = b->b_nanchors; i > 0; i--)
-			if (strcmp(b->b_anchors[i - 1].a_name,
-			        (const char *)ev->data.alias.anchor) == 0)
-				break;
-		if (i == 0 || !b->b_anchors[i - 1].a_node->yn_done) {
+		k = (at = json_object_get(b->b_anchors,
+		         (const char *)ev->data.alias.anchor)) != NULL
+		    ? b->b_anchored[json_integer_value(at)]
+		    : NULL;
+		if (k == NULL || !k->yn_done) {
 			set_err(b->b_err, n->yn_mark, NULL,
-			    i == 0 ? "alias *%s refers to no anchor"
-			           : "alias *%s refers to a node that "
-			             "contains it",
+			    k == NULL ? "alias *%s refers to no anchor"
+			              : "alias *%s refers to a node that "
+			                "contains it",
 			    (const char *)ev->data.alias.anchor);
 			ynode_free(n);
 			return -1;
 		}
-		n->yn_target = b->b_anchors[i - 1].a_node;
+		n->yn_target = k;
 		n->yn_weight = n->yn_target->yn_weight;
+		n->yn_bytes = n->yn_target->yn_bytes;
 		n->yn_height = n->yn_target->yn_height;
 		n->yn_done = 1;
 		if (b->b_depth + n->yn_height > Y2J_DEPTH_MAX) {
@@ -356,6 +381,7 @@ on_event(struct builder *b, const yaml_event_t *ev)
 		for (i = 0; i < n->yn_nkids; i++) {
 			k = n->yn_kids[i];
 			n->yn_weight += k->yn_weight;
+			n->yn_bytes += k->yn_bytes;
 			if (k->yn_height + 1 > n->yn_height)
 				n->yn_height = k->yn_height + 1;
 		}
@@ -822,10 +848,10 @@ y2j_parse(const char *buf, size_t len, struct y2j_error *err)
 	struct builder b;
 	struct conv *c;
 	struct y2j_doc *d;
-	size_t i;
 
 	memset(err, 0, sizeof(*err));
 	memset(&b, 0, sizeof(b));
+	b.b_anchors = json_object();
 	b.b_buf = buf;
 	b.b_len = len;
 	b.b_err = err;
@@ -851,9 +877,8 @@ y2j_parse(const char *buf, size_t len, struct y2j_error *err)
 		qsort(d->d_entries, d->d_nentries, sizeof(*d->d_entries),
 		    entry_cmp);
 out:
-	for (i = 0; i < b.b_nanchors; i++)
-		free(b.b_anchors[i].a_name);
-	free(b.b_anchors);
+	json_decref(b.b_anchors);
+	free(b.b_anchored);
 	return d;
 }
 

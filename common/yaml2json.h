@@ -2,9 +2,10 @@
  * One YAML document to a JSON value, faithfully: quoted scalars stay
  * strings, plain scalars resolve by the YAML 1.2 core schema, explicit
  * !!str/!!int/!!float/!!bool/!!null/!!map/!!seq tags are honoured, aliases
- * become deep copies.  What JSON cannot hold (other tags, merge keys,
- * non-scalar keys, .inf/.nan, integers beyond 64 bits, more than one
- * document) is an error with a line and column.
+ * become deep copies (within Y2J_NODES_MAX nodes and Y2J_TEXT_MAX bytes of
+ * scalars, counted before anything is copied).  What JSON cannot hold (other
+ * tags, merge keys, non-scalar keys, .inf/.nan, integers beyond 64 bits, more
+ * than one document) is an error with a line and column.
  *
  * The document keeps where every node was written, so a caller can report
  * file:line:col for any key or value it rejects.  No libyaml type leaves
@@ -17,8 +18,9 @@
 
 #include <jansson.h>
 
-#define Y2J_NODES_MAX 250000 /* nodes after alias expansion */
-#define Y2J_DEPTH_MAX 100    /* nesting, after alias expansion */
+#define Y2J_NODES_MAX 250000             /* nodes after alias expansion */
+#define Y2J_TEXT_MAX  (16 * 1024 * 1024) /* scalar bytes, aliases expanded */
+#define Y2J_DEPTH_MAX 100                /* nesting, after alias expansion */
 #define Y2J_PATH_MAX  512
 #define Y2J_MSG_MAX   256
 

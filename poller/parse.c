@@ -29,8 +29,9 @@ fail(struct fetch_result *r, enum demand_error e, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* CircleCI errors carry {"message": "..."}; quote it when present,
- * redacted before it is cut to size. */
+/* CircleCI errors carry {"message": "..."}; quote it when present.  It is
+ * redacted whole before it is cut to size: a token the server quotes back
+ * must not leave its first bytes at the cut. */
 static void
 error_message(const struct http_xfer *x, char *out, size_t size)
 {

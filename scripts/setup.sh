@@ -9,7 +9,8 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# Build: compiler, CMake and the -dev packages of every library we link.
+# Build: compilers (clang and libFuzzer for the fuzz harnesses), CMake and
+# the -dev packages of every library we link.
 # Test: cmocka, the simulators' python3 modules, and the real tools the tests
 # run (promtool, nngcat, cloud-init, shellcheck, yamllint, openssl).
 # Image: mmdebstrap and umoci build it (scripts/image.sh), crun runs it, the
@@ -17,6 +18,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 # docker.io load it (the tests start private daemons of their own).
 packages=(
 	gcc make cmake pkg-config clang-format
+	clang libfuzzer-14-dev libclang-rt-14-dev
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
 	libmicrohttpd-dev libseccomp-dev libcmocka-dev
 	python3 python3-yaml python3-jsonschema

@@ -2,9 +2,12 @@
 # Sets up a fresh machine and runs the whole test suite twice: a normal build
 # and an AddressSanitizer + UndefinedBehaviorSanitizer build.  Unit tests,
 # simulator tests, end-to-end tests against both simulators, chart and image
-# tests, cloud-init checks, and a short benchmark smoke run.
+# tests, cloud-init checks, and a short benchmark smoke run.  Then every
+# libFuzzer harness runs for RP_FUZZ_SECONDS (default 25) seconds
+# (scripts/fuzz.sh; about 3.5 minutes on 2 cores).
 #
 # Usage: scripts/test.sh [ctest arguments, e.g. -R e2e -j2]
+#   With ctest arguments only the selected tests run, without fuzzing.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,4 +34,7 @@ if [ "$#" -eq 0 ]; then
 	ctest_args=(-L "unit|e2e")
 fi
 RP_E2E_TIME_SCALE=${RP_E2E_TIME_SCALE:-2} run_suite build-asan -DRP_SANITIZE=ON
+if [ "$#" -eq 0 ]; then
+	"$repo/scripts/fuzz.sh" --seconds "${RP_FUZZ_SECONDS:-25}"
+fi
 echo "test: all suites passed"

@@ -1100,7 +1100,20 @@ class Provisioner:
         rc = "" if self.running() else " (exited with %s)" % (
             self.proc.returncode if self.proc else "-")
         sims = "".join(s.diag() for s in self.sims)
-        return "%s%s\n%s%s" % (self.name, rc, sims, self.log.tail())
+        ready = ""
+        if self.running():
+            try:
+                status, body = self.ready()
+                ready = "GET /ready: %s %s\n" % (
+                    status, json.dumps(body, sort_keys=True)[:3000])
+            except Exception as e:  # diagnostics must not mask
+                ready = "GET /ready failed: %r\n" % e
+        # The poller's scaler lines drown everything else in a tail.
+        self.log.refresh()
+        other = [l for l in self.log.raw if '"loop_name":"scaler"' not in l]
+        return "%s%s\n%s%s%s\nlast %d lines but the scaler's:\n%s" % (
+            self.name, rc, sims, ready, self.log.tail(), len(other[-25:]),
+            "\n".join("  " + l for l in other[-25:]))
 
     def wait(self, pred, timeout=30.0, what="condition", allow_exit=False):
         """wait_for(pred) that fails at once, with the log tail, if the

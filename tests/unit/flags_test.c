@@ -310,6 +310,13 @@ test_split_addr(void **state)
 		{ "host:", -1, NULL, 0 },
 		{ "host:80x", -1, NULL, 0 },
 		{ "host:-1", -1, NULL, 0 },
+		/* strtol's leniency, found by fuzzing: ":-0" bound port 0 */
+		{ "host:+80", -1, NULL, 0 },
+		{ "host: 80", -1, NULL, 0 },
+		{ "host:\t80", -1, NULL, 0 },
+		{ ":-0", -1, NULL, 0 },
+		{ "[::1]: 8000", -1, NULL, 0 },
+		{ "host:0080", 0, "host", 80 },
 		{ "", -1, NULL, 0 },
 	};
 	char host[64];

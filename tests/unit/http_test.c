@@ -4,10 +4,14 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "http.h"
 #include "log.h"
@@ -278,6 +282,122 @@ test_request_copies_wiped(void **state)
 		    where);
 }
 
+/* One end of a transfer: a Unix socket that answers each request on the
+ * connection it accepted. */
+struct server {
+	int s_listen;
+	int s_conn;
+	int s_accepted;
+	char s_req[4096];
+	size_t s_len;
+};
+
+/* Accepts a connection when there is none, reads a request, answers it
+ * once (*answered).  A connection curl closed is closed here too. */
+static void
+serve(struct server *s, const char *answer, bool *answered)
+{
+	ssize_t n;
+
+	if (s->s_conn == -1 &&
+	    (s->s_conn = accept4(
+	         s->s_listen, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC)) != -1)
+		s->s_accepted++;
+	if (s->s_conn == -1 || *answered)
+		return;
+	n = read(
+	    s->s_conn, s->s_req + s->s_len, sizeof(s->s_req) - s->s_len - 1);
+	if (n == 0) {
+		close(s->s_conn);
+		s->s_conn = -1;
+		return;
+	}
+	if (n < 0)
+		return;
+	s->s_len += (size_t)n;
+	s->s_req[s->s_len] = '\0';
+	if (strstr(s->s_req, "\r\n\r\n") == NULL)
+		return;
+	assert_int_equal(
+	    write(s->s_conn, answer, strlen(answer)), (ssize_t)strlen(answer));
+	*answered = true;
+	s->s_len = 0;
+}
+
+/* Runs one transfer of x against s, which answers with answer. */
+static void
+transfer(struct server *s, struct http_xfer *x, CURLM *m, const char *answer)
+{
+	const CURLMsg *msg;
+	int running = 1, left;
+	bool answered = false;
+
+	http_xfer_request(x, "GET", "http://127.0.0.1/x", NULL, NULL);
+	assert_int_equal(http_xfer_start(x, m), 0);
+	while (running > 0) {
+		assert_int_equal(curl_multi_perform(m, &running), CURLM_OK);
+		serve(s, answer, &answered);
+		if (running > 0)
+			curl_multi_poll(m, NULL, 0, 10, NULL);
+	}
+	msg = curl_multi_info_read(m, &left);
+	assert_non_null(msg);
+	http_xfer_finish(x, m, msg->data.result);
+}
+
+/*
+ * libcurl 7.88 (Debian 12) kept a pointer into the previous answer's
+ * headers, so a folded line right after the next status line on a reused
+ * handle read and wrote freed memory (AddressSanitizer: heap-use-after-free
+ * in curl_multi_perform; glibc: "realloc(): invalid pointer"; found by
+ * fuzzing).  Each transfer now starts on a fresh handle: such an answer is
+ * an error (or, with a newer libcurl, read as it is), the connection is
+ * still kept alive and reused, and the next transfer works.
+ */
+static void
+test_folded_header_after_reuse(void **state)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char dir[] = "/tmp/http_test.XXXXXX";
+	struct server s = { .s_conn = -1 };
+	struct http_xfer x;
+	CURLM *m;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(sun.sun_path, sizeof(sun.sun_path), "%s/api.sock", dir);
+	s.s_listen = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	assert_true(s.s_listen >= 0);
+	assert_int_equal(
+	    bind(s.s_listen, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(listen(s.s_listen, 4), 0);
+	assert_non_null(m = curl_multi_init());
+	http_xfer_init(&x, 1024, 5000, &x);
+	curl_easy_setopt(x.x_easy, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(x.x_easy, CURLOPT_UNIX_SOCKET_PATH, sun.sun_path);
+
+	transfer(&s, &x, m,
+	    "HTTP/1.1 200 OK\r\nX-One: a\r\nContent-Length: 2\r\n\r\n{}");
+	assert_int_equal(x.x_result, CURLE_OK);
+	assert_int_equal(x.x_status, 200);
+	transfer(&s, &x, m,
+	    "HTTP/1.1 200 OK\r\n 07:28:00 GMT\r\nContent-Length: 2\r\n\r\n{}");
+	assert_int_equal(s.s_accepted, 1); /* the kept-alive connection */
+	transfer(&s, &x, m,
+	    "HTTP/1.1 200 OK\r\nX-Three: c\r\nContent-Length: 2\r\n\r\n{}");
+	assert_int_equal(x.x_result, CURLE_OK);
+	assert_int_equal(x.x_status, 200);
+	assert_string_equal(buf_str(&x.x_body), "{}");
+
+	http_xfer_free(&x);
+	curl_multi_cleanup(m);
+	if (s.s_conn != -1)
+		close(s.s_conn);
+	close(s.s_listen);
+	unlink(sun.sun_path);
+	rmdir(dir);
+}
+
 int
 main(void)
 {
@@ -290,6 +410,7 @@ main(void)
 		cmocka_unit_test(test_describe_redacts),
 		cmocka_unit_test(test_xfer_lifecycle),
 		cmocka_unit_test(test_request_copies_wiped),
+		cmocka_unit_test(test_folded_header_after_reuse),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

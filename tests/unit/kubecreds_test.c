@@ -825,6 +825,18 @@ static const struct load_case load_cases[] = {
 	    .kubeconfig = KCPATH,
 	    .err = KCERR "context \"dev\": user \"admin\" not found",
 	},
+	{
+	    /* Found by fuzzing: the name's line breaks were the message's. */
+	    .what = "a name with line breaks stays on the message's one line",
+	    .files = { { "config",
+	        KC("dev",
+	            CTX("dev", "{cluster: k, user: \"ad\\nmin\\t\\x7f\"}"),
+	            CLUSTER("k", "{" SERVER "}"),
+	            USER("u", "{token: inline-token-0001}")) } },
+	    .kubeconfig = KCPATH,
+	    .err = KCERR "context \"dev\": user \"ad\\x0amin\\x09\\x7f\" not "
+	                 "found",
+	},
 
 	{
 	    .what = "a context named twice",
@@ -908,6 +920,35 @@ static const struct load_case load_cases[] = {
 	            "{token: inline-token-0001}") } },
 	    .kubeconfig = KCPATH,
 	    .err = KCERR "cluster \"k\": server \"https:///\" has no host",
+	},
+	{
+	    /* Found by fuzzing: the request path went into the query. */
+	    .what = "a server with a query",
+	    .files = { { "config",
+	        KC1("{server: \"https://k.example:6443?x=1\"}",
+	            "{token: inline-token-0001}") } },
+	    .kubeconfig = KCPATH,
+	    .err =
+	        KCERR "cluster \"k\": server \"https://k.example:6443?x=1\" "
+	              "is not a valid URL (a blank, '?' or '#')",
+	},
+	{
+	    .what = "a server with a fragment",
+	    .files = { { "config",
+	        KC1("{server: \"https://k.example#x\"}",
+	            "{token: inline-token-0001}") } },
+	    .kubeconfig = KCPATH,
+	    .err = KCERR "cluster \"k\": server \"https://k.example#x\" is "
+	                 "not a valid URL (a blank, '?' or '#')",
+	},
+	{
+	    .what = "a server with a blank",
+	    .files = { { "config",
+	        KC1("{server: \"https://k.example /x\"}",
+	            "{token: inline-token-0001}") } },
+	    .kubeconfig = KCPATH,
+	    .err = KCERR "cluster \"k\": server \"https://k.example /x\" is "
+	                 "not a valid URL (a blank, '?' or '#')",
 	},
 
 	/* Certificates. */

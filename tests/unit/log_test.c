@@ -401,6 +401,36 @@ test_rotation_bounded_and_wiped(void **state)
 	assert_int_equal(log_secret_count(), 2);
 }
 
+/* A secret that spells a JSON literal: boolean and null fields went
+ * through redaction and came out as [REDACTED], which is not JSON, so
+ * every such line was broken (found by fuzzing). */
+static void
+test_secret_spelling_a_literal(void **state)
+{
+	struct log_line ll;
+	char raw[LOG_LINE_MAX + 1];
+	json_t *j;
+
+	(void)state;
+	log_secret_add("true");
+	log_secret_add("false");
+	log_secret_add("null");
+	log_begin(&ll, LOG_LVL_INFO, "literals");
+	log_bool(&ll, "t", true);
+	log_bool(&ll, "f", false);
+	log_str(&ll, "n", NULL);
+	log_str(&ll, "s", "not true");
+	log_end(&ll);
+	j = read_line(raw, sizeof(raw));
+	assert_true(json_is_true(json_object_get(j, "t")));
+	assert_true(json_is_false(json_object_get(j, "f")));
+	assert_true(json_is_null(json_object_get(j, "n")));
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "s")), "not [REDACTED]");
+	json_decref(j);
+	log_secrets_clear();
+}
+
 int
 main(void)
 {
@@ -414,6 +444,7 @@ main(void)
 		cmocka_unit_test(test_full_line_then_more_fields),
 		cmocka_unit_test(test_redaction_before_cut),
 		cmocka_unit_test(test_rotation_bounded_and_wiped),
+		cmocka_unit_test(test_secret_spelling_a_literal),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);

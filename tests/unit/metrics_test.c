@@ -269,6 +269,70 @@ test_promtool_rejects_broken_text(void **state)
 	    promtool_check(bad, sizeof(bad) - 1, out, sizeof(out)), 0);
 }
 
+/* A value below float64's normal range renders with enough digits to read
+ * back; the validator accepted only normal numbers, so a child whose gauge
+ * held a denormal had every health answer refused (found by fuzzing).
+ * promtool accepts these. */
+static void
+test_tiny_values(void **state)
+{
+	static const char *const tiny[] = {
+		"runner_provisioner_x 4.94065646e-324\n",
+		"runner_provisioner_x -2.2250738585072009e-308\n",
+		"runner_provisioner_x 1e-400\n",
+	};
+	struct metrics *m = metrics_new();
+	struct metric_family *f;
+	struct buf b = { 0 };
+	char out[4096];
+	size_t i;
+	int rc;
+
+	(void)state;
+	f = metrics_family(m, METRIC_GAUGE, "tiny", "t", NULL, NULL, 0);
+	metric_set(metric_single(f), 4.9406564584124654e-324);
+	metrics_render(m, &b);
+	assert_int_equal(metrics_text_valid(b.b_data, b.b_len), 0);
+	rc = promtool_check(b.b_data, b.b_len, out, sizeof(out));
+	if (rc != 0)
+		fail_msg("promtool exit %d:\n%s", rc, out);
+	for (i = 0; i < nitems(tiny); i++)
+		if (metrics_text_valid(tiny[i], strlen(tiny[i])) != 0)
+			fail_msg("rejected: %s", tiny[i]);
+	metrics_free(m);
+	buf_free(&b);
+}
+
+/* Label values are whatever the program has (an error text, say): bytes
+ * that are not UTF-8 are rendered as U+FFFD, which Prometheus accepts. */
+static void
+test_label_value_not_utf8(void **state)
+{
+	static const char *const labels[] = { "reason", NULL };
+	const char *values[] = {
+		"bad \xff\xc3 byte \xed\xa0\x80 caf\xc3\xa9"
+	};
+	struct metrics *m = metrics_new();
+	struct metric_family *f;
+	struct buf b = { 0 };
+	char out[4096];
+	int rc;
+
+	(void)state;
+	f = metrics_family(m, METRIC_GAUGE, "u", "u", labels, NULL, 0);
+	metric_set(metric_series(f, values), 1);
+	metrics_render(m, &b);
+	assert_non_null(strstr(buf_str(&b),
+	    "{reason=\"bad \xef\xbf\xbd\xef\xbf\xbd byte "
+	    "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd caf\xc3\xa9\"} 1\n"));
+	assert_int_equal(metrics_text_valid(b.b_data, b.b_len), 0);
+	rc = promtool_check(b.b_data, b.b_len, out, sizeof(out));
+	if (rc != 0)
+		fail_msg("promtool exit %d:\n%s", rc, out);
+	metrics_free(m);
+	buf_free(&b);
+}
+
 static void
 test_text_valid_accepts(void **state)
 {
@@ -283,6 +347,10 @@ test_text_valid_accepts(void **state)
 		"runner_provisioner_x{a=\"\"} +Inf\n",
 		"runner_provisioner_x{a=\"q\\\"\\\\\\n\",b_2=\"} {\"} NaN\n",
 		"runner_provisioner_x:sub{le=\"0.5\"} 0\n",
+		"runner_provisioner_x{le=\"+Inf\",quantile=\"0.99\"} 1\n",
+		"runner_provisioner_x{a=\"caf\xc3\xa9 "
+		"\xf0\x9f\x98\x80\",__a=\"\"} 1\n",
+		"# HELP runner_provisioner_x a\\\\b\\nc \"d\"\n",
 	};
 	struct metrics *m = sample_registry();
 	struct buf b = { 0 };
@@ -408,17 +476,47 @@ test_rejects_what_prometheus_rejects(void **state)
 		{ "hexadecimal value", "runner_provisioner_x 0x1A\n" },
 		{ "value out of float64 range",
 		    "runner_provisioner_x 1e5000\n" },
+		/* Found by comparing what the metrics fuzz harness got
+		 * accepted with promtool. */
+		{ "help text with an invalid escape",
+		    "# HELP runner_provisioner_x a\\qb\n" },
+		{ "help text ending in a backslash",
+		    "# HELP runner_provisioner_x ab\\\n" },
+		{ "a label name twice",
+		    "runner_provisioner_x{a=\"1\",a=\"2\"} 1\n" },
+		{ "the reserved label __name__",
+		    "runner_provisioner_x{__name__=\"y\"} 1\n" },
+		{ "a colon in a label name",
+		    "runner_provisioner_x{a:b=\"1\"} 1\n" },
+		{ "a label value that is not UTF-8",
+		    "runner_provisioner_x{a=\"\xc3\"} 1\n" },
+		{ "a UTF-16 surrogate in a label value",
+		    "runner_provisioner_x{a=\"\xed\xa0\x80\"} 1\n" },
+		{ "an overlong UTF-8 form in a label value",
+		    "runner_provisioner_x{a=\"\xc0\x80\"} 1\n" },
+		{ "a histogram bucket bound that is not a number",
+		    "# TYPE runner_provisioner_x histogram\n"
+		    "runner_provisioner_x_bucket{le=\"x\"} 1\n" },
+		{ "a summary quantile that is not a number",
+		    "# TYPE runner_provisioner_x summary\n"
+		    "runner_provisioner_x{quantile=\"x\"} 1\n" },
 	};
+	char out[4096];
 	size_t i, accepted = 0;
 
 	(void)state;
-	for (i = 0; i < nitems(bad); i++)
+	for (i = 0; i < nitems(bad); i++) {
+		if (promtool_check(bad[i].text, strlen(bad[i].text), out,
+		        sizeof(out)) == 0)
+			fail_msg("promtool accepts (%s): %s", bad[i].what,
+			    bad[i].text);
 		if (metrics_text_valid(bad[i].text, strlen(bad[i].text)) ==
 		    0) {
 			print_error(
 			    "accepted (%s): %s", bad[i].what, bad[i].text);
 			accepted++;
 		}
+	}
 	assert_int_equal(accepted, 0);
 }
 
@@ -431,6 +529,8 @@ main(void)
 		cmocka_unit_test(test_special_values),
 		cmocka_unit_test(test_promtool_accepts_rendering),
 		cmocka_unit_test(test_promtool_rejects_broken_text),
+		cmocka_unit_test(test_tiny_values),
+		cmocka_unit_test(test_label_value_not_utf8),
 		cmocka_unit_test(test_text_valid_accepts),
 		cmocka_unit_test(test_text_valid_rejects),
 		cmocka_unit_test(test_text_valid_rejects_nul),

@@ -263,6 +263,33 @@ test_message_redacted(void **state)
 	log_secrets_clear();
 }
 
+/* A long message was cut to size before redaction, so a token quoted at
+ * the cut left its first bytes in the reason, which goes to the log and
+ * /ready (found by fuzzing). */
+static void
+test_message_redacted_before_cut(void **state)
+{
+	static const char token[] = "CCIPAT_s3cr3tvalue0123456789";
+	struct fetch_result r;
+	struct http_xfer x;
+	char body[512];
+	int pad;
+
+	(void)state;
+	log_secret_add(token);
+	for (pad = 100; pad < 200; pad++) {
+		snprintf(body, sizeof(body), "{\"message\": \"%*s%s\"}", pad,
+		    "", token);
+		xfer(&x, 403, body);
+		judge(&x, FETCH_UNCLAIMED, &r);
+		assert_int_equal(r.fr_error, DEMAND_ERR_AUTH);
+		if (strstr(r.fr_text, "CCIPAT") != NULL)
+			fail_msg("message of %d blanks + token: \"%s\"", pad,
+			    r.fr_text);
+	}
+	log_secrets_clear();
+}
+
 static void
 test_transport(void **state)
 {
@@ -356,6 +383,7 @@ main(void)
 		cmocka_unit_test(test_rate_limited),
 		cmocka_unit_test(test_http_errors),
 		cmocka_unit_test(test_message_redacted),
+		cmocka_unit_test(test_message_redacted_before_cut),
 		cmocka_unit_test(test_transport),
 		cmocka_unit_test(test_too_big),
 		cmocka_unit_test(test_runner_count),

@@ -441,6 +441,89 @@ test_alias_bomb(void **state)
 	assert_int_equal(err.ye_mark.ym_col, 14);
 }
 
+/* Aliases of a long scalar cost one node each but copy its text: 1 MiB of
+ * configuration expanded to 2 GiB and --check-config took 11 s; a few MiB
+ * more and the supervisor was killed for memory (found by fuzzing).  The
+ * text is counted like the nodes, before anything is copied. */
+static void
+test_alias_text_bomb(void **state)
+{
+	struct y2j_error err;
+	struct y2j_doc *doc;
+	size_t i, k, n, cap;
+	char *s;
+
+	(void)state;
+	/* A 64 KiB scalar: 255 copies fit in 16 MiB, 256 do not. */
+	for (k = 255; k <= 256; k++) {
+		cap = 70000 + 4 * k;
+		s = xmalloc(cap);
+		n = (size_t)snprintf(s, cap, "x: &x \"");
+		memset(s + n, 'a', 65536 - 16);
+		n += 65536 - 16;
+		n += (size_t)snprintf(s + n, cap - n, "\"\ny: [");
+		for (i = 0; i < k; i++)
+			n += (size_t)snprintf(
+			    s + n, cap - n, "%s*x", i ? "," : "");
+		snprintf(s + n, cap - n, "]\n");
+		doc = y2j_parse(s, strlen(s), &err);
+		if (k == 255) {
+			if (doc == NULL)
+				fail_msg("%zu copies: %s", k, err.ye_msg);
+			y2j_doc_free(doc);
+		} else {
+			assert_null(doc);
+			assert_non_null(strstr(err.ye_msg,
+			    "alias expansion makes the document's text larger "
+			    "than 16777216 bytes"));
+			assert_int_equal(err.ye_mark.ym_line, 2);
+			assert_int_equal(
+			    err.ye_mark.ym_col, (int)(5 + 3 * (k - 1)));
+		}
+		free(s);
+	}
+}
+
+/*
+ * As many anchors and aliases as the node limit allows, every alias naming
+ * the first anchor.  Aliases were resolved by a search from the newest
+ * anchor back, so this document took minutes (and a 3.4 MiB configuration
+ * like it over a minute of CPU in --check-config); it is one hash lookup
+ * per alias now.  Nothing here is timed: before, it ran into CTest's
+ * timeout.
+ */
+static void
+test_many_anchors(void **state)
+{
+	size_t i, n = (Y2J_NODES_MAX - 6) / 2, cap = 24 * n + 64, len = 0;
+	struct y2j_error err;
+	struct y2j_doc *doc;
+	json_t *y;
+	char *s;
+
+	(void)state;
+	s = xmalloc(cap);
+	len += (size_t)snprintf(s + len, cap - len, "x:\n");
+	for (i = 0; i < n; i++)
+		len += (size_t)snprintf(
+		    s + len, cap - len, "- &a%zu %zu\n", i, i);
+	len += (size_t)snprintf(s + len, cap - len, "y:\n");
+	for (i = 0; i + 1 < n; i++)
+		len += (size_t)snprintf(s + len, cap - len, "- *a0\n");
+	len += (size_t)snprintf(s + len, cap - len, "- *a%zu\n", n - 1);
+	doc = y2j_parse(s, len, &err);
+	if (doc == NULL)
+		fail_msg("%zu anchors: %s", n, err.ye_msg);
+	y = json_object_get(y2j_doc_root(doc), "y");
+	assert_int_equal(json_array_size(y), n);
+	assert_int_equal(json_integer_value(json_array_get(y, 0)), 0);
+	assert_int_equal(json_integer_value(json_array_get(y, n / 2)), 0);
+	assert_int_equal(
+	    json_integer_value(json_array_get(y, n - 1)), (json_int_t)n - 1);
+	y2j_doc_free(doc);
+	free(s);
+}
+
 /*
  * The limit is exact: x is a sequence of 99 scalars (100 nodes).  The
  * document has the root, two keys, x, y's sequence and k copies of x:
@@ -652,6 +735,8 @@ main(void)
 		cmocka_unit_test(test_nested_order),
 		cmocka_unit_test(test_aliases),
 		cmocka_unit_test(test_alias_bomb),
+		cmocka_unit_test(test_alias_text_bomb),
+		cmocka_unit_test(test_many_anchors),
 		cmocka_unit_test(test_node_limit_exact),
 		cmocka_unit_test(test_depth_limit),
 		cmocka_unit_test(test_marks),
