@@ -24,6 +24,7 @@
 #include "confine.h"
 #include "log.h"
 #include "util.h"
+#include "wipe.h"
 
 /* Landlock rights newer than Debian 12's headers (Linux 6.1). */
 #ifndef LANDLOCK_ACCESS_FS_TRUNCATE
@@ -108,8 +109,9 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("setsockopt", "TCP_NODELAY, keep-alive, buffer sizes"),
 	CONFINE_ANY("getsockopt", "SO_ERROR after a non-blocking connect"),
 	CONFINE_ANY("fcntl", "O_NONBLOCK and FD_CLOEXEC on new descriptors"),
-	CONFINE_ANY("uname", "glibc's resolver: the host name gives the "
-	                     "default search domain"),
+	CONFINE_ANY("uname",
+	    "glibc's resolver: the host name gives the "
+	    "default search domain"),
 	CONFINE_ARG("ioctl", 1, 0xffffffff, FIONREAD,
 	    "bytes waiting on a socket (libcurl, glibc's resolver)"),
 	CONFINE_ARG("ioctl", 1, 0xffffffff, FIONBIO, "non-blocking sockets"),
@@ -141,8 +143,9 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("rseq", "every new thread (glibc 2.35+)"),
 	CONFINE_ANY("futex", "locks and condition variables"),
 	CONFINE_ANY("sched_yield", "spinning locks"),
-	CONFINE_ANY("sched_getaffinity", "glibc's malloc sizes its arenas by "
-	                                 "the CPUs a new thread may use"),
+	CONFINE_ANY("sched_getaffinity",
+	    "glibc's malloc sizes its arenas by "
+	    "the CPUs a new thread may use"),
 	CONFINE_ARG("prctl", 0, 0xffffffff, PR_SET_NAME,
 	    "nng names the threads it starts"),
 	CONFINE_ANY("exit", "a thread ends"),
@@ -163,7 +166,7 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("getpid", "log lines and message headers"),
 	CONFINE_ANY("gettid", "glibc and nng name their threads"),
 	CONFINE_ANY("getrandom", "OpenSSL's random generator, TLS"),
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(RP_ASAN)
 	/* AddressSanitizer's runtime (test builds only): its leak check at
 	 * exit stops the world from a helper task that ptraces the
 	 * process's threads; reports read /proc/self/maps. */
@@ -303,7 +306,7 @@ confine_paths_add_common(struct confine_paths *cp)
 	for (i = 0; i < nitems(files); i++)
 		if (stat(files[i], &st) == 0)
 			confine_paths_add(cp, files[i], CONFINE_READ);
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(RP_ASAN)
 	/* Test builds: the sanitizer reads /proc/self/maps, and its
 	 * symbolizer the binaries and libraries. */
 	confine_paths_add(cp, "/proc", CONFINE_READ);

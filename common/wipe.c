@@ -5,7 +5,7 @@
 
 #include "wipe.h"
 
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(RP_ASAN)
 /* The sanitizer owns malloc: its free hook sees every block first. */
 int __sanitizer_install_malloc_and_free_hooks(
     void (*)(const volatile void *, size_t), void (*)(const volatile void *));

@@ -12,6 +12,16 @@
 
 #include <stddef.h>
 
+/* AddressSanitizer builds (tests, fuzzing): gcc says so with
+ * __SANITIZE_ADDRESS__, clang only through __has_feature. */
+#if defined(__SANITIZE_ADDRESS__)
+#define RP_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define RP_ASAN 1
+#endif
+#endif
+
 /* Zeroes the stack below the caller, where parsing and formatting left
  * copies (string functions leave token bytes in vector registers, which
  * calls then spill).  Call after handling secrets. */
