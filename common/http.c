@@ -62,14 +62,14 @@ on_header(char *data, size_t size, size_t nmemb, void *arg)
 	    strncasecmp(data, name, sizeof(name) - 1) == 0) {
 		v = data + sizeof(name) - 1;
 		len = n - (sizeof(name) - 1);
-		while (len > 0 && (*v == ' ' || *v == '\t')) {
+		while (len > 0 && isspace((unsigned char)*v)) {
 			v++;
 			len--;
 		}
-		while (len > 0 && isspace((unsigned char)v[len - 1]))
-			len--;
 		if (len >= sizeof(x->x_retry_after))
 			len = sizeof(x->x_retry_after) - 1;
+		while (len > 0 && isspace((unsigned char)v[len - 1]))
+			len--;
 		memcpy(x->x_retry_after, v, len);
 		x->x_retry_after[len] = '\0';
 	}

@@ -68,7 +68,8 @@ from_header(const char *v, const uint8_t *data, size_t size)
 		if ((size_t)(end - line) < 12 ||
 		    strncasecmp(line, "retry-after:", 12) != 0)
 			continue;
-		for (p = line + 12; p < end && (*p == ' ' || *p == '\t'); p++)
+		for (p = line + 12;
+		     p < end && *p != '\n' && isspace((unsigned char)*p); p++)
 			;
 		if ((size_t)(end - p) >= n && memcmp(p, v, n) == 0)
 			return true;
