@@ -86,6 +86,16 @@ sys.path.insert(0, SIM_DIR)
 import simhttp  # noqa: E402
 
 
+def sanitized():
+    """True when BUILD_DIR is an ASan+UBSan build (RP_SANITIZE=ON)."""
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            return re.search(r"^RP_SANITIZE:BOOL=(ON|TRUE|1)$", f.read(),
+                             re.M) is not None
+    except OSError:
+        return False
+
+
 def scaled(seconds):
     """A deadline, stretched by RP_E2E_TIME_SCALE."""
     return seconds * TIME_SCALE

@@ -98,6 +98,13 @@ class LimitsTest(KubeTestCase):
         self.assertIn("larger than %d bytes" % FILE_MAX, r.stderr)
 
     def test_maximal_configuration_runs_without_a_restart(self):
+        # What it measures is capacity: 1,000 classes polled with TLS,
+        # health answers of MiBs answered within the supervisor's 10 s.
+        # Under AddressSanitizer the children are several times slower
+        # and, on 2 shared cores, miss that deadline; the plain build
+        # runs it, and the refusals below run in both.
+        if harness.sanitized():
+            self.skipTest("capacity at the maxima: plain build only")
         classes = maximal()
         path, r = self.check_config(classes, "config.yaml")
         size = os.path.getsize(path)
