@@ -1,6 +1,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,10 @@ enum {
 	OPT_POLL,
 	OPT_GRACE,
 	OPT_BOOT_LOOP,
+	OPT_IDLE_POLL,
+	OPT_IDLE_AFTER,
+	OPT_MAX_RPS,
+	OPT_SCALER_LINES,
 	OPT_READY,
 	OPT_LIVE,
 	OPT_RUN_DIR,
@@ -40,6 +45,10 @@ static const struct option long_opts[] = {
 	{ "poll-interval", required_argument, NULL, OPT_POLL },
 	{ "shutdown-grace", required_argument, NULL, OPT_GRACE },
 	{ "boot-loop-threshold", required_argument, NULL, OPT_BOOT_LOOP },
+	{ "idle-poll-interval", required_argument, NULL, OPT_IDLE_POLL },
+	{ "idle-poll-after", required_argument, NULL, OPT_IDLE_AFTER },
+	{ "max-requests-per-second", required_argument, NULL, OPT_MAX_RPS },
+	{ "log-scaler-lines", required_argument, NULL, OPT_SCALER_LINES },
 	{ "ready-addr", required_argument, NULL, OPT_READY },
 	{ "live-addr", required_argument, NULL, OPT_LIVE },
 	{ "run-dir", required_argument, NULL, OPT_RUN_DIR },
@@ -94,6 +103,21 @@ flags_usage(FILE *fp, const char *prog)
 	    "$KUBECONFIG, else in-cluster)\n"
 	    "  --poll-interval DURATION   how often to poll CircleCI "
 	    "(default 1s)\n"
+	    "  --idle-poll-interval DURATION\n"
+	    "                             how often to poll a class that had "
+	    "no task for\n"
+	    "                             --idle-poll-after (default 5s)\n"
+	    "  --idle-poll-after DURATION when a class counts as idle "
+	    "(default 1m)\n"
+	    "  --max-requests-per-second N\n"
+	    "                             CircleCI request budget; polls are "
+	    "spread within it\n"
+	    "                             (default 50)\n"
+	    "  --log-scaler-lines always|changes\n"
+	    "                             log each class's task counts every "
+	    "poll, or when\n"
+	    "                             they change and once a minute "
+	    "(default always)\n"
 	    "  --boot-loop-threshold DURATION\n"
 	    "                             during a boot loop, a VM up this "
 	    "long ends it\n"
@@ -179,6 +203,33 @@ parse_duration_ms(const char *flag, const char *arg, uint64_t min_ms,
 }
 
 static int
+parse_rps(const char *arg, double *out, char *err, size_t errlen)
+{
+	char *end;
+	double v;
+
+	errno = 0;
+	v = strtod(arg, &end);
+	/* Plain decimal only: no sign, space, hex, inf or nan. */
+	if ((!isdigit((unsigned char)arg[0]) && arg[0] != '.') ||
+	    *end != '\0' || errno != 0 || !isfinite(v) ||
+	    strpbrk(arg, "xX") != NULL) {
+		snprintf(err, errlen,
+		    "--max-requests-per-second: \"%s\" is not a number", arg);
+		return -1;
+	}
+	if (v < 0.1 || v > FLAGS_MAX_RPS_LIMIT) {
+		snprintf(err, errlen,
+		    "--max-requests-per-second: %s is out of range (0.1 to "
+		    "%.0f)",
+		    arg, FLAGS_MAX_RPS_LIMIT);
+		return -1;
+	}
+	*out = v;
+	return 0;
+}
+
+static int
 parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
 {
 	size_t n = strlen(arg);
@@ -218,6 +269,10 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	f->f_poll_interval_ms = FLAGS_DEFAULT_POLL_MS;
 	f->f_shutdown_grace_ms = FLAGS_DEFAULT_GRACE_MS;
 	f->f_boot_loop_ms = FLAGS_DEFAULT_BOOT_LOOP_MS;
+	f->f_idle_poll_interval_ms = FLAGS_DEFAULT_IDLE_POLL_MS;
+	f->f_idle_poll_after_ms = FLAGS_DEFAULT_IDLE_AFTER_MS;
+	f->f_max_rps = FLAGS_DEFAULT_MAX_RPS;
+	f->f_scaler_lines = SCALER_LINES_ALWAYS;
 	f->f_ready_addr = FLAGS_DEFAULT_READY_ADDR;
 	f->f_live_addr = FLAGS_DEFAULT_LIVE_ADDR;
 	f->f_log_level = LOG_LVL_INFO;
@@ -292,6 +347,35 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 			        0, &f->f_boot_loop_ms, err, errlen) == -1)
 				return -1;
 			break;
+		case OPT_IDLE_POLL:
+			if (parse_duration_ms("--idle-poll-interval", optarg,
+			        10, &f->f_idle_poll_interval_ms, err,
+			        errlen) == -1)
+				return -1;
+			break;
+		case OPT_IDLE_AFTER:
+			if (parse_duration_ms("--idle-poll-after", optarg, 0,
+			        &f->f_idle_poll_after_ms, err, errlen) == -1)
+				return -1;
+			break;
+		case OPT_MAX_RPS:
+			if (parse_rps(optarg, &f->f_max_rps, err, errlen) ==
+			    -1)
+				return -1;
+			break;
+		case OPT_SCALER_LINES:
+			if (strcmp(optarg, "always") == 0)
+				f->f_scaler_lines = SCALER_LINES_ALWAYS;
+			else if (strcmp(optarg, "changes") == 0)
+				f->f_scaler_lines = SCALER_LINES_CHANGES;
+			else {
+				snprintf(err, errlen,
+				    "--log-scaler-lines: \"%s\" is not one "
+				    "of always, changes",
+				    optarg);
+				return -1;
+			}
+			break;
 		case OPT_READY:
 		case OPT_LIVE:
 			if (flags_split_addr(
@@ -349,6 +433,9 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 		    "unexpected argument \"%s\" (see --help)", argv[optind]);
 		return -1;
 	}
+	/* An idle class is never polled more often than a busy one. */
+	if (f->f_idle_poll_interval_ms < f->f_poll_interval_ms)
+		f->f_idle_poll_interval_ms = f->f_poll_interval_ms;
 	return 0;
 }
 

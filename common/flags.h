@@ -11,15 +11,25 @@
 
 #include "log.h"
 
-#define FLAGS_DEFAULT_CONFIG       "/etc/runner-provisioner/config.yaml"
-#define FLAGS_DEFAULT_TOKEN_FILE   "/etc/runner-provisioner/circle-token"
-#define FLAGS_DEFAULT_API_ADDR     "https://runner.circleci.com"
-#define FLAGS_DEFAULT_POLL_MS      1000
-#define FLAGS_DEFAULT_READY_ADDR   ":8000"
-#define FLAGS_DEFAULT_LIVE_ADDR    ":8001"
-#define FLAGS_DEFAULT_GRACE_MS     10000
-#define FLAGS_DEFAULT_BOOT_LOOP_MS 60000
-#define FLAGS_ERR_MAX              512
+#define FLAGS_DEFAULT_CONFIG        "/etc/runner-provisioner/config.yaml"
+#define FLAGS_DEFAULT_TOKEN_FILE    "/etc/runner-provisioner/circle-token"
+#define FLAGS_DEFAULT_API_ADDR      "https://runner.circleci.com"
+#define FLAGS_DEFAULT_POLL_MS       1000
+#define FLAGS_DEFAULT_READY_ADDR    ":8000"
+#define FLAGS_DEFAULT_LIVE_ADDR     ":8001"
+#define FLAGS_DEFAULT_GRACE_MS      10000
+#define FLAGS_DEFAULT_BOOT_LOOP_MS  60000
+#define FLAGS_DEFAULT_IDLE_POLL_MS  5000
+#define FLAGS_DEFAULT_IDLE_AFTER_MS 60000
+#define FLAGS_DEFAULT_MAX_RPS       50.0
+#define FLAGS_MAX_RPS_LIMIT         100000.0
+#define FLAGS_ERR_MAX               512
+
+/* --log-scaler-lines: the poller's "polled task counts" line per class. */
+enum scaler_lines {
+	SCALER_LINES_ALWAYS,  /* every poll (0.1.0) */
+	SCALER_LINES_CHANGES, /* when the numbers change, and once a minute */
+};
 
 struct flags {
 	const char *f_config;
@@ -32,6 +42,10 @@ struct flags {
 	uint64_t f_poll_interval_ms;
 	uint64_t f_shutdown_grace_ms;
 	uint64_t f_boot_loop_ms;
+	uint64_t f_idle_poll_interval_ms; /* never below f_poll_interval_ms */
+	uint64_t f_idle_poll_after_ms;
+	double f_max_rps; /* CircleCI requests per second */
+	enum scaler_lines f_scaler_lines;
 	const char *f_ready_addr;
 	const char *f_live_addr;
 	const char *f_run_dir; /* NULL: default per user */

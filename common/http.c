@@ -50,29 +50,42 @@ on_body(char *data, size_t size, size_t nmemb, void *arg)
 static size_t
 on_header(char *data, size_t size, size_t nmemb, void *arg)
 {
-	static const char name[] = "retry-after:";
+	static const char retry_after[] = "retry-after";
 	struct http_xfer *x = arg;
-	size_t n = size * nmemb, len;
-	const char *v;
+	size_t n = size * nmemb, nlen, vlen;
+	const char *colon, *v;
 
 	/* A new status line (after a 100 Continue, say) resets it. */
-	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0)
+	if (n >= 5 && strncmp(data, "HTTP/", 5) == 0) {
 		x->x_retry_after[0] = '\0';
-	if (n > sizeof(name) - 1 &&
-	    strncasecmp(data, name, sizeof(name) - 1) == 0) {
-		v = data + sizeof(name) - 1;
-		len = n - (sizeof(name) - 1);
-		while (len > 0 && isspace((unsigned char)*v)) {
-			v++;
-			len--;
-		}
-		if (len >= sizeof(x->x_retry_after))
-			len = sizeof(x->x_retry_after) - 1;
-		while (len > 0 && isspace((unsigned char)v[len - 1]))
-			len--;
-		memcpy(x->x_retry_after, v, len);
-		x->x_retry_after[len] = '\0';
+		if (x->x_on_header != NULL)
+			x->x_on_header(x, data, 0, NULL, 0);
+		return n;
 	}
+	if ((colon = memchr(data, ':', n)) == NULL)
+		return n;
+	nlen = (size_t)(colon - data);
+	while (nlen > 0 && isspace((unsigned char)data[nlen - 1]))
+		nlen--;
+	v = colon + 1;
+	vlen = n - (size_t)(v - data);
+	while (vlen > 0 && isspace((unsigned char)*v)) {
+		v++;
+		vlen--;
+	}
+	while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
+		vlen--;
+	if (nlen == sizeof(retry_after) - 1 &&
+	    strncasecmp(data, retry_after, nlen) == 0) {
+		if (vlen >= sizeof(x->x_retry_after))
+			vlen = sizeof(x->x_retry_after) - 1;
+		while (vlen > 0 && isspace((unsigned char)v[vlen - 1]))
+			vlen--;
+		memcpy(x->x_retry_after, v, vlen);
+		x->x_retry_after[vlen] = '\0';
+	}
+	if (x->x_on_header != NULL && nlen > 0)
+		x->x_on_header(x, data, nlen, v, vlen);
 	return n;
 }
 

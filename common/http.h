@@ -17,6 +17,13 @@
 #define HTTP_USER_AGENT         "runner-provisioner/" RP_VERSION
 #define HTTP_CONNECT_TIMEOUT_MS 5000
 
+struct http_xfer;
+
+/* Sees every response header line, name and value trimmed (the status
+ * line has namelen 0).  Runs inside libcurl's transfer. */
+typedef void http_header_fn(struct http_xfer *, const char *name,
+    size_t namelen, const char *value, size_t valuelen);
+
 struct http_xfer {
 	CURL *x_easy;
 	void *x_owner;     /* back-pointer for completions */
@@ -32,6 +39,7 @@ struct http_xfer {
 	uint64_t x_duration_us;
 	struct curl_slist *x_headers; /* owned, per request; wiped */
 	char *x_req_body;             /* owned, per request; wiped */
+	http_header_fn *x_on_header;  /* NULL: none */
 };
 
 /* http.c */

@@ -170,6 +170,15 @@ ipc_open(nng_socket *s, enum ipc_role role, const char *url, int *recv_fd)
 		log_warnx("ipc: subscribe: %s", nng_strerror(rv));
 		goto fail;
 	}
+	/* SUB drops the oldest message when its queue (128) is full: a
+	 * receiver busy for a moment must not lose the demand of many
+	 * classes. */
+	if (role == IPC_SUB_DIAL &&
+	    (rv = nng_socket_set_int(*s, NNG_OPT_RECVBUF, IPC_SUB_QUEUE)) !=
+	        0) {
+		log_warnx("ipc: receive queue: %s", nng_strerror(rv));
+		goto fail;
+	}
 	if (role == IPC_PUB_LISTEN || role == IPC_SURVEYOR_LISTEN) {
 		if (listen_private(*s, url) == -1)
 			goto fail;

@@ -11,9 +11,10 @@
 
 #include <nng/nng.h>
 
-#define IPC_DEMAND  "demand.sock"
-#define IPC_HEALTH  "health.sock"
-#define IPC_URL_MAX 128
+#define IPC_DEMAND    "demand.sock"
+#define IPC_HEALTH    "health.sock"
+#define IPC_URL_MAX   128
+#define IPC_SUB_QUEUE 2048 /* messages a SUB socket holds unread */
 /* Every socket's receive limit: proto/msg.h's MSG_MAX (common cannot
  * include proto; msg.c checks the two agree). */
 #define IPC_MSG_MAX (16 * 1024 * 1024)

@@ -14,7 +14,8 @@
 struct metric_series {
 	const struct metric_family *ms_family;
 	char *ms_values[METRIC_LABELS_MAX];
-	double ms_value;                /* counter, gauge; histogram sum */
+	char *ms_labels; /* name{a="x",b="y" rendered once, without "}" */
+	double ms_value; /* counter, gauge; histogram sum */
 	unsigned long long ms_count;    /* histogram */
 	unsigned long long *ms_buckets; /* histogram, per bound */
 };
@@ -26,6 +27,7 @@ struct metric_family {
 	char *mf_labels[METRIC_LABELS_MAX];
 	size_t mf_nlabels;
 	double *mf_bounds;
+	char **mf_bound_text; /* rendered once */
 	size_t mf_nbounds;
 	struct metric_series **mf_series;
 	size_t mf_nseries;
@@ -49,6 +51,7 @@ series_free(struct metric_series *s)
 
 	for (i = 0; i < METRIC_LABELS_MAX; i++)
 		free(s->ms_values[i]);
+	free(s->ms_labels);
 	free(s->ms_buckets);
 	free(s);
 }
@@ -67,6 +70,9 @@ metrics_free(struct metrics *m)
 			series_free(f->mf_series[j]);
 		for (j = 0; j < f->mf_nlabels; j++)
 			free(f->mf_labels[j]);
+		for (j = 0; j < f->mf_nbounds; j++)
+			free(f->mf_bound_text[j]);
+		free(f->mf_bound_text);
 		free(f->mf_series);
 		free(f->mf_bounds);
 		free(f->mf_name);
@@ -77,95 +83,28 @@ metrics_free(struct metrics *m)
 	free(m);
 }
 
-struct metric_family *
-metrics_family(struct metrics *m, enum metric_type type, const char *name,
-    const char *help, const char *const *labels, const double *buckets,
-    size_t nbuckets)
+/* Decimal digits without printf: most values are counts. */
+static void
+render_uint(struct buf *b, unsigned long long v)
 {
-	struct metric_family *f = xcalloc(1, sizeof(*f));
+	char d[24];
+	size_t i = sizeof(d);
 
-	f->mf_type = type;
-	f->mf_name = xasprintf(METRIC_PREFIX "%s", name);
-	f->mf_help = xstrdup(help);
-	while (labels != NULL && labels[f->mf_nlabels] != NULL) {
-		if (f->mf_nlabels == METRIC_LABELS_MAX)
-			fatalx("metric %s: too many labels", name);
-		f->mf_labels[f->mf_nlabels] = xstrdup(labels[f->mf_nlabels]);
-		f->mf_nlabels++;
-	}
-	if (type == METRIC_HISTOGRAM) {
-		f->mf_bounds = xcalloc(nbuckets, sizeof(double));
-		memcpy(f->mf_bounds, buckets, nbuckets * sizeof(double));
-		f->mf_nbounds = nbuckets;
-	}
-	m->m_families = xrealloc(
-	    m->m_families, m->m_nfamilies + 1, sizeof(*m->m_families));
-	m->m_families[m->m_nfamilies++] = f;
-	return f;
+	do {
+		d[--i] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v != 0);
+	buf_append(b, d + i, sizeof(d) - i);
 }
 
-struct metric_series *
-metric_series(struct metric_family *f, const char *const *values)
+static void
+render_int(struct buf *b, long long v)
 {
-	struct metric_series *s;
-	size_t i, j;
-
-	for (i = 0; i < f->mf_nseries; i++) {
-		s = f->mf_series[i];
-		for (j = 0; j < f->mf_nlabels; j++)
-			if (strcmp(s->ms_values[j], values[j]) != 0)
-				break;
-		if (j == f->mf_nlabels)
-			return s;
-	}
-	s = xcalloc(1, sizeof(*s));
-	s->ms_family = f;
-	for (j = 0; j < f->mf_nlabels; j++)
-		s->ms_values[j] = xstrdup(values[j]);
-	if (f->mf_type == METRIC_HISTOGRAM)
-		s->ms_buckets =
-		    xcalloc(f->mf_nbounds + 1, sizeof(*s->ms_buckets));
-	f->mf_series =
-	    xrealloc(f->mf_series, f->mf_nseries + 1, sizeof(*f->mf_series));
-	f->mf_series[f->mf_nseries++] = s;
-	return s;
-}
-
-struct metric_series *
-metric_single(struct metric_family *f)
-{
-	return metric_series(f, NULL);
-}
-
-void
-metric_inc(struct metric_series *s, double v)
-{
-	s->ms_value += v;
-}
-
-void
-metric_set(struct metric_series *s, double v)
-{
-	s->ms_value = v;
-}
-
-double
-metric_value(const struct metric_series *s)
-{
-	return s->ms_value;
-}
-
-void
-metric_observe(struct metric_series *s, double v)
-{
-	const struct metric_family *f = s->ms_family;
-	size_t i;
-
-	s->ms_value += v;
-	s->ms_count++;
-	for (i = 0; i < f->mf_nbounds; i++)
-		if (v <= f->mf_bounds[i])
-			s->ms_buckets[i]++;
+	if (v < 0) {
+		buf_append(b, "-", 1);
+		render_uint(b, 0ULL - (unsigned long long)v);
+	} else
+		render_uint(b, (unsigned long long)v);
 }
 
 static void
@@ -176,7 +115,7 @@ render_number(struct buf *b, double v)
 	else if (isnan(v))
 		buf_puts(b, "NaN");
 	else if (fabs(v) < 1e15 && v == (double)(long long)v)
-		buf_printf(b, "%lld", (long long)v);
+		render_int(b, (long long)v);
 	else {
 		/* The shortest text that reads back as the same double. */
 		char num[40];
@@ -246,51 +185,183 @@ render_escaped(struct buf *b, const char *s, bool help)
 	}
 }
 
-/* {a="x",b="y"[,le="0.5"]} */
-static void
-render_labels(struct buf *b, const struct metric_family *f,
-    const struct metric_series *s, const char *le)
+struct metric_family *
+metrics_family(struct metrics *m, enum metric_type type, const char *name,
+    const char *help, const char *const *labels, const double *buckets,
+    size_t nbuckets)
 {
+	struct metric_family *f = xcalloc(1, sizeof(*f));
+
+	f->mf_type = type;
+	f->mf_name = xasprintf(METRIC_PREFIX "%s", name);
+	f->mf_help = xstrdup(help);
+	while (labels != NULL && labels[f->mf_nlabels] != NULL) {
+		if (f->mf_nlabels == METRIC_LABELS_MAX)
+			fatalx("metric %s: too many labels", name);
+		f->mf_labels[f->mf_nlabels] = xstrdup(labels[f->mf_nlabels]);
+		f->mf_nlabels++;
+	}
+	if (type == METRIC_HISTOGRAM) {
+		struct buf t = { 0 };
+		size_t i;
+
+		f->mf_bounds = xcalloc(nbuckets, sizeof(double));
+		memcpy(f->mf_bounds, buckets, nbuckets * sizeof(double));
+		f->mf_nbounds = nbuckets;
+		f->mf_bound_text = xcalloc(nbuckets, sizeof(char *));
+		for (i = 0; i < nbuckets; i++) {
+			buf_reset(&t);
+			render_number(&t, buckets[i]);
+			f->mf_bound_text[i] = xstrdup(buf_str(&t));
+		}
+		buf_free(&t);
+	}
+	m->m_families = xrealloc(
+	    m->m_families, m->m_nfamilies + 1, sizeof(*m->m_families));
+	m->m_families[m->m_nfamilies++] = f;
+	return f;
+}
+
+/* {a="x",b="y" (no closing brace: an le label may follow); NULL without
+ * labels. */
+static char *
+series_labels(const struct metric_family *f, const struct metric_series *s)
+{
+	struct buf b = { 0 };
 	size_t i;
 
-	if (f->mf_nlabels == 0 && le == NULL)
-		return;
-	buf_puts(b, "{");
+	if (f->mf_nlabels == 0)
+		return NULL;
+	buf_append(&b, "{", 1);
 	for (i = 0; i < f->mf_nlabels; i++) {
-		buf_printf(b, "%s%s=\"", i ? "," : "", f->mf_labels[i]);
-		render_escaped(b, s->ms_values[i], false);
-		buf_puts(b, "\"");
+		if (i > 0)
+			buf_append(&b, ",", 1);
+		buf_puts(&b, f->mf_labels[i]);
+		buf_puts(&b, "=\"");
+		render_escaped(&b, s->ms_values[i], false);
+		buf_append(&b, "\"", 1);
 	}
-	if (le != NULL)
-		buf_printf(b, "%sle=\"%s\"", f->mf_nlabels ? "," : "", le);
-	buf_puts(b, "}");
+	return buf_take(&b);
+}
+
+struct metric_series *
+metric_series(struct metric_family *f, const char *const *values)
+{
+	struct metric_series *s;
+	size_t i, j;
+
+	for (i = 0; i < f->mf_nseries; i++) {
+		s = f->mf_series[i];
+		for (j = 0; j < f->mf_nlabels; j++)
+			if (strcmp(s->ms_values[j], values[j]) != 0)
+				break;
+		if (j == f->mf_nlabels)
+			return s;
+	}
+	s = xcalloc(1, sizeof(*s));
+	s->ms_family = f;
+	for (j = 0; j < f->mf_nlabels; j++)
+		s->ms_values[j] = xstrdup(values[j]);
+	s->ms_labels = series_labels(f, s);
+	if (f->mf_type == METRIC_HISTOGRAM)
+		s->ms_buckets =
+		    xcalloc(f->mf_nbounds + 1, sizeof(*s->ms_buckets));
+	f->mf_series =
+	    xrealloc(f->mf_series, f->mf_nseries + 1, sizeof(*f->mf_series));
+	f->mf_series[f->mf_nseries++] = s;
+	return s;
+}
+
+struct metric_series *
+metric_single(struct metric_family *f)
+{
+	return metric_series(f, NULL);
+}
+
+void
+metric_inc(struct metric_series *s, double v)
+{
+	s->ms_value += v;
+}
+
+void
+metric_set(struct metric_series *s, double v)
+{
+	s->ms_value = v;
+}
+
+double
+metric_value(const struct metric_series *s)
+{
+	return s->ms_value;
+}
+
+void
+metric_observe(struct metric_series *s, double v)
+{
+	const struct metric_family *f = s->ms_family;
+	size_t i;
+
+	s->ms_value += v;
+	s->ms_count++;
+	for (i = 0; i < f->mf_nbounds; i++)
+		if (v <= f->mf_bounds[i])
+			s->ms_buckets[i]++;
+}
+
+/* Appends the series' name{a="x",b="y"[,le="0.5"]} after name (the
+ * family name plus suffix). */
+static void
+render_series(struct buf *b, const struct metric_series *s, const char *suffix,
+    const char *le)
+{
+	const struct metric_family *f = s->ms_family;
+
+	buf_puts(b, f->mf_name);
+	if (suffix != NULL)
+		buf_puts(b, suffix);
+	if (s->ms_labels == NULL && le == NULL)
+		return;
+	if (s->ms_labels != NULL)
+		buf_puts(b, s->ms_labels);
+	else
+		buf_append(b, "{", 1);
+	if (le != NULL) {
+		if (s->ms_labels != NULL)
+			buf_append(b, ",", 1);
+		buf_puts(b, "le=\"");
+		buf_puts(b, le);
+		buf_append(b, "\"", 1);
+	}
+	buf_append(b, "}", 1);
+}
+
+static void
+render_value_line(struct buf *b, unsigned long long v)
+{
+	buf_append(b, " ", 1);
+	render_uint(b, v);
+	buf_append(b, "\n", 1);
 }
 
 static void
 render_histogram(struct buf *b, const struct metric_family *f,
     const struct metric_series *s)
 {
-	struct buf le = { 0 };
 	size_t i;
 
 	for (i = 0; i < f->mf_nbounds; i++) {
-		buf_reset(&le);
-		render_number(&le, f->mf_bounds[i]);
-		buf_printf(b, "%s_bucket", f->mf_name);
-		render_labels(b, f, s, buf_str(&le));
-		buf_printf(b, " %llu\n", s->ms_buckets[i]);
+		render_series(b, s, "_bucket", f->mf_bound_text[i]);
+		render_value_line(b, s->ms_buckets[i]);
 	}
-	buf_free(&le);
-	buf_printf(b, "%s_bucket", f->mf_name);
-	render_labels(b, f, s, "+Inf");
-	buf_printf(b, " %llu\n", s->ms_count);
-	buf_printf(b, "%s_sum", f->mf_name);
-	render_labels(b, f, s, NULL);
-	buf_puts(b, " ");
+	render_series(b, s, "_bucket", "+Inf");
+	render_value_line(b, s->ms_count);
+	render_series(b, s, "_sum", NULL);
+	buf_append(b, " ", 1);
 	render_number(b, s->ms_value);
-	buf_printf(b, "\n%s_count", f->mf_name);
-	render_labels(b, f, s, NULL);
-	buf_printf(b, " %llu\n", s->ms_count);
+	buf_append(b, "\n", 1);
+	render_series(b, s, "_count", NULL);
+	render_value_line(b, s->ms_count);
 }
 
 void
@@ -311,11 +382,10 @@ metrics_render(const struct metrics *m, struct buf *b)
 				render_histogram(b, f, f->mf_series[j]);
 				continue;
 			}
-			buf_puts(b, f->mf_name);
-			render_labels(b, f, f->mf_series[j], NULL);
-			buf_puts(b, " ");
+			render_series(b, f->mf_series[j], NULL, NULL);
+			buf_append(b, " ", 1);
 			render_number(b, f->mf_series[j]->ms_value);
-			buf_puts(b, "\n");
+			buf_append(b, "\n", 1);
 		}
 	}
 }
@@ -339,6 +409,14 @@ value_valid(const char *q, const char *end)
 
 	if (n == 0 || n >= sizeof(num))
 		return false;
+	/* Most values are counts: up to 15 digits read back exactly. */
+	if (n <= 15) {
+		size_t i;
+		for (i = 0; i < n && isdigit((unsigned char)q[i]); i++)
+			;
+		if (i == n)
+			return true;
+	}
 	memcpy(num, q, n);
 	num[n] = '\0';
 	if (strcmp(num, "+Inf") == 0 || strcmp(num, "-Inf") == 0 ||

@@ -24,8 +24,13 @@ main(int argc, char **argv)
 	int rv = EXIT_PERMFAIL;
 
 	role_start(&r, "poller", argc, argv);
-	/* Runner tokens belong to the actuator; this side never needs them. */
+	/* Runner tokens belong to the actuator; this side never needs them,
+	 * nor the VM specs (a few KiB of JSON per class). */
 	conf_drop_tokens(r.r_conf);
+	for (size_t i = 0; i < r.r_conf->c_nclasses; i++) {
+		json_decref(r.r_conf->c_classes[i].cc_spec);
+		r.r_conf->c_classes[i].cc_spec = NULL;
+	}
 	memset(&p, 0, sizeof(p));
 	p.p_role = &r;
 	p.p_flags = &r.r_flags;
@@ -54,6 +59,13 @@ main(int argc, char **argv)
 	log_str(&ll, "circleci_api_addr", r.r_flags.f_api_addr);
 	log_str(&ll, "token_source", source);
 	log_uint(&ll, "poll_interval_ms", r.r_flags.f_poll_interval_ms);
+	log_uint(
+	    &ll, "idle_poll_interval_ms", r.r_flags.f_idle_poll_interval_ms);
+	log_uint(&ll, "idle_poll_after_ms", r.r_flags.f_idle_poll_after_ms);
+	log_double(&ll, "max_requests_per_second", r.r_flags.f_max_rps);
+	log_str(&ll, "log_scaler_lines",
+	    r.r_flags.f_scaler_lines == SCALER_LINES_CHANGES ? "changes"
+	                                                     : "always");
 	log_end(&ll);
 	rv = poller_run(&p) == 0 ? 0 : EXIT_TEMPFAIL;
 	curl_global_cleanup();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmarks (DESIGN §11): sets the machine up, builds a Release daemon
 # into build-bench, runs every scenario of tests/bench/bench.py against the
-# simulators (about 15 minutes on 2 cores), prints the table and writes
+# simulators (about 50 minutes on 2 cores), prints the table and writes
 # bench-results/results.json.  docs/performance.md has the published
 # figures and what each one means.
 #

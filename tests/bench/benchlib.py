@@ -136,8 +136,9 @@ class Stack:
     def __init__(self, classes, poll_interval="1s", boot_delay_ms=300,
                  claim_interval_ms=100, task_duration_ms=1000,
                  boot_loop_threshold="250ms", tick_ms=50, prefix="rp-bench-",
-                 log_level=None, wrapper=None, env=None):
+                 log_level=None, wrapper=None, env=None, args=()):
         self.env = dict(env or {})
+        self.args = list(args)
         self.tdir = harness.TestDir(prefix=prefix)
         self.classes = dict(classes)
         full = {}
@@ -168,7 +169,8 @@ class Stack:
             self.tdir, sims=[self.circle, self.kube],
             poll_interval=self.poll_interval, log_level=self.log_level,
             wrapper=self.wrapper, env=self.env,
-            args=["--boot-loop-threshold", self.boot_loop_threshold])
+            args=["--boot-loop-threshold", self.boot_loop_threshold] +
+            self.args)
 
     def start(self, wait_ready=True, timeout=60.0):
         if self.circle.proc is None:
@@ -216,6 +218,12 @@ class Stack:
     def poll_lines(self, since=0):
         return self.prov.lines(since=since, proc="poller",
                                msg="polled task counts")
+
+    def busy(self, names, unclaimed=0, running=1):
+        """Gives every class tasks (synthetic running ones by default): it
+        stays on the fast poll interval."""
+        for n in names:
+            self.circle.set_counts(n, unclaimed, running)
 
 
 def kill9(pid):

@@ -50,6 +50,17 @@ class BenchSmokeTest(unittest.TestCase):
         for v in lat.values():
             self.assertGreater(v["task_to_scale_ms"]["n"], 0, v)
             self.assertEqual(v["errors"], [], v)
+        scale = res["scenarios"]["scale"]["1 idle"]
+        for k in ("circleci_requests_per_min", "cpu_pct_total",
+                  "log_lines_per_min", "scaler_lines_per_min"):
+            self.assertIsInstance(scale[k], (int, float), k)
+        self.assertEqual(scale["idle_reaction_ms"]["n"], 1, scale)
+        self.assertEqual(scale["busy_reaction_ms"]["n"], 2, scale)
+        self.assertEqual(scale["reaction_errors"], [], scale)
+        floor = res["scenarios"]["floor"]["processes"]
+        self.assertEqual(set(floor), {"supervisor", "child1", "child2"})
+        for p in floor.values():
+            self.assertGreater(p["rss_kib"], 0)
         rec = res["scenarios"]["recovery"]
         self.assertTrue(rec["runs"])
         trace = res["scenarios"]["trace"]

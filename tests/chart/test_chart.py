@@ -60,7 +60,8 @@ INSTALL_HINT = "run scripts/install-tools.sh (installs helm, kubectl and kuberne
 DAEMON_FLAGS = {
     "--config", "--circle-token-file", "--circleci-api-addr", "--circleci-ca-file",
     "--namespace", "--kubeconfig", "--poll-interval", "--ready-addr", "--live-addr",
-    "--run-dir", "--log-level",
+    "--run-dir", "--log-level", "--idle-poll-interval", "--idle-poll-after",
+    "--max-requests-per-second", "--log-scaler-lines",
 }
 
 # The 0.1.0 documentation's default VM spec ("Quick start", my-values.yaml).
@@ -325,6 +326,8 @@ class T02LintAndTemplate(unittest.TestCase):
         self.assertEqual(p["circleToken"], "")
         self.assertEqual(p["existingSecret"], "")
         self.assertEqual(p["pollInterval"], "1s")
+        self.assertEqual((p["idlePollInterval"], p["idlePollAfter"], p["maxRequestsPerSecond"],
+                          p["logScalerLines"]), ("", "", None, ""))
         self.assertEqual(p["logLevel"], "info")
         self.assertEqual(p["circleciCACert"], "")
         rc = p["resourceClass"]
@@ -685,6 +688,10 @@ class T06BadValues(unittest.TestCase):
         ] + [
             {"provisioner": {"pollInterval": d}} for d in ("1s", "500ms", "2.5s", "1m")
         ] + [
+            {"provisioner": {"idlePollInterval": "5s", "idlePollAfter": "0s",
+                             "maxRequestsPerSecond": n, "logScalerLines": "always"}}
+            for n in (0.1, 50, 100000)
+        ] + [
             {"provisioner": {"resourceClass": {"name": n}}}
             for n in ("a/b", "My.Org_1/runner-2", "org:x/class+y", "0rg/9")
         ] + [
@@ -925,6 +932,9 @@ class T09Deployment(unittest.TestCase):
         pod = only(docs, "Deployment")["spec"]["template"]["spec"]
         args = deployment_args(docs)
         self.assertEqual((args["--poll-interval"], args["--log-level"]), ("500ms", "debug"))
+        self.assertEqual((args["--idle-poll-interval"], args["--idle-poll-after"],
+                          args["--max-requests-per-second"], args["--log-scaler-lines"]),
+                         ("10s", "2m", "12.5", "changes"))
         self.assertEqual(pod["nodeSelector"], {"kubernetes.io/os": "linux"})
         self.assertEqual(pod["tolerations"][0]["key"], "dedicated")
         self.assertIn("nodeAffinity", pod["affinity"])

@@ -866,6 +866,18 @@ class CircleSim(Sim):
     def clear_faults(self):
         self.client.call("DELETE", "/_sim/faults")
 
+    def ratelimit(self, limit, **spec):
+        """A rate limit over the runner API (window_s, headers: kong, ietf
+        or none, retry_after); returns its settings."""
+        return self.client.call("POST", "/_sim/ratelimit",
+                                dict(spec, limit=limit))
+
+    def ratelimit_state(self):
+        return self.client.call("GET", "/_sim/ratelimit")
+
+    def clear_ratelimit(self):
+        self.client.call("DELETE", "/_sim/ratelimit")
+
     def requests(self, since=0.0, resource_class=None, endpoint=None):
         """Journal entries (t, method, path, query, status, endpoint,
         resource_class, token_matched, peer, fault) with t >= since."""

@@ -65,6 +65,20 @@ Control API (no auth, JSON in and out, not journalled):
          are matched before authentication and the normal answer.
   GET    /_sim/faults   the switches with their remaining count and shots fired
   DELETE /_sim/faults   clears all switches
+  POST   /_sim/ratelimit  {"limit": N, "window_s": W?, "headers": H?,
+                           "retry_after": bool?}
+         A rate limit over all runner API requests (after the fault
+         switches): at most N per fixed window of W seconds (default 1,
+         windows aligned to the epoch); beyond it 429 {"message": "rate
+         limit exceeded"} with Retry-After (seconds to the window's end,
+         unless retry_after is false).  H says which headers every answer
+         carries: "kong" (default: RateLimit-Limit/-Remaining/-Reset and,
+         for a 1 s/1 min/1 h/1 d window, X-RateLimit-Limit-<Window> and
+         X-RateLimit-Remaining-<Window>), "ietf" (RateLimit-Limit "N,
+         N;w=W", RateLimit-Remaining, RateLimit-Reset) or "none".
+  GET    /_sim/ratelimit  its settings and the counts of allowed and limited
+         requests ({} when none)
+  DELETE /_sim/ratelimit  removes it
 """
 
 import argparse
@@ -91,6 +105,8 @@ CLASS_RE = re.compile(r"^[^/\s]+/[^/\s]+$")
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"
 MAX_BATCH = 100000
 SYNTHETIC_RUNNER = "sim-synthetic"
+WINDOW_NAMES = {1: "Second", 60: "Minute", 3600: "Hour", 86400: "Day"}
+RATELIMIT_HEADERS = ("kong", "ietf", "none")
 
 
 def rfc3339(t):
@@ -154,6 +170,61 @@ class ResourceClass:
                      last_used=rfc3339(r["last_used"]),
                      version=r["version"])
                 for r in self.runners.values()]
+
+
+class RateLimit:
+    """A fixed-window request limit (what an API gateway in front of the
+    runner API would do)."""
+
+    def __init__(self, limit, window_s, headers, retry_after):
+        self.lock = threading.Lock()
+        self.limit = limit
+        self.window_s = window_s
+        self.headers = headers
+        self.retry_after = retry_after
+        self.window = None
+        self.used = 0
+        self.allowed = 0
+        self.limited = 0
+
+    def take(self, now):
+        """-> (allowed, headers to send)"""
+        with self.lock:
+            w = int(now // self.window_s)
+            if w != self.window:
+                self.window, self.used = w, 0
+            ok = self.used < self.limit
+            if ok:
+                self.used += 1
+                self.allowed += 1
+            else:
+                self.limited += 1
+            remaining = self.limit - self.used
+        reset = (w + 1) * self.window_s - now
+        reset_s = max(1, int(-(-reset // 1)))  # whole seconds, rounded up
+        h = {}
+        if self.headers == "kong":
+            h = {"RateLimit-Limit": str(self.limit),
+                 "RateLimit-Remaining": str(remaining),
+                 "RateLimit-Reset": str(reset_s)}
+            name = WINDOW_NAMES.get(self.window_s)
+            if name:
+                h["X-RateLimit-Limit-" + name] = str(self.limit)
+                h["X-RateLimit-Remaining-" + name] = str(remaining)
+        elif self.headers == "ietf":
+            h = {"RateLimit-Limit": "%d, %d;w=%g" % (
+                     self.limit, self.limit, self.window_s),
+                 "RateLimit-Remaining": str(remaining),
+                 "RateLimit-Reset": str(reset_s)}
+        if not ok and self.retry_after:
+            h["Retry-After"] = str(reset_s)
+        return ok, h
+
+    def view(self):
+        with self.lock:
+            return dict(limit=self.limit, window_s=self.window_s,
+                        headers=self.headers, retry_after=self.retry_after,
+                        allowed=self.allowed, limited=self.limited)
 
 
 class Model:
@@ -353,7 +424,18 @@ class Handler(simhttp.Handler):
             if played is not None:
                 return played
             self._fault_content_type = None
-        return self.answer(method, endpoint, query)
+        rl = self.server.ratelimit
+        if rl is None:
+            return self.answer(method, endpoint, query)
+        ok, headers = rl.take(time.time())
+        if not ok:
+            self.note(rate_limited=True)
+            return 429, {"message": "rate limit exceeded"}, headers
+        try:
+            status, payload, extra = self.answer(method, endpoint, query)
+        except SimError as e:
+            status, payload, extra = e.status, e.payload, e.headers or {}
+        return status, payload, dict(extra, **headers)
 
     def token_matched(self):
         got = self.headers.get("Circle-Token")
@@ -395,6 +477,9 @@ class Handler(simhttp.Handler):
                                "DELETE": self.c_clear_requests},
             "/_sim/faults": {"GET": self.c_faults, "POST": self.c_add_fault,
                              "DELETE": self.c_clear_faults},
+            "/_sim/ratelimit": {"GET": self.c_ratelimit,
+                                "POST": self.c_set_ratelimit,
+                                "DELETE": self.c_clear_ratelimit},
         }
         methods = routes.get(path)
         if methods is None:
@@ -497,6 +582,34 @@ class Handler(simhttp.Handler):
         self.server.journal.clear_faults()
         return {}
 
+    def c_ratelimit(self, query):
+        rl = self.server.ratelimit
+        return rl.view() if rl is not None else {}
+
+    def c_set_ratelimit(self, obj):
+        unknown = set(obj) - {"limit", "window_s", "headers", "retry_after"}
+        if unknown:
+            raise SimError(400, "unknown fields: %s" % sorted(unknown))
+        limit = want_int(obj, "limit", minimum=0, maximum=MAX_BATCH)
+        w = obj.get("window_s", 1)
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or \
+                not 0.1 <= w <= 86400:
+            raise SimError(400, "window_s: a number of seconds, 0.1 to "
+                           "86400")
+        headers = obj.get("headers", "kong")
+        if headers not in RATELIMIT_HEADERS:
+            raise SimError(400, "headers: one of %s" %
+                           ", ".join(RATELIMIT_HEADERS))
+        ra = obj.get("retry_after", True)
+        if not isinstance(ra, bool):
+            raise SimError(400, "retry_after: true or false")
+        self.server.ratelimit = RateLimit(limit, w, headers, ra)
+        return self.server.ratelimit.view()
+
+    def c_clear_ratelimit(self, query):
+        self.server.ratelimit = None
+        return {}
+
 
 def parse_class(s):
     name, sep, token = s.partition("=")
@@ -513,6 +626,7 @@ def make_server(listen, api_token, classes=(), tls=None,
                             verbose=verbose)
     server.api_token = api_token
     server.model = Model(task_duration_ms)
+    server.ratelimit = None
     for name, token in classes:
         server.model.set_class(name, token)
     return server

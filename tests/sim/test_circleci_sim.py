@@ -171,9 +171,11 @@ class CircleCISimTest(unittest.TestCase):
 
     def setUp(self):
         self.sim.ctl("DELETE", "/_sim/faults")
+        self.sim.ctl("DELETE", "/_sim/ratelimit")
 
     def tearDown(self):
         self.sim.ctl("DELETE", "/_sim/faults")
+        self.sim.ctl("DELETE", "/_sim/ratelimit")
 
     def new_class(self, name, token=None):
         r = self.sim.ctl("POST", "/_sim/classes",
@@ -634,6 +636,89 @@ class CircleCISimTest(unittest.TestCase):
         self.sim.ctl("GET", "/_sim/state")
         self.sim.ctl("POST", "/_sim/queue", {"resource_class": "ns/pre",
                                              "add": 0})
+
+    # Rate limit -------------------------------------------------------
+    def start_of_window(self, window_s, room):
+        """Waits until at least `room` seconds remain in the current
+        window (windows are aligned to the epoch)."""
+        wait_until(lambda: window_s - time.time() % window_s >= room,
+                   timeout=window_s + 1, what="room in the window")
+
+    def test_ratelimit_kong_headers_and_429(self):
+        rc = self.new_class("rl/kong")
+        r = self.sim.ctl("POST", "/_sim/ratelimit",
+                         {"limit": 3, "window_s": 60})
+        self.assertEqual((r["limit"], r["window_s"], r["headers"],
+                          r["allowed"], r["limited"]),
+                         (3, 60, "kong", 0, 0))
+        self.start_of_window(60, 5)
+        for remaining, path in zip((2, 1, 0), (T_TASKS, T_RUNNING, T_RUNNER)):
+            status, h, _ = self.sim.api(path, rc)
+            self.assertEqual(status, 200)
+            self.assertEqual(h["RateLimit-Limit"], "3")
+            self.assertEqual(h["RateLimit-Remaining"], str(remaining))
+            self.assertEqual(h["X-RateLimit-Limit-Minute"], "3")
+            self.assertEqual(h["X-RateLimit-Remaining-Minute"],
+                             str(remaining))
+            self.assertIn(int(h["RateLimit-Reset"]), range(1, 61))
+            self.assertIsNone(h.get("Retry-After"))
+        # Bad requests count too: the gateway sits in front of the API.
+        status, h, raw = self.sim.api(T_TASKS, rc, token="wrong")
+        self.assertEqual(status, 429)
+        self.assertEqual(json.loads(raw), {"message": "rate limit exceeded"})
+        self.assertEqual(h["RateLimit-Remaining"], "0")
+        self.assertEqual(h["Retry-After"], h["RateLimit-Reset"])
+        j = [e for e in self.journal() if e.get("resource_class") == rc]
+        self.assertEqual([e["status"] for e in j], [200, 200, 200, 429])
+        self.assertTrue(j[-1]["rate_limited"])
+        r = self.sim.ctl("GET", "/_sim/ratelimit")
+        self.assertEqual((r["allowed"], r["limited"]), (3, 1))
+        self.sim.ctl("DELETE", "/_sim/ratelimit")
+        self.assertEqual(self.sim.ctl("GET", "/_sim/ratelimit"), {})
+        status, h, _ = self.sim.api(T_TASKS, rc)
+        self.assertEqual(status, 200)
+        self.assertIsNone(h.get("RateLimit-Limit"))
+
+    def test_ratelimit_other_header_styles_and_windows(self):
+        rc = self.new_class("rl/styles")
+        self.sim.ctl("POST", "/_sim/ratelimit", {
+            "limit": 1, "window_s": 30, "headers": "ietf",
+            "retry_after": False})
+        self.start_of_window(30, 5)
+        status, h, _ = self.sim.api(T_TASKS, rc)
+        self.assertEqual((status, h["RateLimit-Limit"],
+                          h["RateLimit-Remaining"]), (200, "1, 1;w=30", "0"))
+        self.assertIsNone(h.get("X-RateLimit-Limit-Minute"))
+        status, h, _ = self.sim.api(T_TASKS, rc)
+        self.assertEqual(status, 429)
+        self.assertIsNone(h.get("Retry-After"))
+        self.sim.ctl("POST", "/_sim/ratelimit", {
+            "limit": 1, "window_s": 60, "headers": "none"})
+        self.start_of_window(60, 5)
+        status, h, _ = self.sim.api(T_TASKS, rc)
+        self.assertEqual(status, 200)
+        self.assertIsNone(h.get("RateLimit-Limit"))
+        status, h, _ = self.sim.api(T_TASKS, rc)
+        self.assertEqual(status, 429)
+        self.assertIsNone(h.get("RateLimit-Remaining"))
+        self.assertIn(int(h["Retry-After"]), range(1, 61))
+        # A one-second window: the next second allows again.
+        self.sim.ctl("POST", "/_sim/ratelimit", {"limit": 2})
+        self.start_of_window(1, 0.5)
+        codes = [self.sim.api(T_TASKS, rc)[0] for _ in range(3)]
+        self.assertEqual(codes, [200, 200, 429])
+        wait_until(lambda: self.sim.api(T_TASKS, rc)[0] == 200,
+                   timeout=3, what="the next window")
+
+    def test_ratelimit_validation(self):
+        for spec in ({}, {"limit": -1}, {"limit": "5"},
+                     {"limit": 5, "window_s": 0},
+                     {"limit": 5, "window_s": True},
+                     {"limit": 5, "headers": "github"},
+                     {"limit": 5, "retry_after": 1},
+                     {"limit": 5, "burst": 2}):
+            self.sim.ctl("POST", "/_sim/ratelimit", spec, expect=400)
+        self.assertEqual(self.sim.ctl("GET", "/_sim/ratelimit"), {})
 
     # Other front ends ---------------------------------------------------
     def test_simctl(self):

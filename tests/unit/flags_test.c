@@ -11,7 +11,7 @@
 #include "flags.h"
 #include "util.h"
 
-#define ARGV_MAX 32
+#define ARGV_MAX 48
 
 /* getopt_long may permute argv, so each parse gets a fresh, writable
  * copy of the arguments.  The strings live until teardown, as a real argv
@@ -85,6 +85,10 @@ test_defaults(void **state)
 	assert_int_equal(f.f_poll_interval_ms, 1000);
 	assert_int_equal(f.f_shutdown_grace_ms, 10000);
 	assert_int_equal(f.f_boot_loop_ms, 60000);
+	assert_int_equal(f.f_idle_poll_interval_ms, 5000);
+	assert_int_equal(f.f_idle_poll_after_ms, 60000);
+	assert_true(f.f_max_rps == 50.0);
+	assert_int_equal(f.f_scaler_lines, SCALER_LINES_ALWAYS);
 	assert_string_equal(f.f_ready_addr, ":8000");
 	assert_string_equal(f.f_live_addr, ":8001");
 	assert_null(f.f_run_dir);
@@ -110,7 +114,9 @@ test_every_flag(void **state)
 	        "https://circleci.example.com:8443", "--circleci-ca-file",
 	        "/cfg/ca.pem", "--namespace", "runners", "--kubeconfig",
 	        "/cfg/kube", "--poll-interval", "2500ms", "--shutdown-grace",
-	        "30s", "--boot-loop-threshold", "2m", "--ready-addr",
+	        "30s", "--boot-loop-threshold", "2m", "--idle-poll-interval",
+	        "10s", "--idle-poll-after", "5m", "--max-requests-per-second",
+	        "12.5", "--log-scaler-lines", "changes", "--ready-addr",
 	        "127.0.0.1:9000", "--live-addr", "[::1]:9001", "--run-dir",
 	        "/run/rp", "--log-level", "debug", "--check-config",
 	        "--dry-run", "--version", "--help"),
@@ -124,6 +130,10 @@ test_every_flag(void **state)
 	assert_int_equal(f.f_poll_interval_ms, 2500);
 	assert_int_equal(f.f_shutdown_grace_ms, 30000);
 	assert_int_equal(f.f_boot_loop_ms, 120000);
+	assert_int_equal(f.f_idle_poll_interval_ms, 10000);
+	assert_int_equal(f.f_idle_poll_after_ms, 300000);
+	assert_true(f.f_max_rps == 12.5);
+	assert_int_equal(f.f_scaler_lines, SCALER_LINES_CHANGES);
 	assert_string_equal(f.f_ready_addr, "127.0.0.1:9000");
 	assert_string_equal(f.f_live_addr, "[::1]:9001");
 	assert_string_equal(f.f_run_dir, "/run/rp");
@@ -220,6 +230,36 @@ test_rejections_name_the_flag(void **state)
 		    { "--shutdown-grace", "soon" } },
 		{ { "--boot-loop-threshold", "1x" },
 		    { "--boot-loop-threshold" } },
+		{ { "--idle-poll-interval", "5" },
+		    { "--idle-poll-interval", "\"5\"" } },
+		{ { "--idle-poll-interval", "1ms" },
+		    { "--idle-poll-interval", "too short" } },
+		{ { "--idle-poll-after", "a minute" },
+		    { "--idle-poll-after", "a minute" } },
+		{ { "--max-requests-per-second", "0" },
+		    { "--max-requests-per-second", "out of range" } },
+		{ { "--max-requests-per-second", "0.05" },
+		    { "--max-requests-per-second", "out of range" } },
+		{ { "--max-requests-per-second", "1000000" },
+		    { "--max-requests-per-second", "out of range" } },
+		{ { "--max-requests-per-second", "-5" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--max-requests-per-second", "fast" },
+		    { "--max-requests-per-second", "\"fast\"" } },
+		{ { "--max-requests-per-second", "10/s" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--max-requests-per-second", "0x10" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--max-requests-per-second", "inf" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--max-requests-per-second", " 5" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--max-requests-per-second", "" },
+		    { "--max-requests-per-second", "not a number" } },
+		{ { "--log-scaler-lines", "sometimes" },
+		    { "--log-scaler-lines", "sometimes" } },
+		{ { "--log-scaler-lines", "Always" },
+		    { "--log-scaler-lines", "always, changes" } },
 		{ { "--ready-addr", "8000" }, { "--ready-addr", "8000" } },
 		{ { "--ready-addr", "host:99999" },
 		    { "--ready-addr", "99999" } },
@@ -364,6 +404,8 @@ test_usage_lists_flags(void **state)
 	static const char *const must[] = { "--config", "--circle-token-file",
 		"--circleci-api-addr", "--circleci-ca-file", "--namespace",
 		"--kubeconfig", "--poll-interval", "--boot-loop-threshold",
+		"--idle-poll-interval", "--idle-poll-after",
+		"--max-requests-per-second", "--log-scaler-lines",
 		"--shutdown-grace", "--ready-addr", "--live-addr", "--run-dir",
 		"--log-level", "--check-config", "--dry-run", "--version",
 		"--help", FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_TOKEN_FILE,
@@ -382,6 +424,31 @@ test_usage_lists_flags(void **state)
 		if (strstr(text, must[i]) == NULL)
 			fail_msg("usage lacks %s", must[i]);
 	free(text);
+}
+
+/* An idle class is never polled more often than a busy one: an idle
+ * interval below --poll-interval is raised to it. */
+static void
+test_idle_interval_at_least_poll_interval(void **state)
+{
+	char err[FLAGS_ERR_MAX];
+	struct flags f;
+
+	(void)state;
+	assert_int_equal(PARSE(&f, err, "--poll-interval", "10s"), 0);
+	assert_int_equal(f.f_idle_poll_interval_ms, 10000);
+	flags_free(&f);
+	assert_int_equal(PARSE(&f, err, "--idle-poll-interval", "200ms",
+	                     "--poll-interval", "500ms"),
+	    0);
+	assert_int_equal(f.f_idle_poll_interval_ms, 500);
+	flags_free(&f);
+	assert_int_equal(PARSE(&f, err, "--idle-poll-after", "0s",
+	                     "--max-requests-per-second", "1e3"),
+	    0);
+	assert_int_equal(f.f_idle_poll_after_ms, 0);
+	assert_true(f.f_max_rps == 1000);
+	flags_free(&f);
 }
 
 /* Regressions: cases that once failed. */
@@ -441,6 +508,7 @@ main(void)
 		cmocka_unit_test(test_split_addr),
 		cmocka_unit_test(test_split_addr_host_too_long),
 		cmocka_unit_test(test_usage_lists_flags),
+		cmocka_unit_test(test_idle_interval_at_least_poll_interval),
 		cmocka_unit_test(test_single_dash_word),
 		cmocka_unit_test(test_second_parse_after_cluster),
 	};

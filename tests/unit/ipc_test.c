@@ -232,8 +232,23 @@ url_in(char *url, const char *dirname, const char *name)
 	assert_int_equal(ipc_url(url, IPC_URL_MAX, out, name), 0);
 }
 
-/* PUB drops messages until SUB is connected, so publish until one
- * arrives (bounded by a deadline). */
+/* PUB drops messages until SUB is connected, so publish text until one
+ * arrives (bounded by a deadline); fd is the SUB's receive fd. */
+static void
+publish_until_received(nng_socket pub, int fd, const char *text)
+{
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+
+	for (;;) {
+		assert_int_equal(ipc_send(pub, text, strlen(text)), 0);
+		if (wait_readable(fd, now_ms() + 20))
+			return;
+		if (now_ms() >= deadline)
+			fail_msg(
+			    "no message on SUB within %d ms", DEADLINE_MS);
+	}
+}
+
 static void
 pubsub_round_trip(const char *url)
 {
@@ -252,14 +267,7 @@ pubsub_round_trip(const char *url)
 	assert_int_equal(ipc_open(&sub, IPC_SUB_DIAL, url, &fd), 0);
 	assert_true(fd >= 0);
 	assert_int_equal(ipc_recv(sub, &m), 0);
-	for (;;) {
-		assert_int_equal(ipc_send(pub, "demand-1", 8), 0);
-		if (wait_readable(fd, now_ms() + 20))
-			break;
-		if (now_ms() >= deadline)
-			fail_msg(
-			    "no message on SUB within %d ms", DEADLINE_MS);
-	}
+	publish_until_received(pub, fd, "demand-1");
 	recv_text(sub, got, sizeof(got));
 	assert_string_equal(got, "demand-1");
 	/* once connected, every message arrives, in order */
@@ -290,6 +298,46 @@ test_pubsub_round_trip(void **state)
 	pubsub_round_trip(url);
 	/* closing the listener removes its socket file */
 	assert_int_equal(lstat(url + strlen("ipc://"), &st), -1);
+}
+
+/* A burst of demand (a message for each of a thousand classes) waits in
+ * the SUB queue while the receiver is busy: none is dropped. */
+static void
+test_sub_holds_a_burst(void **state)
+{
+	uint64_t deadline = now_ms() + DEADLINE_MS;
+	char url[IPC_URL_MAX], got[64], want[64];
+	nng_socket pub, sub;
+	int fd = -1, i, n = 0;
+	nng_msg *m;
+
+	(void)state;
+	url_in(url, "burst", IPC_DEMAND);
+	assert_int_equal(ipc_open(&pub, IPC_PUB_LISTEN, url, NULL), 0);
+	assert_int_equal(nng_socket_set_int(pub, NNG_OPT_SENDBUF, 2000), 0);
+	assert_int_equal(ipc_open(&sub, IPC_SUB_DIAL, url, &fd), 0);
+	publish_until_received(pub, fd, "hello");
+	while (ipc_recv(sub, &m) == 1)
+		nng_msg_free(m);
+	for (i = 0; i < 1000; i++) {
+		snprintf(want, sizeof(want), "class-%d", i);
+		assert_int_equal(ipc_send(pub, want, strlen(want)), 0);
+	}
+	/* The receiver is busy for a moment (that is the case under test,
+	 * not a wait for a condition): nothing is read while the burst
+	 * arrives; then every message, in order. */
+	usleep(300000);
+	while (n < 1000 && wait_readable(fd, deadline)) {
+		recv_text(sub, got, sizeof(got));
+		if (strcmp(got, "hello") == 0)
+			continue;
+		snprintf(want, sizeof(want), "class-%d", n);
+		assert_string_equal(got, want);
+		n++;
+	}
+	assert_int_equal(n, 1000);
+	nng_close(sub);
+	nng_close(pub);
 }
 
 static void
@@ -464,6 +512,7 @@ main(void)
 		cmocka_unit_test(test_rundir_too_long),
 		cmocka_unit_test(test_url),
 		cmocka_unit_test(test_pubsub_round_trip),
+		cmocka_unit_test(test_sub_holds_a_burst),
 		cmocka_unit_test(test_survey_round_trip),
 		cmocka_unit_test(test_stale_socket_replaced),
 		cmocka_unit_test(test_dial_before_listen),

@@ -139,6 +139,11 @@ Rules the template cannot leave to values.schema.json.
 {{- if not (regexMatch "[1-9]" .Values.provisioner.pollInterval) }}
 {{- fail (printf "provisioner.pollInterval (%q) must be a duration greater than zero, e.g. \"1s\"" .Values.provisioner.pollInterval) }}
 {{- end }}
+{{- with .Values.provisioner.idlePollInterval }}
+{{- if not (regexMatch "[1-9]" .) }}
+{{- fail (printf "provisioner.idlePollInterval (%q) must be a duration greater than zero, e.g. \"5s\"" .) }}
+{{- end }}
+{{- end }}
 {{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.service.enabled) }}
 {{- fail "metrics.serviceMonitor.enabled requires metrics.service.enabled (the ServiceMonitor scrapes that Service)" }}
 {{- end }}
