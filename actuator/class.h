@@ -11,6 +11,13 @@
  *
  * plan.c reads all of it and writes none; exec.c only marks requests as
  * sent.  Plain data: no libcurl, so tests build classes by hand.
+ *
+ * Lifetime: a class is allocated on its own and counted (ac_refs): the
+ * actuator's table holds one reference and every request in flight about
+ * the class another, so an answer never meets a freed class.  A class
+ * the configuration no longer names retires (its pool is emptied and
+ * deleted, then its Secret); when nothing of it is left it is unlinked
+ * from the table, and answers still coming for it are dropped.
  */
 #ifndef RP_CLASS_H
 #define RP_CLASS_H
@@ -35,8 +42,9 @@ enum obj_state {
 	OBJ_MISSING,
 	OBJ_STALE, /* exists, differs from the configuration */
 	OBJ_CURRENT,
-	OBJ_FOREIGN, /* exists, not ours: hands off, look again later */
-	OBJ_REREAD,  /* a write conflicted or found it gone: GET it */
+	OBJ_FOREIGN,  /* exists, not ours: hands off, look again later */
+	OBJ_REREAD,   /* a write conflicted or found it gone: GET it */
+	OBJ_DELETING, /* ours, being deleted (deletionTimestamp): wait */
 };
 
 enum vm_state {
@@ -68,6 +76,7 @@ struct class_demand {
 struct obj_seen {
 	enum obj_state os_state;
 	char *os_rv;            /* resourceVersion, for updates */
+	char *os_uid;           /* metadata.uid, for deletes */
 	uint64_t os_recheck_ms; /* OBJ_FOREIGN: look again then */
 	bool os_busy;           /* a request about it is out */
 	uint64_t os_done_seq;   /* when the last one finished */
@@ -128,15 +137,24 @@ struct class_metrics {
 	struct metric_series *cm_reclaimed;
 	struct metric_series *cm_finalizers;
 	struct metric_series *cm_boot_loop;
-	struct metric_series *cm_denied;
+	struct metric_series *cm_retiring;
 };
 
 struct act_class {
-	const struct conf_class *ac_conf;
+	unsigned int ac_refs; /* the table's and each request's */
+	bool ac_linked;       /* in the table; else answers are dropped */
+	char *ac_name;        /* the resource class */
+	const struct conf_class *ac_conf; /* NULL while retiring */
+	/* Not configured (any more): its pool is scaled to 0, deleted once
+	 * it has no VMs, then its Secret. */
+	bool ac_retiring;
+	bool ac_done;   /* retired: nothing of it is left; unlink it */
+	bool ac_listed; /* scratch: named by the list being read */
 	char ac_pool[POOL_NAME_MAX + 1];
-	struct pool_objects ac_obj; /* what the class's objects should be */
-	bool ac_dirty;              /* something changed: plan again */
-	uint64_t ac_wake_ms;        /* plan again by then regardless */
+	/* What the class's objects should be (names only while retiring). */
+	struct pool_objects ac_obj;
+	bool ac_dirty;       /* something changed: plan again */
+	uint64_t ac_wake_ms; /* plan again by then regardless */
 	struct class_demand ac_demand;
 	struct class_kube ac_kube;
 	struct class_vms ac_vms;
@@ -148,5 +166,13 @@ const char *obj_state_name(enum obj_state);
 const char *vm_state_name(enum vm_state);
 /* Frees what the class's observations hold (not the class). */
 void class_observations_free(struct act_class *);
+
+/* actuator.c */
+/* A new class for pool, named name: one reference (the caller's), not
+ * linked, without configuration (ac_conf NULL). */
+struct act_class *class_new(const char *name, const char *pool);
+void class_ref(struct act_class *);
+/* Drops a reference; the last one frees the class. */
+void class_unref(struct act_class *);
 
 #endif

@@ -37,7 +37,7 @@ log_hold(struct act_class *ac, enum decision_reason why, uint64_t now)
 	struct log_line ll;
 
 	log_begin(&ll, LOG_LVL_WARN, "holding replicas");
-	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "resource_class", ac->ac_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_str(&ll, "reason", decision_reason_name(why));
 	if (why == REASON_FAILED)
@@ -66,7 +66,7 @@ log_would_scale(const struct act_class *ac, uint32_t target)
 	log_begin(&ll, LOG_LVL_INFO, msg);
 	if (d->cd_have_target)
 		log_uint(&ll, "from", d->cd_target);
-	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "resource_class", ac->ac_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_uint(&ll, "to", target);
 	log_bool(&ll, "dry_run", true);
@@ -81,6 +81,12 @@ demand_decide(struct actuator *a, struct act_class *ac, uint64_t now)
 	struct decision_input in;
 	struct decision dec;
 
+	if (cc == NULL) { /* retiring: nothing to poll, the pool empties */
+		d->cd_have_target = true;
+		d->cd_target = 0;
+		d->cd_holding = false;
+		return;
+	}
 	memset(&in, 0, sizeof(in));
 	in.di_have_demand = d->cd_have;
 	in.di_demand_ok = d->cd_ok;

@@ -3,6 +3,7 @@
  * by the supervisor; can be run by hand with the same flags for debugging.
  */
 #include <string.h>
+#include <unistd.h>
 
 #include "actuator.h"
 #include "http.h"
@@ -21,13 +22,23 @@ main(int argc, char **argv)
 	struct role r;
 	int rv = EXIT_PERMFAIL;
 
-	role_start(&r, "actuator", argc, argv);
+	role_start(&r, "actuator", 0, argc, argv);
 	memset(&a, 0, sizeof(a));
 	a.a_role = &r;
 	a.a_flags = &r.r_flags;
 	a.a_conf = r.r_conf;
-	conf_register_secrets(a.a_conf);
-	if (pool_names_unique(a.a_conf, err, sizeof(err)) == -1) {
+	/* The name this replica goes by in the Lease and its Events: the
+	 * flag (the supervisor passes one, kept across restarts), else a
+	 * new one. */
+	if (a.a_flags->f_lease_identity != NULL)
+		strlcpy_rp(a.a_identity, a.a_flags->f_lease_identity,
+		    sizeof(a.a_identity));
+	else
+		host_identity(a.a_identity, sizeof(a.a_identity));
+	if (a.a_conf != NULL)
+		conf_register_secrets(a.a_conf);
+	if (a.a_conf != NULL &&
+	    pool_names_unique(a.a_conf, err, sizeof(err)) == -1) {
 		log_error("%s", err);
 		goto out;
 	}
@@ -45,16 +56,29 @@ main(int argc, char **argv)
 		rv = EXIT_TEMPFAIL;
 		goto out;
 	}
-	log_begin(&ll, LOG_LVL_INFO, "actuator starting");
-	log_uint(&ll, "resource_classes", a.a_conf->c_nclasses);
+	log_begin(&ll, LOG_LVL_INFO,
+	    a.a_flags->f_drain ? "draining this installation's pools"
+	                       : "actuator starting");
+	if (a.a_conf != NULL)
+		log_uint(&ll, "resource_classes", a.a_conf->c_nclasses);
 	log_bool(&ll, "dry_run", a.a_flags->f_dry_run);
+	if (a.a_flags->f_leader_elect || a.a_flags->f_drain) {
+		log_str(&ll, "lease", a.a_flags->f_lease_name);
+		log_str(&ll, "identity", a.a_identity);
+	}
+	if (a.a_flags->f_drain)
+		log_uint(
+		    &ll, "drain_timeout_ms", a.a_flags->f_drain_timeout_ms);
 	if (!a.a_flags->f_dry_run) {
 		log_str(&ll, "kubernetes", a.a_creds.kc_server);
 		log_str(&ll, "credentials", a.a_creds.kc_source);
 		log_str(&ll, "namespace", a.a_creds.kc_namespace);
 	}
 	log_end(&ll);
-	rv = act_run(&a) == 0 ? 0 : EXIT_TEMPFAIL;
+	if (act_run(&a) == 0)
+		rv = 0;
+	else
+		rv = a.a_flags->f_drain ? 1 : EXIT_TEMPFAIL;
 	curl_global_cleanup();
 out:
 	kube_creds_free(&a.a_creds);

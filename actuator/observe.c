@@ -7,6 +7,7 @@
  */
 #include <stdio.h>
 #include <malloc.h>
+#include <sys/types.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -31,6 +32,8 @@ obj_state_name(enum obj_state s)
 		return "not managed by runner-provisioner";
 	case OBJ_REREAD:
 		return "changed; reading it again";
+	case OBJ_DELETING:
+		return "being deleted";
 	}
 	return "?";
 }
@@ -73,12 +76,23 @@ meta_map_str(json_t *obj, const char *map, const char *key)
 	    json_object_get(json_object_get(meta(obj), map), key));
 }
 
+/* Made by runner-provisioner, and by this installation: another one in
+ * the namespace labels its objects with its own --lease-name (objects
+ * from before that label are taken as ours). */
 static bool
-ours(json_t *obj)
+ours(const struct actuator *a, json_t *obj)
 {
 	const char *v = meta_map_str(obj, "labels", LABEL_MANAGED_BY);
+	const char *inst = meta_map_str(obj, "labels", LABEL_INSTANCE);
 
-	return v != NULL && strcmp(v, MANAGED_BY) == 0;
+	return v != NULL && strcmp(v, MANAGED_BY) == 0 &&
+	    (inst == NULL || strcmp(inst, a->a_flags->f_lease_name) == 0);
+}
+
+static bool
+deleting(json_t *obj)
+{
+	return json_object_get(meta(obj), "deletionTimestamp") != NULL;
 }
 
 /* A replica count: an integer in [0, INT32_MAX] (Kubernetes' int32). */
@@ -133,9 +147,12 @@ static void
 set_rv(struct obj_seen *os, json_t *obj)
 {
 	const char *rv = meta_str(obj, "resourceVersion");
+	const char *uid = meta_str(obj, "uid");
 
 	free(os->os_rv);
 	os->os_rv = rv != NULL ? xstrdup(rv) : NULL;
+	free(os->os_uid);
+	os->os_uid = uid != NULL ? xstrdup(uid) : NULL;
 }
 
 static void
@@ -148,7 +165,8 @@ set_state(struct obj_seen *os, enum obj_state st, uint64_t now)
 
 /* Records a pool as listed or answered; -1 when it is not a pool. */
 static int
-pool_seen(struct act_class *ac, json_t *pool, uint64_t now)
+pool_seen(
+    const struct actuator *a, struct act_class *ac, json_t *pool, uint64_t now)
 {
 	struct class_kube *k = &ac->ac_kube;
 	const char *owner = meta_map_str(pool, "annotations", ANNOT_CLASS);
@@ -158,7 +176,7 @@ pool_seen(struct act_class *ac, json_t *pool, uint64_t now)
 
 	if (name == NULL || strcmp(name, ac->ac_pool) != 0)
 		return -1;
-	if (!ours(pool)) {
+	if (!ours(a, pool)) {
 		if (k->ck_pool.os_state != OBJ_FOREIGN)
 			log_error("pool %s exists but is not managed by "
 			          "runner-provisioner (no %s=%s label): not "
@@ -167,21 +185,26 @@ pool_seen(struct act_class *ac, json_t *pool, uint64_t now)
 		set_state(&k->ck_pool, OBJ_FOREIGN, now);
 		return 0;
 	}
-	if (owner != NULL && strcmp(owner, ac->ac_conf->cc_name) != 0) {
+	if (owner != NULL && strcmp(owner, ac->ac_name) != 0) {
 		if (k->ck_pool.os_state != OBJ_FOREIGN)
 			log_error(
 			    "pool %s belongs to resource class %s, not %s "
 			    "(another deployment in this namespace?): not "
 			    "touching it",
-			    ac->ac_pool, owner, ac->ac_conf->cc_name);
+			    ac->ac_pool, owner, ac->ac_name);
 		set_state(&k->ck_pool, OBJ_FOREIGN, now);
 		return 0;
 	}
 	set_rv(&k->ck_pool, pool);
-	set_state(&k->ck_pool,
-	    hash != NULL && strcmp(hash, ac->ac_obj.po_hash) == 0 ? OBJ_CURRENT
-	                                                          : OBJ_STALE,
-	    now);
+	if (deleting(pool))
+		set_state(&k->ck_pool, OBJ_DELETING, now);
+	else
+		set_state(&k->ck_pool,
+		    hash != NULL && ac->ac_obj.po_hash[0] != '\0' &&
+		            strcmp(hash, ac->ac_obj.po_hash) == 0
+		        ? OBJ_CURRENT
+		        : OBJ_STALE,
+		    now);
 	k->ck_have_replicas =
 	    json_count(
 	        json_object_get(json_object_get(pool, "spec"), "replicas"),
@@ -196,7 +219,8 @@ pool_seen(struct act_class *ac, json_t *pool, uint64_t now)
 }
 
 static int
-secret_seen(struct act_class *ac, json_t *secret, uint64_t now)
+secret_seen(const struct actuator *a, struct act_class *ac, json_t *secret,
+    uint64_t now)
 {
 	struct class_kube *k = &ac->ac_kube;
 	const char *name = meta_str(secret, "name");
@@ -205,7 +229,7 @@ secret_seen(struct act_class *ac, json_t *secret, uint64_t now)
 
 	if (name == NULL || strcmp(name, ac->ac_obj.po_secret) != 0)
 		return -1;
-	if (!ours(secret)) {
+	if (!ours(a, secret)) {
 		if (k->ck_secret.os_state != OBJ_FOREIGN)
 			log_error(
 			    "secret %s exists but is not managed by "
@@ -216,11 +240,15 @@ secret_seen(struct act_class *ac, json_t *secret, uint64_t now)
 		return 0;
 	}
 	set_rv(&k->ck_secret, secret);
-	set_state(&k->ck_secret,
-	    data != NULL && strcmp(data, ac->ac_obj.po_userdata_b64) == 0
-	        ? OBJ_CURRENT
-	        : OBJ_STALE,
-	    now);
+	if (deleting(secret))
+		set_state(&k->ck_secret, OBJ_DELETING, now);
+	else
+		set_state(&k->ck_secret,
+		    data != NULL && ac->ac_obj.po_userdata_b64 != NULL &&
+		            strcmp(data, ac->ac_obj.po_userdata_b64) == 0
+		        ? OBJ_CURRENT
+		        : OBJ_STALE,
+		    now);
 	return 0;
 }
 
@@ -233,6 +261,27 @@ list_applies(const struct obj_seen *os, uint64_t seq)
 	return !os->os_busy && os->os_done_seq <= seq;
 }
 
+/* The pool a listed pool or Secret ("<pool>-userdata") is named after,
+ * into name; -1 when it is not one of ours by name. */
+static int
+listed_pool(bool pools, const char *n, char *name, size_t size)
+{
+	size_t len = strlen(n), sfx = sizeof(SECRET_SUFFIX) - 1;
+
+	if (pools) {
+		if (len > POOL_NAME_MAX)
+			return -1;
+		strlcpy_rp(name, n, size);
+		return 0;
+	}
+	if (len <= sfx || strcmp(n + len - sfx, SECRET_SUFFIX) != 0 ||
+	    len - sfx > POOL_NAME_MAX || len - sfx >= size)
+		return -1;
+	memcpy(name, n, len - sfx);
+	name[len - sfx] = '\0';
+	return 0;
+}
+
 static void
 objects_listed(struct actuator *a, enum act_list_kind kind, json_t *items,
     uint64_t seq, uint64_t now)
@@ -242,53 +291,49 @@ objects_listed(struct actuator *a, enum act_list_kind kind, json_t *items,
 	struct obj_seen *os;
 	char name[POOL_NAME_MAX + 1];
 	const char *n;
-	bool *seen;
 	json_t *it;
-	size_t i, len;
+	size_t i;
 
-	seen = xcalloc(a->a_nclasses, sizeof(*seen));
+	for (i = 0; i < a->a_nclasses; i++)
+		a->a_classes[i]->ac_listed = false;
 	json_array_foreach(items, i, it)
 	{
-		if ((n = meta_str(it, "name")) == NULL)
+		if ((n = meta_str(it, "name")) == NULL ||
+		    listed_pool(pools, n, name, sizeof(name)) == -1)
 			continue;
-		/* A Secret is named after its pool: "<pool>-userdata". */
-		len = strlen(n);
-		if (!pools) {
-			if (len < sizeof(SECRET_SUFFIX) ||
-			    strcmp(n + len - (sizeof(SECRET_SUFFIX) - 1),
-			        SECRET_SUFFIX) != 0 ||
-			    len - (sizeof(SECRET_SUFFIX) - 1) > POOL_NAME_MAX)
+		if ((ac = act_class_by_pool(a, name)) == NULL) {
+			/* Ours, of a class no longer configured: retire it.
+			 * (With --dry-run nothing is listed.) */
+			if (!ours(a, it))
 				continue;
-			memcpy(name, n, len - (sizeof(SECRET_SUFFIX) - 1));
-			name[len - (sizeof(SECRET_SUFFIX) - 1)] = '\0';
-			n = name;
+			ac = act_class_retire_new(a, name,
+			    meta_map_str(it, "annotations", ANNOT_CLASS));
 		}
-		if ((ac = act_class_by_pool(a, n)) == NULL)
-			continue; /* a class no longer configured */
-		seen[ac - a->a_classes] = true;
+		ac->ac_listed = true;
 		os = pools ? &ac->ac_kube.ck_pool : &ac->ac_kube.ck_secret;
 		if (list_applies(os, seq))
-			(void)(pools ? pool_seen(ac, it, now)
-			             : secret_seen(ac, it, now));
+			(void)(pools ? pool_seen(a, ac, it, now)
+			             : secret_seen(a, ac, it, now));
 	}
 	for (i = 0; i < a->a_nclasses; i++) {
-		ac = &a->a_classes[i];
+		ac = a->a_classes[i];
 		ac->ac_dirty = true;
 		os = pools ? &ac->ac_kube.ck_pool : &ac->ac_kube.ck_secret;
 		/* A foreign object carries no label of ours, so no list shows
 		 * it: only reading it by name tells it is gone. */
-		if (seen[i] || !list_applies(os, seq) ||
+		if (ac->ac_listed || !list_applies(os, seq) ||
 		    os->os_state == OBJ_FOREIGN || os->os_state == OBJ_MISSING)
 			continue;
-		if (pools &&
+		if (pools && !ac->ac_retiring &&
 		    (os->os_state == OBJ_CURRENT || os->os_state == OBJ_STALE))
 			log_warnx("pool %s disappeared; creating it again",
 			    ac->ac_pool);
 		set_state(os, OBJ_MISSING, now);
-		if (pools)
+		if (pools) {
 			ac->ac_kube.ck_have_replicas = false;
+			ac->ac_kube.ck_status_replicas = 0;
+		}
 	}
-	free(seen);
 }
 
 static enum vm_state
@@ -404,7 +449,10 @@ log_boot_event(struct actuator *a, struct act_class *ac, enum boot_event ev,
 
 	if (ev == BOOT_EV_RECOVERED) {
 		log_info("VMs of %s work again (%s); reclaiming normally",
-		    ac->ac_conf->cc_name, why);
+		    ac->ac_name, why);
+		event_record(a, ac, EVENT_NORMAL, "BootLoopEnded", "Reclaim",
+		    "VMs work again (%s): reclaiming stopped VMs normally",
+		    why);
 		return;
 	}
 	if (ev != BOOT_EV_LOOP)
@@ -413,13 +461,18 @@ log_boot_event(struct actuator *a, struct act_class *ac, enum boot_event ev,
 	    "boot loop: VMs power off right after they start; the runner "
 	    "token, the CircleCI address or the VM image is probably wrong. "
 	    "Replacing stopped VMs slowly until one stays up");
-	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "resource_class", ac->ac_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_str(&ll, "reason", why);
 	log_uint(&ll, "failed_vms", g->bg_streak);
 	log_uint(&ll, "threshold_ms", a->a_flags->f_boot_loop_ms);
 	log_uint(&ll, "next_reclaim_in_ms", boot_probe_delay_ms(g));
 	log_end(&ll);
+	event_record(a, ac, EVENT_WARNING, "BootLoop", "Reclaim",
+	    "%u VMs in a row powered off without running a job (%s): the "
+	    "runner token, the CircleCI address or the VM image is probably "
+	    "wrong; stopped VMs are replaced slowly",
+	    g->bg_streak, why);
 }
 
 /* The boot-loop guard sees each VM that stopped since the last list once,
@@ -436,7 +489,8 @@ vms_judge(struct actuator *a, struct act_class *ac, struct vm_seen *vms,
 	uint64_t life;
 	size_t i;
 
-	bp.bp_idle_timeout_ms = ac->ac_conf->cc_idle_timeout_ms;
+	bp.bp_idle_timeout_ms =
+	    ac->ac_conf != NULL ? ac->ac_conf->cc_idle_timeout_ms : 0;
 	bp.bp_stay_up_ms = a->a_flags->f_boot_loop_ms;
 	log_boot_event(a, ac,
 	    boot_note_evidence(&cv->cv_boot, &ac->ac_demand.cd_evidence),
@@ -491,25 +545,46 @@ vms_install(struct act_class *ac, struct vm_seen *vms, size_t n, uint64_t seq)
 	ac->ac_dirty = true;
 }
 
+/* The class's position in a_classes, or -1. */
+static ssize_t
+class_index(const struct actuator *a, const char *pool)
+{
+	size_t lo = 0, hi = a->a_nclasses, mid;
+	int c;
+
+	if (pool == NULL)
+		return -1;
+	while (lo < hi) {
+		mid = (lo + hi) / 2;
+		if ((c = strcmp(pool, a->a_classes[mid]->ac_pool)) == 0)
+			return (ssize_t)mid;
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return -1;
+}
+
 static void
 vms_listed(struct actuator *a, json_t *items, uint64_t seq, uint64_t now)
 {
 	struct vm_seen **per, vs;
-	size_t *n, *cap, i;
+	size_t *n, *cap, i, c;
 	uint64_t wall = wall_ms();
 	struct act_class *ac;
+	ssize_t at;
 	json_t *it;
 
-	per = xcalloc(a->a_nclasses, sizeof(*per));
-	n = xcalloc(a->a_nclasses, sizeof(*n));
-	cap = xcalloc(a->a_nclasses, sizeof(*cap));
+	per = xcalloc(a->a_nclasses + 1, sizeof(*per));
+	n = xcalloc(a->a_nclasses + 1, sizeof(*n));
+	cap = xcalloc(a->a_nclasses + 1, sizeof(*cap));
 	json_array_foreach(items, i, it)
 	{
-		ac = act_class_by_pool(
-		    a, meta_map_str(it, "labels", LABEL_CLASS));
-		if (ac == NULL || vm_parse(it, wall, &vs) == -1)
+		at = class_index(a, meta_map_str(it, "labels", LABEL_CLASS));
+		if (at < 0 || vm_parse(it, wall, &vs) == -1)
 			continue;
-		size_t c = (size_t)(ac - a->a_classes);
+		c = (size_t)at;
 		if (n[c] == cap[c]) {
 			cap[c] = cap[c] ? 2 * cap[c] : 8;
 			per[c] = xrealloc(per[c], cap[c], sizeof(*per[c]));
@@ -517,7 +592,7 @@ vms_listed(struct actuator *a, json_t *items, uint64_t seq, uint64_t now)
 		per[c][n[c]++] = vs;
 	}
 	for (i = 0; i < a->a_nclasses; i++) {
-		ac = &a->a_classes[i];
+		ac = a->a_classes[i];
 		if (n[i] > 0)
 			qsort(per[i], n[i], sizeof(*per[i]), vm_cmp);
 		vms_judge(a, ac, per[i], n[i], now, wall);
@@ -545,6 +620,7 @@ observe_list(struct actuator *a, enum act_list_kind kind,
 		return;
 	}
 	l->al_ok_ms = now;
+	l->al_ok_seq = seq;
 	if (kind == LIST_VMS)
 		vms_listed(a, items, seq, now);
 	else
@@ -555,7 +631,8 @@ observe_list(struct actuator *a, enum act_list_kind kind,
 }
 
 static void
-log_scaled(struct act_class *ac, uint32_t from, uint32_t to)
+log_scaled(
+    struct actuator *a, struct act_class *ac, uint32_t from, uint32_t to)
 {
 	struct log_line ll;
 	char msg[POOL_NAME_MAX + 64];
@@ -563,7 +640,7 @@ log_scaled(struct act_class *ac, uint32_t from, uint32_t to)
 	snprintf(msg, sizeof(msg), "scaled %s from %u to %u", ac->ac_pool,
 	    from, to);
 	log_begin(&ll, LOG_LVL_INFO, msg);
-	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "resource_class", ac->ac_name);
 	log_str(&ll, "pool", ac->ac_pool);
 	log_uint(&ll, "from", from);
 	log_uint(&ll, "to", to);
@@ -572,13 +649,79 @@ log_scaled(struct act_class *ac, uint32_t from, uint32_t to)
 	log_end(&ll);
 	metric_inc(
 	    to > from ? ac->ac_m.cm_scale_up : ac->ac_m.cm_scale_down, 1);
+	if (ac->ac_retiring)
+		event_record(a, ac, EVENT_NORMAL, "ScaledToZero",
+		    a->a_flags->f_drain ? "Drain" : "Retire",
+		    "Scaled the pool from %u to 0 (%s); running VMs finish "
+		    "their jobs",
+		    from,
+		    a->a_flags->f_drain
+		        ? "uninstalling"
+		        : "its resource class is not configured");
+	else if (to > from)
+		event_record(a, ac, EVENT_NORMAL, "ScaledUp", "Scale",
+		    "Scaled the pool from %u to %u (%u unclaimed, %u running "
+		    "tasks)",
+		    from, to, ac->ac_demand.cd_unclaimed,
+		    ac->ac_demand.cd_running);
+	else
+		event_record(a, ac, EVENT_NORMAL, "ScaledDown", "Scale",
+		    "Scaled the pool from %u to %u (%u unclaimed, %u running "
+		    "tasks); no running VM is stopped",
+		    from, to, ac->ac_demand.cd_unclaimed,
+		    ac->ac_demand.cd_running);
+}
+
+/* A delete answered: the Status, or the object still held by finalizers. */
+static void
+deleted(struct actuator *a, struct act_class *ac, enum plan_write w,
+    json_t *body, uint64_t now)
+{
+	bool secret = w == PW_SECRET_DELETE;
+	struct obj_seen *os =
+	    secret ? &ac->ac_kube.ck_secret : &ac->ac_kube.ck_pool;
+	const char *what = secret ? ac->ac_obj.po_secret : ac->ac_pool;
+	const char *name = meta_str(body, "name");
+
+	if (name != NULL && strcmp(name, what) == 0 && deleting(body)) {
+		set_rv(os, body);
+		set_state(os, OBJ_DELETING, now);
+	} else
+		set_state(os, OBJ_MISSING, now);
+	if (secret) {
+		log_info("deleted secret %s of resource class %s", what,
+		    ac->ac_name);
+		return;
+	}
+	ac->ac_kube.ck_have_replicas = false;
+	if (ac->ac_vms.cv_n > 0) {
+		log_warnx(
+		    "deleted pool %s of resource class %s at the drain "
+		    "deadline, leaving its %zu VMs behind: those running "
+		    "a job finish it and power off; delete them then "
+		    "with kubectl delete vm -l %s=%s",
+		    what, ac->ac_name, ac->ac_vms.cv_n, LABEL_CLASS, what);
+		event_record(a, ac, EVENT_WARNING, "DeletedLeavingVMs",
+		    "Drain",
+		    "Deleted the pool at the drain deadline; its %zu VMs are "
+		    "left to finish their jobs",
+		    ac->ac_vms.cv_n);
+		return;
+	}
+	log_info("deleted pool %s of resource class %s: it had no VMs left",
+	    what, ac->ac_name);
+	event_record(a, ac, EVENT_NORMAL, "Deleted",
+	    a->a_flags->f_drain ? "Drain" : "Retire",
+	    "Deleted the pool (%s): it had no VMs left",
+	    a->a_flags->f_drain ? "uninstalling"
+	                        : "its resource class is not configured");
 }
 
 /* A 2xx answer: the object as the server now has it.  -1 when the body
  * does not say what the write should have made of it. */
 static int
-write_done(struct act_class *ac, enum plan_write w, uint32_t from,
-    json_t *body, uint64_t now)
+write_done(struct actuator *a, struct act_class *ac, enum plan_write w,
+    uint32_t from, json_t *body, uint64_t now)
 {
 	struct class_kube *k = &ac->ac_kube;
 	uint32_t replicas;
@@ -587,11 +730,11 @@ write_done(struct act_class *ac, enum plan_write w, uint32_t from,
 	case PW_SECRET_GET:
 	case PW_SECRET_CREATE:
 	case PW_SECRET_UPDATE:
-		if (secret_seen(ac, body, now) == -1)
+		if (secret_seen(a, ac, body, now) == -1)
 			return -1;
 		if (w == PW_SECRET_CREATE)
 			log_info("created secret %s (cloud-init for %s)",
-			    ac->ac_obj.po_secret, ac->ac_conf->cc_name);
+			    ac->ac_obj.po_secret, ac->ac_name);
 		else if (w == PW_SECRET_UPDATE)
 			log_info("updated secret %s: VMs created from now on "
 			         "get the new cloud-init",
@@ -600,17 +743,27 @@ write_done(struct act_class *ac, enum plan_write w, uint32_t from,
 	case PW_POOL_GET:
 	case PW_POOL_CREATE:
 	case PW_POOL_UPDATE:
-		if (pool_seen(ac, body, now) == -1)
+		if (pool_seen(a, ac, body, now) == -1)
 			return -1;
 		if (w == PW_POOL_CREATE)
 			log_info("created pool %s for %s with %u replicas",
-			    ac->ac_pool, ac->ac_conf->cc_name,
+			    ac->ac_pool, ac->ac_name,
 			    k->ck_have_replicas ? k->ck_replicas : 0);
-		else if (w == PW_POOL_UPDATE)
+		else if (w == PW_POOL_UPDATE) {
 			log_info(
 			    "updated pool %s to the new configuration: new "
 			    "VMs use it, running VMs are left alone",
 			    ac->ac_pool);
+			event_record(a, ac, EVENT_NORMAL, "TemplateUpdated",
+			    "Update",
+			    "Updated the VM template to the new "
+			    "configuration: new VMs use it, running VMs are "
+			    "left alone");
+		}
+		return 0;
+	case PW_POOL_DELETE:
+	case PW_SECRET_DELETE:
+		deleted(a, ac, w, body, now);
 		return 0;
 	case PW_SCALE:
 		/* The Scale subresource, or the pool: spec.replicas either
@@ -621,12 +774,30 @@ write_done(struct act_class *ac, enum plan_write w, uint32_t from,
 			return -1;
 		k->ck_have_replicas = true;
 		k->ck_replicas = replicas;
-		log_scaled(ac, from, replicas);
+		log_scaled(a, ac, from, replicas);
 		return 0;
 	case PW_NONE:
 		break;
 	}
 	return -1;
+}
+
+/* A 403: the class is not ready until that verb works again, and one
+ * Event says what the Role lacks. */
+static void
+denied(struct actuator *a, struct act_class *ac, const char *action,
+    const struct kube_reply *r)
+{
+	uint32_t bit = 1u << r->kr_verb;
+
+	if (!(ac->ac_kube.ck_denied & bit))
+		event_record(a, ac, EVENT_WARNING, "Forbidden", action,
+		    "Kubernetes denied %s on %s: grant it to the "
+		    "provisioner's "
+		    "Role",
+		    kube_verbs[r->kr_verb].kv_verb,
+		    kube_verbs[r->kr_verb].kv_resource);
+	ac->ac_kube.ck_denied |= bit;
 }
 
 static void
@@ -644,7 +815,7 @@ write_failed(struct act_class *ac, enum plan_write w,
 	k->ck_retry_ms = now + delay;
 	utf8_copy(k->ck_error, why, sizeof(k->ck_error));
 	log_begin(&ll, LOG_LVL_WARN, "Kubernetes write failed; retrying");
-	log_str(&ll, "resource_class", ac->ac_conf->cc_name);
+	log_str(&ll, "resource_class", ac->ac_name);
 	log_str(&ll, "object", secret ? ac->ac_obj.po_secret : ac->ac_pool);
 	log_str(&ll, "verb", kube_verbs[r->kr_verb].kv_verb);
 	log_str(&ll, "resource", kube_verbs[r->kr_verb].kv_resource);
@@ -672,7 +843,7 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 	os->os_done_seq = ++a->a_seq;
 	ac->ac_dirty = true;
 	if (r->kr_status >= 200 && r->kr_status < 300) {
-		if (write_done(ac, w, from, r->kr_body, now) == 0) {
+		if (write_done(a, ac, w, from, r->kr_body, now) == 0) {
 			k->ck_denied &= ~bit;
 			k->ck_retry_ms = 0;
 			/* A read proves nothing about writing. */
@@ -686,6 +857,12 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 		    r->kr_status);
 		set_state(os, OBJ_REREAD, now);
 		write_failed(ac, w, r, why, now);
+		return;
+	}
+	if (r->kr_status == 404 &&
+	    (w == PW_POOL_DELETE || w == PW_SECRET_DELETE)) {
+		set_state(os, OBJ_MISSING, now); /* gone already */
+		k->ck_retry_ms = 0;
 		return;
 	}
 	if (r->kr_status == 404 && get) {
@@ -714,7 +891,7 @@ observe_write(struct actuator *a, struct act_class *ac, enum plan_write w,
 		return;
 	}
 	if (r->kr_status == 403)
-		k->ck_denied |= bit;
+		denied(a, ac, "Write", r);
 	write_failed(ac, w, r, r->kr_error, now);
 }
 
@@ -737,11 +914,21 @@ observe_vm_op(struct actuator *a, struct act_class *ac, enum plan_vm_op op,
 			metric_inc(ac->ac_m.cm_reclaimed, 1);
 			log_info("reclaimed stopped VM %s of pool %s", vm,
 			    ac->ac_pool);
+			event_record(a, ac, EVENT_NORMAL, "ReclaimedVM",
+			    "Reclaim",
+			    "Deleted stopped VM %s (its runner finished) so "
+			    "that the pool replaces it",
+			    vm);
 		} else {
 			metric_inc(ac->ac_m.cm_finalizers, 1);
 			log_info("released VM %s from the pool finalizer that "
 			         "kept it in deletion",
 			    vm);
+			event_record(a, ac, EVENT_NORMAL, "ReleasedFinalizer",
+			    "Reclaim",
+			    "Removed %s from VM %s, deleted while the pool "
+			    "held more VMs than replicas",
+			    POOL_FINALIZER, vm);
 		}
 		return;
 	}
@@ -754,7 +941,7 @@ observe_vm_op(struct actuator *a, struct act_class *ac, enum plan_vm_op op,
 		return;
 	}
 	if (r->kr_status == 403)
-		ac->ac_kube.ck_denied |= bit;
+		denied(a, ac, "Reclaim", r);
 	cv->cv_retry_ms = now + backoff_next(&cv->cv_backoff);
 	utf8_copy(
 	    ac->ac_kube.ck_error, r->kr_error, sizeof(ac->ac_kube.ck_error));
@@ -770,6 +957,8 @@ class_observations_free(struct act_class *ac)
 
 	free(ac->ac_kube.ck_pool.os_rv);
 	free(ac->ac_kube.ck_secret.os_rv);
+	free(ac->ac_kube.ck_pool.os_uid);
+	free(ac->ac_kube.ck_secret.os_uid);
 	for (i = 0; i < ac->ac_vms.cv_n; i++)
 		vm_seen_free(&ac->ac_vms.cv_vms[i]);
 	free(ac->ac_vms.cv_vms);

@@ -23,6 +23,7 @@ next_write(
 	*not_before = 0;
 	switch (k->ck_secret.os_state) {
 	case OBJ_UNKNOWN:
+	case OBJ_DELETING:
 		return PW_NONE; /* the first list will tell */
 	case OBJ_REREAD:
 		return PW_SECRET_GET;
@@ -39,6 +40,7 @@ next_write(
 	}
 	switch (k->ck_pool.os_state) {
 	case OBJ_UNKNOWN:
+	case OBJ_DELETING: /* a pool being deleted: wait until it is gone */
 		return PW_NONE;
 	case OBJ_REREAD:
 		return PW_POOL_GET;
@@ -60,6 +62,61 @@ next_write(
 		*replicas = d->cd_target;
 		return PW_SCALE;
 	}
+	return PW_NONE;
+}
+
+/* Whether the pool still owns VMs, as far as anything shows. */
+static bool
+pool_has_vms(const struct act_class *ac)
+{
+	return ac->ac_vms.cv_n > 0 || ac->ac_kube.ck_status_replicas > 0 ||
+	    ac->ac_vms.cv_inflight > 0 || !ac->ac_vms.cv_fresh;
+}
+
+/* A retiring class: empty the pool, delete it, then the Secret.  Objects
+ * someone else owns are left alone; *done when nothing of ours is left. */
+static enum plan_write
+next_retiring(
+    const struct plan_input *in, uint32_t *replicas, bool *orphan, bool *done)
+{
+	const struct act_class *ac = in->pi_class;
+	const struct class_kube *k = &ac->ac_kube;
+
+	*done = false;
+	switch (k->ck_pool.os_state) {
+	case OBJ_UNKNOWN:
+	case OBJ_DELETING:
+		return PW_NONE;
+	case OBJ_REREAD:
+		return PW_POOL_GET;
+	case OBJ_CURRENT:
+	case OBJ_STALE:
+		if (!k->ck_have_replicas || k->ck_replicas != 0) {
+			*replicas = 0;
+			return PW_SCALE;
+		}
+		if (pool_has_vms(ac) && !in->pi_orphan)
+			return PW_NONE; /* they leave as their jobs end */
+		*orphan = pool_has_vms(ac);
+		return PW_POOL_DELETE;
+	case OBJ_MISSING:
+	case OBJ_FOREIGN:
+		break;
+	}
+	switch (k->ck_secret.os_state) {
+	case OBJ_UNKNOWN: /* Secrets are listed rarely: read it */
+	case OBJ_REREAD:
+		return PW_SECRET_GET;
+	case OBJ_DELETING:
+		return PW_NONE;
+	case OBJ_CURRENT:
+	case OBJ_STALE:
+		return PW_SECRET_DELETE;
+	case OBJ_MISSING:
+	case OBJ_FOREIGN:
+		break;
+	}
+	*done = !k->ck_busy && ac->ac_vms.cv_inflight == 0;
 	return PW_NONE;
 }
 
@@ -137,7 +194,11 @@ plan_class(const struct plan_input *in, struct plan *p)
 
 	memset(p, 0, sizeof(*p));
 	p->p_wake_ms = PLAN_NEVER;
-	w = next_write(in, &replicas, &not_before);
+	not_before = 0;
+	if (in->pi_class->ac_retiring)
+		w = next_retiring(in, &replicas, &p->p_orphan, &p->p_done);
+	else
+		w = next_write(in, &replicas, &not_before);
 	/* While a write is out, its answer is the news to wait for: no
 	 * deadline, however overdue a retry would be (a hanging request must
 	 * not spin the loop). */
@@ -149,10 +210,16 @@ plan_class(const struct plan_input *in, struct plan *p)
 		} else
 			wake_at(p, at);
 	}
-	p->p_synced = w == PW_NONE && !k->ck_busy && in->pi_lists_fresh &&
+	p->p_synced = !in->pi_class->ac_retiring && w == PW_NONE &&
+	    !k->ck_busy && in->pi_lists_fresh &&
 	    k->ck_secret.os_state == OBJ_CURRENT &&
 	    k->ck_pool.os_state == OBJ_CURRENT;
-	plan_vms(in, p);
+	/* Retiring: a stopped VM deleted before the pool is at 0 would be
+	 * replaced. */
+	if (!p->p_done &&
+	    !(in->pi_class->ac_retiring &&
+	        (!k->ck_have_replicas || k->ck_replicas != 0)))
+		plan_vms(in, p);
 }
 
 const char *
@@ -175,6 +242,10 @@ plan_write_name(enum plan_write w)
 		return "update pool";
 	case PW_SCALE:
 		return "scale pool";
+	case PW_POOL_DELETE:
+		return "delete pool";
+	case PW_SECRET_DELETE:
+		return "delete secret";
 	}
 	return "?";
 }
@@ -195,6 +266,10 @@ plan_write_verb(enum plan_write w)
 		return KV_POOL_CREATE;
 	case PW_POOL_UPDATE:
 		return KV_POOL_UPDATE;
+	case PW_POOL_DELETE:
+		return KV_POOL_DELETE;
+	case PW_SECRET_DELETE:
+		return KV_SECRET_DELETE;
 	case PW_SCALE:
 	case PW_NONE:
 		break;
@@ -206,5 +281,11 @@ bool
 plan_write_is_secret(enum plan_write w)
 {
 	return w == PW_SECRET_GET || w == PW_SECRET_CREATE ||
-	    w == PW_SECRET_UPDATE;
+	    w == PW_SECRET_UPDATE || w == PW_SECRET_DELETE;
+}
+
+bool
+plan_write_is_read(enum plan_write w)
+{
+	return w == PW_SECRET_GET || w == PW_POOL_GET;
 }

@@ -10,6 +10,13 @@
  * VM requests (reclaiming stopped VMs, releasing stuck finalizers) run
  * beside them, each batch against a VM list taken after the last batch
  * finished.
+ *
+ * A retiring class (no longer configured, or --drain) goes the other way:
+ * its pool is scaled to 0 (which stops no VM), stopped VMs are reclaimed
+ * as usual, and once the pool owns no VM it is deleted, then its Secret.
+ * A VM that may be running a job is never deleted: the pool waits for it
+ * to power off, unless pi_orphan (--drain's deadline) lets the pool go
+ * while leaving its VMs behind.
  */
 #ifndef RP_PLAN_H
 #define RP_PLAN_H
@@ -34,6 +41,8 @@ enum plan_write {
 	PW_POOL_CREATE,
 	PW_POOL_UPDATE,
 	PW_SCALE,
+	PW_POOL_DELETE,   /* retiring: the pool owns no VM any more */
+	PW_SECRET_DELETE, /* retiring: after its pool */
 };
 
 enum plan_vm_op {
@@ -52,6 +61,9 @@ struct plan_input {
 	uint64_t pi_wall_ms;      /* wall clock */
 	bool pi_lists_fresh;      /* pools were listed recently */
 	uint32_t pi_min_replicas; /* a new pool before any decision */
+	/* Retiring: delete the pool even though it still owns VMs, leaving
+	 * them behind (--drain's deadline). */
+	bool pi_orphan;
 };
 
 struct plan {
@@ -59,7 +71,9 @@ struct plan {
 	uint32_t p_replicas; /* PW_POOL_CREATE, PW_POOL_UPDATE, PW_SCALE */
 	struct plan_vm p_vm[PLAN_VM_MAX];
 	size_t p_nvm;
+	bool p_orphan;      /* PW_POOL_DELETE: keep the pool's VMs */
 	bool p_synced;      /* Secret and pool match; replicas as decided */
+	bool p_done;        /* retiring, and nothing of the class is left */
 	uint64_t p_wake_ms; /* plan again by then; PLAN_NEVER: on news */
 };
 
@@ -69,5 +83,7 @@ const char *plan_write_name(enum plan_write);
 /* The request a write is sent as. */
 enum kube_verb plan_write_verb(enum plan_write);
 bool plan_write_is_secret(enum plan_write);
+/* Whether it only reads (a standby may send it). */
+bool plan_write_is_read(enum plan_write);
 
 #endif

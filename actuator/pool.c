@@ -90,10 +90,7 @@ pool_objects_build(struct pool_objects *po, const struct conf_class *cc,
 	struct buf b64 = { 0 };
 	json_t *annotations;
 
-	memset(po, 0, sizeof(*po));
-	snprintf(po->po_pool, sizeof(po->po_pool), "%s", pool);
-	snprintf(
-	    po->po_secret, sizeof(po->po_secret), "%s" SECRET_SUFFIX, pool);
+	pool_objects_names(po, pool);
 	if ((po->po_userdata = cloudinit_userdata(cc, api_url)) == NULL)
 		return -1;
 	b64_encode(&b64, po->po_userdata, strlen(po->po_userdata));
@@ -106,6 +103,15 @@ pool_objects_build(struct pool_objects *po, const struct conf_class *cc,
 	template_hash(po->po_template, po->po_userdata, po->po_hash);
 	json_object_set_new(annotations, ANNOT_HASH, json_string(po->po_hash));
 	return 0;
+}
+
+void
+pool_objects_names(struct pool_objects *po, const char *pool)
+{
+	memset(po, 0, sizeof(*po));
+	snprintf(po->po_pool, sizeof(po->po_pool), "%s", pool);
+	snprintf(
+	    po->po_secret, sizeof(po->po_secret), "%s" SECRET_SUFFIX, pool);
 }
 
 void
@@ -132,6 +138,11 @@ metadata(const struct pool_objects *po, const struct conf_class *cc,
 
 	if (rv != NULL)
 		json_object_set_new(m, "resourceVersion", json_string(rv));
+	/* On the objects only: the template's labels are the pool's
+	 * selector, which cannot change. */
+	if (po->po_instance[0] != '\0')
+		json_object_set_new(json_object_get(m, "labels"),
+		    LABEL_INSTANCE, json_string(po->po_instance));
 	return m;
 }
 

@@ -12,9 +12,13 @@
 
 #include "conf.h"
 
-#define LABEL_MANAGED_BY  "app.kubernetes.io/managed-by"
-#define MANAGED_BY        "runner-provisioner"
-#define LABEL_CLASS       "runner-provisioner/resource-class"
+#define LABEL_MANAGED_BY "app.kubernetes.io/managed-by"
+#define MANAGED_BY       "runner-provisioner"
+#define LABEL_CLASS      "runner-provisioner/resource-class"
+/* The installation (--lease-name) that made a pool or Secret: another one
+ * in the namespace never retires it. */
+#define LABEL_INSTANCE    "runner-provisioner/instance"
+#define INSTANCE_MAX      63
 #define ANNOT_CLASS       "runner-provisioner/resource-class-name"
 #define ANNOT_HASH        "runner-provisioner/template-hash"
 #define POOL_FINALIZER    "pool.kubevirt.io/finalizer"
@@ -30,9 +34,10 @@
 struct pool_objects {
 	char po_pool[64];
 	char po_secret[80];
-	char *po_userdata;     /* secret: cloud-init text */
-	char *po_userdata_b64; /* secret: as stored in data */
-	json_t *po_template;   /* spec.virtualMachineTemplate */
+	char po_instance[INSTANCE_MAX + 1]; /* "": no instance label */
+	char *po_userdata;                  /* secret: cloud-init text */
+	char *po_userdata_b64;              /* secret: as stored in data */
+	json_t *po_template;                /* spec.virtualMachineTemplate */
 	char po_hash[TEMPLATE_HASH_LEN + 1];
 };
 
@@ -41,6 +46,8 @@ struct pool_objects {
 int pool_objects_build(struct pool_objects *, const struct conf_class *,
     const char *pool, const char *api_url);
 void pool_objects_free(struct pool_objects *);
+/* Names only (a class that retires): nothing to build. */
+void pool_objects_names(struct pool_objects *, const char *pool);
 /* New JSON objects, ready to send. */
 json_t *pool_secret_json(const struct pool_objects *,
     const struct conf_class *, const char *ns, const char *resource_version);

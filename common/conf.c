@@ -31,6 +31,7 @@ struct parse {
 	struct y2j_doc *p_doc;
 	char *p_err;
 	size_t p_errlen;
+	unsigned p_flags; /* CONF_* */
 };
 
 struct strbuf {
@@ -508,7 +509,7 @@ parse_class(struct parse *p, const json_t *rc, const char *rcpath,
 		} else
 			return unknown_key(p, cls, path, key, class_keys);
 	}
-	if (cc->cc_token == NULL)
+	if (cc->cc_token == NULL && !(p->p_flags & CONF_NO_SECRETS))
 		return perr(p, y2j_mark_node(p->p_doc, cls), path,
 		    "missing required key \"token\" (the resource class "
 		    "token)");
@@ -621,6 +622,13 @@ struct conf *
 conf_parse(
     const char *name, const char *buf, size_t len, char *err, size_t errlen)
 {
+	return conf_parse_flags(name, buf, len, 0, err, errlen);
+}
+
+struct conf *
+conf_parse_flags(const char *name, const char *buf, size_t len, unsigned flags,
+    char *err, size_t errlen)
+{
 	struct y2j_error yerr;
 	struct parse p;
 	struct conf *c;
@@ -634,6 +642,7 @@ conf_parse(
 	p.p_name = name;
 	p.p_err = err;
 	p.p_errlen = errlen;
+	p.p_flags = flags;
 	if ((p.p_doc = y2j_parse(buf, len, &yerr)) == NULL) {
 		perr(&p, yerr.ye_mark, yerr.ye_path, "%s", yerr.ye_msg);
 		return NULL;
@@ -651,6 +660,49 @@ conf_parse(
 struct conf *
 conf_load(const char *path, char *err, size_t errlen)
 {
+	return conf_load_flags(path, 0, err, errlen);
+}
+
+/* The keys holding secrets of a class mapping (both forms). */
+static void
+strip_class(json_t *cls)
+{
+	if (json_is_object(cls)) {
+		json_object_del(cls, "token");
+		json_object_del(cls, "userData");
+	}
+}
+
+char *
+conf_strip_secrets(const char *buf, size_t len, size_t *outlen)
+{
+	static const char *const maps[] = { "resourceClass",
+		"resourceClasses" };
+	struct y2j_error yerr;
+	struct y2j_doc *doc;
+	json_t *root, *v;
+	const char *key;
+	char *out;
+	size_t i;
+
+	if ((doc = y2j_parse(buf, len, &yerr)) == NULL)
+		return NULL;
+	root = json_deep_copy(y2j_doc_root(doc));
+	y2j_doc_free(doc);
+	for (i = 0; i < nitems(maps); i++)
+		json_object_foreach(json_object_get(root, maps[i]), key, v)
+		    strip_class(v);
+	strip_class(json_object_get(root, "resourceClassDefaults"));
+	out = json_dumps(root, JSON_COMPACT | JSON_ENSURE_ASCII);
+	json_decref(root);
+	if (out != NULL)
+		*outlen = strlen(out);
+	return out;
+}
+
+struct conf *
+conf_load_flags(const char *path, unsigned flags, char *err, size_t errlen)
+{
 	struct conf *c;
 	size_t len;
 	char *buf;
@@ -664,7 +716,7 @@ conf_load(const char *path, char *err, size_t errlen)
 			snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return NULL;
 	}
-	c = conf_parse(path, buf, len, err, errlen);
+	c = conf_parse_flags(path, buf, len, flags, err, errlen);
 	explicit_bzero(buf, len);
 	free(buf);
 	return c;

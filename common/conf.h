@@ -23,6 +23,9 @@
 #define CONF_FILE_MAX       (4 * 1024 * 1024)
 #define CONF_ERR_MAX        512
 
+/* conf_*_flags flags */
+#define CONF_NO_SECRETS 0x2 /* tokens not required (the poller's copy) */
+
 struct conf_class {
 	char *cc_name;               /* "namespace/name" */
 	char *cc_token;              /* runner token; NULL once dropped */
@@ -48,6 +51,15 @@ struct conf *conf_load(const char *path, char *err, size_t errlen);
 /* As conf_load, from memory; name is used in messages. */
 struct conf *conf_parse(
     const char *name, const char *buf, size_t len, char *err, size_t errlen);
+/* Both, with CONF_* flags. */
+struct conf *conf_load_flags(
+    const char *path, unsigned flags, char *err, size_t errlen);
+struct conf *conf_parse_flags(const char *name, const char *buf, size_t len,
+    unsigned flags, char *err, size_t errlen);
+/* The document in buf (already validated) as compact JSON without any
+ * runner token or user data: what a process that needs no secrets gets.
+ * A new string (*outlen bytes), or NULL when buf does not parse. */
+char *conf_strip_secrets(const char *buf, size_t len, size_t *outlen);
 void conf_free(struct conf *);
 /* Borrowed pointer into conf, or NULL. */
 const struct conf_class *conf_class_find(const struct conf *, const char *);

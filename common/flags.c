@@ -30,6 +30,11 @@ enum {
 	OPT_LOG_LEVEL,
 	OPT_CHECK,
 	OPT_DRY_RUN,
+	OPT_LEADER_ELECT,
+	OPT_LEASE_NAME,
+	OPT_LEASE_IDENTITY,
+	OPT_DRAIN,
+	OPT_DRAIN_TIMEOUT,
 	OPT_VERSION,
 	OPT_HELP,
 };
@@ -55,6 +60,11 @@ static const struct option long_opts[] = {
 	{ "log-level", required_argument, NULL, OPT_LOG_LEVEL },
 	{ "check-config", no_argument, NULL, OPT_CHECK },
 	{ "dry-run", no_argument, NULL, OPT_DRY_RUN },
+	{ "leader-elect", no_argument, NULL, OPT_LEADER_ELECT },
+	{ "lease-name", required_argument, NULL, OPT_LEASE_NAME },
+	{ "lease-identity", required_argument, NULL, OPT_LEASE_IDENTITY },
+	{ "drain", no_argument, NULL, OPT_DRAIN },
+	{ "drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT },
 	{ "version", no_argument, NULL, OPT_VERSION },
 	{ "help", no_argument, NULL, OPT_HELP },
 	{ NULL, 0, NULL, 0 },
@@ -138,11 +148,29 @@ flags_usage(FILE *fp, const char *prog)
 	    "                             exit\n"
 	    "  --dry-run                  decide and log, never write to "
 	    "Kubernetes\n"
+	    "  --leader-elect             run as one of several replicas: "
+	    "only the holder of\n"
+	    "                             the Lease --lease-name writes to "
+	    "Kubernetes\n"
+	    "  --lease-name NAME          the Lease, and the installation's "
+	    "name on its pools\n"
+	    "                             (default %s)\n"
+	    "  --lease-identity ID        this replica's name in the Lease "
+	    "(default:\n"
+	    "                             hostname_<random>, kept across "
+	    "actuator restarts)\n"
+	    "  --drain                    uninstall: scale every pool of "
+	    "this installation to 0,\n"
+	    "                             wait for their VMs, delete the "
+	    "pools and Secrets, exit\n"
+	    "  --drain-timeout DURATION   how long --drain waits for VMs "
+	    "still running jobs\n"
+	    "                             (default 4m)\n"
 	    "  --version                  print the version and exit\n"
 	    "  --help                     print this help and exit\n",
 	    prog, FLAGS_DEFAULT_CONFIG, FLAGS_DEFAULT_TOKEN_FILE,
 	    FLAGS_DEFAULT_API_ADDR, FLAGS_DEFAULT_READY_ADDR,
-	    FLAGS_DEFAULT_LIVE_ADDR);
+	    FLAGS_DEFAULT_LIVE_ADDR, FLAGS_DEFAULT_LEASE_NAME);
 }
 
 int
@@ -254,6 +282,38 @@ parse_api_addr(struct flags *f, const char *arg, char *err, size_t errlen)
 	return 0;
 }
 
+/* A DNS-1123 label: a Lease name that is also a label value. */
+static int
+lease_name_valid(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > FLAGS_LEASE_NAME_MAX || s[0] == '-' ||
+	    s[n - 1] == '-')
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		        (s[i] >= '0' && s[i] <= '9') || s[i] == '-'))
+			return -1;
+	return 0;
+}
+
+static int
+identity_valid(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n == 0 || n > FLAGS_IDENTITY_MAX)
+		return -1;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') ||
+		        (s[i] >= 'A' && s[i] <= 'Z') ||
+		        (s[i] >= '0' && s[i] <= '9') || s[i] == '-' ||
+		        s[i] == '_' || s[i] == '.' || s[i] == ':'))
+			return -1;
+	return 0;
+}
+
 static int
 parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 {
@@ -276,6 +336,8 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	f->f_ready_addr = FLAGS_DEFAULT_READY_ADDR;
 	f->f_live_addr = FLAGS_DEFAULT_LIVE_ADDR;
 	f->f_log_level = LOG_LVL_INFO;
+	f->f_lease_name = FLAGS_DEFAULT_LEASE_NAME;
+	f->f_drain_timeout_ms = FLAGS_DEFAULT_DRAIN_MS;
 
 	/* Every flag is long: a single-dash word ("-help") is named as it
 	 * is, not taken apart as a cluster of short options. */
@@ -411,6 +473,38 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 		case OPT_DRY_RUN:
 			f->f_dry_run = true;
 			break;
+		case OPT_LEADER_ELECT:
+			f->f_leader_elect = true;
+			break;
+		case OPT_LEASE_NAME:
+			if (lease_name_valid(optarg) == -1) {
+				snprintf(err, errlen,
+				    "--lease-name: \"%s\" is not a DNS-1123 "
+				    "label (lower-case letters, digits and "
+				    "'-', at most %d)",
+				    optarg, FLAGS_LEASE_NAME_MAX);
+				return -1;
+			}
+			f->f_lease_name = optarg;
+			break;
+		case OPT_LEASE_IDENTITY:
+			if (identity_valid(optarg) == -1) {
+				snprintf(err, errlen,
+				    "--lease-identity: \"%s\" must be 1-%d "
+				    "letters, digits, '-', '_', '.' or ':'",
+				    optarg, FLAGS_IDENTITY_MAX);
+				return -1;
+			}
+			f->f_lease_identity = optarg;
+			break;
+		case OPT_DRAIN:
+			f->f_drain = true;
+			break;
+		case OPT_DRAIN_TIMEOUT:
+			if (parse_duration_ms("--drain-timeout", optarg, 0,
+			        &f->f_drain_timeout_ms, err, errlen) == -1)
+				return -1;
+			break;
 		case OPT_VERSION:
 			f->f_version = true;
 			break;
@@ -431,6 +525,12 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	if (optind < argc) {
 		snprintf(err, errlen,
 		    "unexpected argument \"%s\" (see --help)", argv[optind]);
+		return -1;
+	}
+	if (f->f_drain && f->f_dry_run) {
+		snprintf(err, errlen,
+		    "--drain and --dry-run exclude each other: draining "
+		    "writes to Kubernetes");
 		return -1;
 	}
 	/* An idle class is never polled more often than a busy one. */

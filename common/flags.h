@@ -23,6 +23,10 @@
 #define FLAGS_DEFAULT_IDLE_AFTER_MS 60000
 #define FLAGS_DEFAULT_MAX_RPS       50.0
 #define FLAGS_MAX_RPS_LIMIT         100000.0
+#define FLAGS_DEFAULT_LEASE_NAME    "runner-provisioner"
+#define FLAGS_DEFAULT_DRAIN_MS      240000 /* below helm's 5m hook timeout */
+#define FLAGS_LEASE_NAME_MAX        63     /* also a label value */
+#define FLAGS_IDENTITY_MAX          128    /* an Event's reportingInstance */
 #define FLAGS_ERR_MAX               512
 
 /* --log-scaler-lines: the poller's "polled task counts" line per class. */
@@ -52,6 +56,11 @@ struct flags {
 	enum log_level f_log_level;
 	bool f_check_config;
 	bool f_dry_run;
+	bool f_leader_elect;
+	const char *f_lease_name;
+	const char *f_lease_identity; /* NULL: hostname_<random> */
+	bool f_drain;
+	uint64_t f_drain_timeout_ms;
 	bool f_version;
 	bool f_help;
 };

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <nng/nng.h>
+#include <nng/protocol/pair0/pair.h>
 #include <nng/protocol/pubsub0/pub.h>
 #include <nng/protocol/pubsub0/sub.h>
 #include <nng/protocol/survey0/respond.h>
@@ -97,6 +98,9 @@ open_role(nng_socket *s, enum ipc_role role)
 		return nng_surveyor0_open(s);
 	case IPC_RESPONDENT_DIAL:
 		return nng_respondent0_open(s);
+	case IPC_PAIR_LISTEN:
+	case IPC_PAIR_DIAL:
+		return nng_pair0_open(s);
 	}
 	return NNG_EINVAL;
 }
@@ -179,7 +183,8 @@ ipc_open(nng_socket *s, enum ipc_role role, const char *url, int *recv_fd)
 		log_warnx("ipc: receive queue: %s", nng_strerror(rv));
 		goto fail;
 	}
-	if (role == IPC_PUB_LISTEN || role == IPC_SURVEYOR_LISTEN) {
+	if (role == IPC_PUB_LISTEN || role == IPC_SURVEYOR_LISTEN ||
+	    role == IPC_PAIR_LISTEN) {
 		if (listen_private(*s, url) == -1)
 			goto fail;
 	} else if ((rv = nng_dial(*s, url, NULL, NNG_FLAG_NONBLOCK)) != 0) {
@@ -197,8 +202,8 @@ fail:
 	return -1;
 }
 
-int
-ipc_send(nng_socket s, const void *data, size_t len)
+static int
+send_flags(nng_socket s, const void *data, size_t len, int flags)
 {
 	nng_msg *m;
 	int rv;
@@ -208,12 +213,26 @@ ipc_send(nng_socket s, const void *data, size_t len)
 		return -1;
 	}
 	memcpy(nng_msg_body(m), data, len);
-	if ((rv = nng_sendmsg(s, m, 0)) != 0) {
+	if ((rv = nng_sendmsg(s, m, flags)) != 0) {
+		/* It may hold secrets (a configuration). */
+		explicit_bzero(nng_msg_body(m), nng_msg_len(m));
 		nng_msg_free(m);
 		log_debug("ipc: send: %s", nng_strerror(rv));
 		return -1;
 	}
 	return 0; /* nng owns m now */
+}
+
+int
+ipc_send(nng_socket s, const void *data, size_t len)
+{
+	return send_flags(s, data, len, 0);
+}
+
+int
+ipc_send_now(nng_socket s, const void *data, size_t len)
+{
+	return send_flags(s, data, len, NNG_FLAG_NONBLOCK);
 }
 
 int

@@ -12,7 +12,7 @@
 #define SAMPLE_LABELS_MAX 16 /* ours have METRIC_LABELS_MAX and le */
 
 struct metric_series {
-	const struct metric_family *ms_family;
+	struct metric_family *ms_family;
 	char *ms_values[METRIC_LABELS_MAX];
 	char *ms_labels; /* name{a="x",b="y" rendered once, without "}" */
 	double ms_value; /* counter, gauge; histogram sum */
@@ -272,6 +272,26 @@ metric_series(struct metric_family *f, const char *const *values)
 	return s;
 }
 
+void
+metric_series_drop(struct metric_series *s)
+{
+	struct metric_family *f;
+	size_t i;
+
+	if (s == NULL)
+		return;
+	f = s->ms_family;
+	for (i = 0; i < f->mf_nseries; i++)
+		if (f->mf_series[i] == s)
+			break;
+	if (i < f->mf_nseries) {
+		memmove(&f->mf_series[i], &f->mf_series[i + 1],
+		    (f->mf_nseries - i - 1) * sizeof(*f->mf_series));
+		f->mf_nseries--;
+	}
+	series_free(s);
+}
+
 struct metric_series *
 metric_single(struct metric_family *f)
 {
@@ -281,13 +301,15 @@ metric_single(struct metric_family *f)
 void
 metric_inc(struct metric_series *s, double v)
 {
-	s->ms_value += v;
+	if (s != NULL)
+		s->ms_value += v;
 }
 
 void
 metric_set(struct metric_series *s, double v)
 {
-	s->ms_value = v;
+	if (s != NULL)
+		s->ms_value = v;
 }
 
 double

@@ -37,6 +37,10 @@ struct metric_family *metrics_family(struct metrics *, enum metric_type,
  * created at zero on first use; owned by the family, stable pointer. */
 struct metric_series *metric_series(
     struct metric_family *, const char *const *values);
+/* Removes the series from its family and frees it (a class that went
+ * away); NULL is a no-op. */
+void metric_series_drop(struct metric_series *);
+/* Both ignore a NULL series (one a process does not report). */
 void metric_inc(struct metric_series *, double);
 void metric_set(struct metric_series *, double);
 void metric_observe(struct metric_series *, double);

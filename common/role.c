@@ -23,7 +23,8 @@ static void __attribute__((noreturn)) fail(const char *msg, const char *err)
 }
 
 void
-role_start(struct role *r, const char *name, int argc, char **argv)
+role_start(struct role *r, const char *name, unsigned conf_flags, int argc,
+    char **argv)
 {
 	char err[CONF_ERR_MAX];
 
@@ -50,8 +51,10 @@ role_start(struct role *r, const char *name, int argc, char **argv)
 	log_set_level(r->r_flags.f_log_level);
 	r->r_sigfd = -1;
 	rng_seed(now_us() ^ (uint64_t)getpid() << 32);
-	if ((r->r_conf = conf_load(r->r_flags.f_config, err, sizeof(err))) ==
-	    NULL)
+	/* A drain empties what the cluster shows, whatever is configured. */
+	if (!r->r_flags.f_drain &&
+	    (r->r_conf = conf_load_flags(
+	         r->r_flags.f_config, conf_flags, err, sizeof(err))) == NULL)
 		fail("invalid configuration", err);
 	if (ipc_rundir(r->r_flags.f_run_dir, r->r_run_dir,
 	        sizeof(r->r_run_dir), err, sizeof(err)) == -1)
@@ -84,6 +87,13 @@ role_open(struct role *r, struct confine_paths *paths)
 	    ipc_open(
 	        &r->r_health, IPC_RESPONDENT_DIAL, url, &r->r_health_fd) == -1)
 		fail("cannot open the health socket", url);
+	/* Configurations the supervisor validated come here: a child never
+	 * reads its configuration files again. */
+	if (ipc_url(url, sizeof(url), r->r_run_dir,
+	        strcmp(r->r_name, "poller") == 0 ? IPC_CONF_POLLER
+	                                         : IPC_CONF_ACTUATOR) == -1 ||
+	    ipc_open(&r->r_conf_sock, IPC_PAIR_DIAL, url, &r->r_conf_fd) == -1)
+		fail("cannot open the configuration socket", url);
 }
 
 void
@@ -110,6 +120,7 @@ void
 role_stop(struct role *r)
 {
 	nng_close(r->r_health);
+	nng_close(r->r_conf_sock);
 	close(r->r_sigfd);
 	conf_free(r->r_conf);
 	r->r_conf = NULL;

@@ -23,20 +23,25 @@ struct role {
 	int r_sigfd;         /* SIGTERM, SIGINT */
 	nng_socket r_health; /* RESPONDENT on health.sock */
 	int r_health_fd;
+	nng_socket r_conf_sock; /* PAIR on conf-p.sock / conf-a.sock */
+	int r_conf_fd;
 	uint64_t r_start_ms;
 	char *r_readable; /* what Landlock lets it read, for the log */
 };
 
 /* role.c */
 /* Flags, --help and --version (print and exit 0), logging, the
- * configuration and the run directory.  Any problem is logged and exits
+ * configuration (conf_flags: CONF_NO_SECRETS for a role that needs no
+ * runner secrets) and the run directory.  Any problem is logged and exits
  * EXIT_PERMFAIL (the supervisor does not restart a child for a problem a
  * restart cannot fix). */
-void role_start(struct role *, const char *name, int argc, char **argv);
+void role_start(struct role *, const char *name, unsigned conf_flags, int argc,
+    char **argv);
 /* Once the role has read its credentials: confines the process to paths
  * (plus the run directory and what every child reads; confine.h), then
- * opens the signalfd and the health socket, where nng's threads start,
- * confined from birth.  Exits EXIT_PERMFAIL when it cannot confine. */
+ * opens the signalfd, the health socket and the configuration socket,
+ * where nng's threads start, confined from birth.  Exits EXIT_PERMFAIL when it
+ * cannot confine. */
 void role_open(struct role *, struct confine_paths *paths);
 /* After start-up, before the role's loop: the system call allow-list
  * (confine.c's common one plus extra), and one log line saying what

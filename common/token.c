@@ -43,6 +43,23 @@ token_accept(char *t, const char *source, char *err, size_t errlen)
 }
 
 char *
+token_parse(
+    const char *text, size_t len, const char *source, char *err, size_t errlen)
+{
+	char *t;
+
+	if (len > TOKEN_MAX) {
+		snprintf(err, errlen,
+		    "%s: CircleCI API token file is larger than %d bytes",
+		    source, TOKEN_MAX);
+		return NULL;
+	}
+	t = xstrndup(text, len);
+	rstrip(t);
+	return token_accept(t, source, err, errlen);
+}
+
+char *
 token_load(const char *path, const char **source, char *err, size_t errlen)
 {
 	const char *env = getenv("CIRCLE_TOKEN");

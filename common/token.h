@@ -20,6 +20,10 @@ char *token_load_fd(int fd, const char **source, char *err, size_t errlen);
 /* Wipes CIRCLE_TOKEN's value in place (it is visible in /proc/PID/environ)
  * and removes it from the environment. */
 void token_env_scrub(void);
+/* The token in a file's text (len bytes, trailing whitespace ignored),
+ * checked and registered as token_load does; source names it in err. */
+char *token_parse(const char *text, size_t len, const char *source, char *err,
+    size_t errlen);
 /* Wipes and frees. */
 void token_free(char *);
 

@@ -337,3 +337,21 @@ rng_range(uint64_t lo, uint64_t hi)
 		return rng_next();
 	return lo + rng_next() % (hi - lo + 1);
 }
+
+void
+host_identity(char *out, size_t size)
+{
+	char host[65] = "";
+	size_t i;
+
+	if (gethostname(host, sizeof(host) - 1) == -1 || host[0] == '\0')
+		strlcpy_rp(host, "runner-provisioner", sizeof(host));
+	for (i = 0; host[i] != '\0'; i++)
+		if (!((host[i] >= 'a' && host[i] <= 'z') ||
+		        (host[i] >= 'A' && host[i] <= 'Z') ||
+		        (host[i] >= '0' && host[i] <= '9') || host[i] == '-' ||
+		        host[i] == '.'))
+			host[i] = '-';
+	snprintf(out, size, "%s_%08llx", host,
+	    (unsigned long long)(rng_next() & 0xffffffffu));
+}

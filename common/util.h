@@ -56,4 +56,9 @@ uint64_t rng_next(void);
 /* Uniform in [lo, hi]. */
 uint64_t rng_range(uint64_t lo, uint64_t hi);
 
+/* A replica's name in a Lease, as controller-runtime makes one: the host
+ * name (a pod's name), characters other than [A-Za-z0-9.-] as '-', then
+ * '_' and 8 random hex digits (rng_next). */
+void host_identity(char *out, size_t size);
+
 #endif

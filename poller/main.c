@@ -23,7 +23,7 @@ main(int argc, char **argv)
 	const char *source;
 	int rv = EXIT_PERMFAIL;
 
-	role_start(&r, "poller", argc, argv);
+	role_start(&r, "poller", CONF_NO_SECRETS, argc, argv);
 	/* Runner tokens belong to the actuator; this side never needs them,
 	 * nor the VM specs (a few KiB of JSON per class). */
 	conf_drop_tokens(r.r_conf);

@@ -13,6 +13,7 @@
 #include "poller.h"
 #include "sig.h"
 #include "survey.h"
+#include "token.h"
 #include "util.h"
 
 #define SPAN_SCALER "worker loop scaler"
@@ -579,6 +580,32 @@ health_fill(void *arg, struct msg_health *h, struct buf *metrics_text)
 }
 
 static void
+class_metrics(struct poller *p, struct poll_class *pc)
+{
+	const char *v[] = { pc->pc_conf->cc_name };
+
+	pc->pc_m_unclaimed = metric_series(p->p_m_unclaimed, v);
+	pc->pc_m_running = metric_series(p->p_m_running, v);
+	pc->pc_m_desired = metric_series(p->p_m_desired, v);
+	pc->pc_m_ok =
+	    metric_series(p->p_m_polls, (const char *[]){ v[0], "ok" });
+	pc->pc_m_failed =
+	    metric_series(p->p_m_polls, (const char *[]){ v[0], "failed" });
+	pc->pc_m_interval = metric_series(p->p_m_interval, v);
+}
+
+static void
+class_metrics_drop(struct poll_class *pc)
+{
+	metric_series_drop(pc->pc_m_unclaimed);
+	metric_series_drop(pc->pc_m_running);
+	metric_series_drop(pc->pc_m_desired);
+	metric_series_drop(pc->pc_m_ok);
+	metric_series_drop(pc->pc_m_failed);
+	metric_series_drop(pc->pc_m_interval);
+}
+
+static void
 metrics_setup(struct poller *p)
 {
 	static const char *const cls[] = { "resource_class", NULL };
@@ -588,23 +615,23 @@ metrics_setup(struct poller *p)
 	static const double lat[] = { 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 		2.5, 5, 10 };
 	static const double lag[] = { 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1 };
-	struct metric_family *unclaimed, *running, *desired, *polls, *dur,
-	    *pub, *interval;
-	struct poll_class *pc;
+	struct metric_family *dur, *pub;
 	size_t i;
 	int k;
 
 	p->p_metrics = metrics_new();
-	unclaimed =
+	p->p_m_unclaimed =
 	    metrics_family(p->p_metrics, METRIC_GAUGE, "tasks_unclaimed",
 	        "Unclaimed (queued) tasks, as last polled.", cls, NULL, 0);
-	running = metrics_family(p->p_metrics, METRIC_GAUGE, "tasks_running",
-	    "Running tasks, as last polled.", cls, NULL, 0);
-	desired = metrics_family(p->p_metrics, METRIC_GAUGE, "desired_vms",
-	    "clamp(unclaimed + running, minReplicas, maxReplicas).", cls, NULL,
-	    0);
-	polls = metrics_family(p->p_metrics, METRIC_COUNTER, "polls_total",
-	    "Poll cycles per resource class by result.", res, NULL, 0);
+	p->p_m_running = metrics_family(p->p_metrics, METRIC_GAUGE,
+	    "tasks_running", "Running tasks, as last polled.", cls, NULL, 0);
+	p->p_m_desired =
+	    metrics_family(p->p_metrics, METRIC_GAUGE, "desired_vms",
+	        "clamp(unclaimed + running, minReplicas, maxReplicas).", cls,
+	        NULL, 0);
+	p->p_m_polls =
+	    metrics_family(p->p_metrics, METRIC_COUNTER, "polls_total",
+	        "Poll cycles per resource class by result.", res, NULL, 0);
 	p->p_m_requests = metrics_family(p->p_metrics, METRIC_COUNTER,
 	    "circleci_requests_total",
 	    "CircleCI API requests by endpoint and HTTP status (\"error\": no "
@@ -628,7 +655,7 @@ metrics_setup(struct poller *p)
 	p->p_m_published_ok = metric_series(pub, (const char *[]){ "ok" });
 	p->p_m_published_failed =
 	    metric_series(pub, (const char *[]){ "failed" });
-	interval = metrics_family(p->p_metrics, METRIC_GAUGE,
+	p->p_m_interval = metrics_family(p->p_metrics, METRIC_GAUGE,
 	    "poll_interval_seconds",
 	    "Time between the last two polls of the class: the fast or the "
 	    "idle interval, or longer while the request budget is short.",
@@ -651,18 +678,8 @@ metrics_setup(struct poller *p)
 	p->p_m_decreases = metric_single(metrics_family(p->p_metrics,
 	    METRIC_COUNTER, "circleci_budget_decreases_total",
 	    "Times a 429 answer halved the request budget.", NULL, NULL, 0));
-	for (i = 0; i < p->p_nclasses; i++) {
-		pc = &p->p_classes[i];
-		const char *v[] = { pc->pc_conf->cc_name };
-		pc->pc_m_unclaimed = metric_series(unclaimed, v);
-		pc->pc_m_running = metric_series(running, v);
-		pc->pc_m_desired = metric_series(desired, v);
-		pc->pc_m_ok =
-		    metric_series(polls, (const char *[]){ v[0], "ok" });
-		pc->pc_m_failed =
-		    metric_series(polls, (const char *[]){ v[0], "failed" });
-		pc->pc_m_interval = metric_series(interval, v);
-	}
+	for (i = 0; i < p->p_nclasses; i++)
+		class_metrics(p, &p->p_classes[i]);
 }
 
 static int
@@ -689,6 +706,18 @@ ipc_setup(struct poller *p)
 }
 
 static void
+class_init(
+    struct poller *p, struct poll_class *pc, const struct conf_class *cc)
+{
+	memset(pc, 0, sizeof(*pc));
+	pc->pc_conf = cc;
+	backoff_init(&pc->pc_backoff, p->p_flags->f_poll_interval_ms,
+	    p->p_flags->f_poll_interval_ms > POLL_BACKOFF_CAP_MS
+	        ? p->p_flags->f_poll_interval_ms
+	        : POLL_BACKOFF_CAP_MS);
+}
+
+static void
 poller_setup_classes(struct poller *p)
 {
 	const struct flags *f = p->p_flags;
@@ -696,21 +725,129 @@ poller_setup_classes(struct poller *p)
 	size_t i;
 
 	p->p_nclasses = p->p_conf->c_nclasses;
-	p->p_classes = xcalloc(p->p_nclasses, sizeof(*p->p_classes));
+	p->p_classes = xcalloc(p->p_nclasses + 1, sizeof(*p->p_classes));
 	p->p_outbox = xcalloc(
 	    p->p_nclasses > 0 ? p->p_nclasses : 1, sizeof(*p->p_outbox));
 	sched_init(&p->p_sched, p->p_nclasses, now, f->f_poll_interval_ms,
 	    f->f_idle_poll_interval_ms, f->f_idle_poll_after_ms);
 	budget_init(&p->p_budget, f->f_max_rps, now);
 	for (i = 0; i < p->p_nclasses; i++) {
-		p->p_classes[i].pc_conf = &p->p_conf->c_classes[i];
-		backoff_init(&p->p_classes[i].pc_backoff,
-		    f->f_poll_interval_ms,
-		    f->f_poll_interval_ms > POLL_BACKOFF_CAP_MS
-		        ? f->f_poll_interval_ms
-		        : POLL_BACKOFF_CAP_MS);
+		class_init(p, &p->p_classes[i], &p->p_conf->c_classes[i]);
 		sched_add(&p->p_sched, &p->p_classes[i].pc_slot, i);
 	}
+}
+
+void
+poller_reconfigure(struct poller *p, struct conf *conf, char *token)
+{
+	const struct flags *f = p->p_flags;
+	struct poll_class *classes, *old, *pc;
+	struct conf *was = p->p_conf;
+	uint64_t epoch = p->p_sched.sc_epoch_ms;
+	size_t i, j;
+
+	/* Transfers, the schedule's queue and the outbox hold pointers into
+	 * the class table: drop them all (polls in flight start again, each
+	 * class's next poll is due at once on its phase of the interval). */
+	fetch_free(p);
+	sched_free(&p->p_sched);
+	free(p->p_outbox);
+	p->p_noutbox = 0;
+	classes = xcalloc(conf->c_nclasses + 1, sizeof(*classes));
+	for (i = 0; i < conf->c_nclasses; i++) {
+		pc = &classes[i];
+		for (j = 0, old = NULL; j < p->p_nclasses && old == NULL; j++)
+			if (p->p_classes[j].pc_conf != NULL &&
+			    strcmp(p->p_classes[j].pc_conf->cc_name,
+			        conf->c_classes[i].cc_name) == 0)
+				old = &p->p_classes[j];
+		if (old == NULL) {
+			class_init(p, pc, &conf->c_classes[i]);
+			class_metrics(p, pc);
+			log_info("polling resource class %s from now on",
+			    pc->pc_conf->cc_name);
+			continue;
+		}
+		*pc = *old;
+		pc->pc_conf = &conf->c_classes[i];
+		pc->pc_pending = 0;
+		pc->pc_check_busy = false;
+		pc->pc_in_outbox = false;
+		old->pc_conf = NULL; /* moved */
+		/* A new token is tried at once, and checked again. */
+		if (token != NULL) {
+			if (pc->pc_last_error == DEMAND_ERR_AUTH)
+				pc->pc_not_before_ms = 0;
+			pc->pc_checked = false;
+			pc->pc_check_not_before_ms = 0;
+		}
+	}
+	for (j = 0; j < p->p_nclasses; j++)
+		if (p->p_classes[j].pc_conf != NULL) {
+			log_info("no longer polling resource class %s",
+			    p->p_classes[j].pc_conf->cc_name);
+			class_metrics_drop(&p->p_classes[j]);
+		}
+	free(p->p_classes);
+	p->p_classes = classes;
+	p->p_nclasses = conf->c_nclasses;
+	p->p_conf = conf;
+	p->p_role->r_conf = conf;
+	conf_free(was);
+	p->p_outbox = xcalloc(
+	    p->p_nclasses > 0 ? p->p_nclasses : 1, sizeof(*p->p_outbox));
+	sched_init(&p->p_sched, p->p_nclasses, epoch, f->f_poll_interval_ms,
+	    f->f_idle_poll_interval_ms, f->f_idle_poll_after_ms);
+	for (i = 0; i < p->p_nclasses; i++)
+		sched_add(&p->p_sched, &p->p_classes[i].pc_slot, i);
+	metric_set(p->p_m_idle, (double)p->p_sched.sc_nidle);
+	metric_set(p->p_m_needed, sched_needed_rps(&p->p_sched));
+	if (token != NULL) {
+		token_free(p->p_token);
+		p->p_token = token;
+	}
+	fetch_init(p);
+}
+
+/* A configuration from the supervisor: no runner token in it, maybe a
+ * new CircleCI token. */
+static int
+poller_apply(void *arg, const struct msg_config *c, char *err, size_t errlen)
+{
+	struct poller *p = arg;
+	struct conf *conf;
+	char *token = NULL;
+	size_t i;
+
+	if ((conf = conf_parse_flags(c->c_docs[0].cd_name,
+	         c->c_docs[0].cd_text, c->c_docs[0].cd_len, CONF_NO_SECRETS,
+	         err, errlen)) == NULL)
+		return -1;
+	conf_drop_tokens(conf);
+	/* Nor the VM specs, as at start-up. */
+	for (i = 0; i < conf->c_nclasses; i++) {
+		json_decref(conf->c_classes[i].cc_spec);
+		conf->c_classes[i].cc_spec = NULL;
+	}
+	for (i = 1; i < c->c_ndocs; i++)
+		if (c->c_docs[i].cd_kind == CONFIG_DOC_TOKEN &&
+		    (token = token_parse(c->c_docs[i].cd_text,
+		         c->c_docs[i].cd_len, c->c_docs[i].cd_name, err,
+		         errlen)) == NULL) {
+			conf_free(conf);
+			return -1;
+		}
+	if (token != NULL && p->p_token != NULL &&
+	    strcmp(token, p->p_token) == 0) {
+		token_free(token);
+		token = NULL;
+	}
+	poller_reconfigure(p, conf, token);
+	log_info("running configuration generation %llu (%zu resource "
+	         "classes%s)",
+	    (unsigned long long)c->c_generation, p->p_nclasses,
+	    token != NULL ? ", new CircleCI API token" : "");
+	return 0;
 }
 
 static void
@@ -725,7 +862,7 @@ poller_teardown(struct poller *p)
 int
 poller_run(struct poller *p)
 {
-	struct curl_waitfd extra[2];
+	struct curl_waitfd extra[3];
 	uint64_t now, next, rp, interval = p->p_flags->f_poll_interval_ms;
 	int running, numfds, sig;
 
@@ -765,6 +902,8 @@ poller_run(struct poller *p)
 		extra[0].events = CURL_WAIT_POLLIN;
 		extra[1].fd = p->p_role->r_health_fd;
 		extra[1].events = CURL_WAIT_POLLIN;
+		extra[2].fd = p->p_role->r_conf_fd;
+		extra[2].events = CURL_WAIT_POLLIN;
 		next = dispatch_next_ms(p, now);
 		if (next > p->p_next_cycle_ms)
 			next = p->p_next_cycle_ms;
@@ -774,10 +913,13 @@ poller_run(struct poller *p)
 		if (next > rp)
 			next = rp;
 		curl_multi_poll(
-		    p->p_multi, extra, 2, ms_until(next, now), &numfds);
+		    p->p_multi, extra, 3, ms_until(next, now), &numfds);
 		if (extra[1].revents & CURL_WAIT_POLLIN)
 			survey_answer(p->p_role->r_health, ROLE_POLLER,
 			    &p->p_seq, health_fill, p);
+		if (extra[2].revents & CURL_WAIT_POLLIN)
+			confmsg_receive(p->p_role->r_conf_sock, ROLE_POLLER,
+			    &p->p_confmsg, poller_apply, p);
 		if ((extra[0].revents & CURL_WAIT_POLLIN) &&
 		    (sig = sig_read(p->p_role->r_sigfd)) != 0) {
 			log_info("stopping (%s)", strsignal(sig));

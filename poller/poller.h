@@ -20,6 +20,7 @@
 
 #include "backoff.h"
 #include "conf.h"
+#include "confmsg.h"
 #include "flags.h"
 #include "http.h"
 #include "metrics.h"
@@ -217,10 +218,21 @@ struct poller {
 	struct metric_series *p_m_budget;
 	struct metric_series *p_m_needed;
 	struct metric_series *p_m_decreases;
+	/* Per-class families, for classes a new configuration adds. */
+	struct metric_family *p_m_unclaimed;
+	struct metric_family *p_m_running;
+	struct metric_family *p_m_desired;
+	struct metric_family *p_m_polls;
+	struct metric_family *p_m_interval;
+	struct confmsg_state p_confmsg;
 };
 
 /* poller.c */
 int poller_run(struct poller *);
+/* Runs conf (taken) from now on, and token (taken, or NULL: the same):
+ * classes it keeps keep their state; polls in flight are dropped and
+ * start again with the next cycle. */
+void poller_reconfigure(struct poller *, struct conf *, char *token);
 
 /* confine.c */
 /* Adds what the poller may read after start-up: its token file (when the

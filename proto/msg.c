@@ -6,15 +6,21 @@
 #include "ipc.h"
 #include "metrics.h"
 #include "msg.h"
+#include "token.h"
 #include "util.h"
 
-_Static_assert(
-    MSG_MAX >= 2 * CONF_FILE_MAX, "a whole configuration must fit a message");
+_Static_assert(MSG_MAX >= MSG_HDR_LEN + 12 +
+            MSG_DOCS_MAX * (8 + MSG_DOC_NAME_MAX) + 2 * CONF_FILE_MAX +
+            TOKEN_MAX,
+    "a whole configuration must fit a message");
 _Static_assert(IPC_MSG_MAX == MSG_MAX, "sockets must take any message");
 
 #define DEMAND_FIXED 30 /* payload bytes before the class name */
 #define QUERY_FIXED  8
 #define HEALTH_FIXED 20 /* payload bytes before the texts */
+#define CONFIG_FIXED 12 /* payload bytes before the documents */
+#define DOC_FIXED    8  /* a document's bytes before its name */
+#define ACK_FIXED    12 /* payload bytes before the error text */
 
 static void
 put_u8(struct buf *b, uint8_t v)
@@ -159,7 +165,7 @@ msg_hdr_decode(const void *data, size_t len, struct msg_hdr *h)
 	h->h_pid = get_u32(p + 12);
 	if (h->h_version != MSG_VERSION)
 		return MSG_EVERSION;
-	if (h->h_kind < MSG_DEMAND || h->h_kind > MSG_HEALTH)
+	if (h->h_kind < MSG_DEMAND || h->h_kind > MSG_KIND_LAST)
 		return MSG_EKIND;
 	if (h->h_len != len || len > MSG_MAX)
 		return MSG_ELEN;
@@ -274,6 +280,190 @@ msg_health_decode(
 	}
 	hl->hl_metrics = xstrndup((const char *)p + dlen, mlen);
 	hl->hl_metrics_len = mlen;
+	return MSG_OK;
+}
+
+void
+msg_config_encode(const struct msg_config *c, uint32_t seq, struct buf *out)
+{
+	size_t at = hdr_start(out, MSG_CONFIG, seq), i, n;
+
+	put_u64(out, c->c_generation);
+	put_u8(out, c->c_role);
+	put_u8(out, (uint8_t)c->c_ndocs);
+	put_u16(out, 0);
+	for (i = 0; i < c->c_ndocs; i++) {
+		n = strlen(c->c_docs[i].cd_name);
+		put_u8(out, c->c_docs[i].cd_kind);
+		put_u8(out, 0);
+		put_u16(out, (uint16_t)n);
+		put_u32(out, (uint32_t)c->c_docs[i].cd_len);
+		buf_append(out, c->c_docs[i].cd_name, n);
+		buf_append(out, c->c_docs[i].cd_text, c->c_docs[i].cd_len);
+	}
+	hdr_finish(out, at);
+}
+
+void
+msg_config_ack_encode(
+    const struct msg_config_ack *ca, uint32_t seq, struct buf *out)
+{
+	size_t at = hdr_start(out, MSG_CONFIG_ACK, seq);
+	size_t n = ca->ca_applied ? 0 : strlen(ca->ca_error);
+
+	put_u64(out, ca->ca_generation);
+	put_u8(out, ca->ca_role);
+	put_u8(out, ca->ca_applied ? 1 : 2);
+	put_u16(out, (uint16_t)n);
+	buf_append(out, ca->ca_error, n);
+	hdr_finish(out, at);
+}
+
+/* Text meant for people: UTF-8 without NUL or other controls but tab and
+ * newline. */
+static bool
+text_valid(const uint8_t *p, size_t n, bool newlines)
+{
+	size_t i, k;
+
+	for (i = 0; i < n; i += k) {
+		if (p[i] < 0x80) {
+			if ((p[i] < 0x20 &&
+			        !(newlines &&
+			            (p[i] == '\n' || p[i] == '\t' ||
+			                p[i] == '\r'))) ||
+			    p[i] == 0x7f)
+				return false;
+			k = 1;
+			continue;
+		}
+		if ((k = utf8_seq_len(p + i, n - i)) == 0)
+			return false;
+	}
+	return true;
+}
+
+static bool
+doc_allowed(uint8_t kind, uint8_t role)
+{
+	switch (kind) {
+	case CONFIG_DOC_CONFIG:
+		return true;
+	case CONFIG_DOC_SECRETS:
+		return role == ROLE_ACTUATOR;
+	case CONFIG_DOC_TOKEN:
+		return role == ROLE_POLLER;
+	}
+	return false;
+}
+
+static enum msg_err
+doc_decode(const uint8_t *p, size_t room, uint8_t role, uint8_t prev,
+    struct msg_config_doc *d, size_t *used)
+{
+	uint16_t nlen;
+	uint32_t tlen;
+	size_t i;
+
+	if (room < DOC_FIXED)
+		return MSG_ELEN;
+	d->cd_kind = p[0];
+	nlen = get_u16(p + 2);
+	tlen = get_u32(p + 4);
+	if ((uint64_t)DOC_FIXED + nlen + tlen > room)
+		return MSG_ELEN;
+	if (p[1] != 0 || d->cd_kind <= prev ||
+	    !doc_allowed(d->cd_kind, role) ||
+	    (prev == 0 && d->cd_kind != CONFIG_DOC_CONFIG))
+		return MSG_ERANGE;
+	if (nlen == 0 || nlen > MSG_DOC_NAME_MAX ||
+	    !text_valid(p + DOC_FIXED, nlen, false))
+		return MSG_ETEXT;
+	memcpy(d->cd_name, p + DOC_FIXED, nlen);
+	d->cd_name[nlen] = '\0';
+	d->cd_text = (const char *)p + DOC_FIXED + nlen;
+	d->cd_len = tlen;
+	if (d->cd_kind == CONFIG_DOC_TOKEN) {
+		/* A header value: no whitespace or control bytes. */
+		if (tlen == 0 || tlen > TOKEN_MAX)
+			return MSG_ERANGE;
+		for (i = 0; i < tlen; i++)
+			if ((uint8_t)d->cd_text[i] <= 0x20 ||
+			    d->cd_text[i] == 0x7f)
+				return MSG_ETEXT;
+	} else {
+		if (tlen > CONF_FILE_MAX)
+			return MSG_ERANGE;
+		if (memchr(d->cd_text, '\0', tlen) != NULL)
+			return MSG_ETEXT;
+	}
+	*used = DOC_FIXED + nlen + tlen;
+	return MSG_OK;
+}
+
+enum msg_err
+msg_config_decode(
+    const void *data, size_t len, struct msg_hdr *h, struct msg_config *c)
+{
+	const uint8_t *p = (const uint8_t *)data + MSG_HDR_LEN;
+	size_t room, used, i;
+	enum msg_err e;
+	uint8_t prev = 0;
+
+	memset(c, 0, sizeof(*c));
+	if ((e = hdr_expect(data, len, h, MSG_CONFIG, CONFIG_FIXED)) != MSG_OK)
+		return e;
+	c->c_generation = get_u64(p);
+	c->c_role = p[8];
+	c->c_ndocs = p[9];
+	if (c->c_generation == 0 ||
+	    (c->c_role != ROLE_POLLER && c->c_role != ROLE_ACTUATOR) ||
+	    c->c_ndocs == 0 || c->c_ndocs > MSG_DOCS_MAX ||
+	    get_u16(p + 10) != 0)
+		return MSG_ERANGE;
+	p += CONFIG_FIXED;
+	room = len - MSG_HDR_LEN - CONFIG_FIXED;
+	for (i = 0; i < c->c_ndocs; i++) {
+		if ((e = doc_decode(p, room, c->c_role, prev, &c->c_docs[i],
+		         &used)) != MSG_OK)
+			return e;
+		prev = c->c_docs[i].cd_kind;
+		p += used;
+		room -= used;
+	}
+	return room == 0 ? MSG_OK : MSG_ELEN;
+}
+
+enum msg_err
+msg_config_ack_decode(
+    const void *data, size_t len, struct msg_hdr *h, struct msg_config_ack *ca)
+{
+	const uint8_t *p = (const uint8_t *)data + MSG_HDR_LEN;
+	enum msg_err e;
+	uint16_t n;
+
+	memset(ca, 0, sizeof(*ca));
+	if ((e = hdr_expect(data, len, h, MSG_CONFIG_ACK, ACK_FIXED)) !=
+	    MSG_OK)
+		return e;
+	n = get_u16(p + 10);
+	if (len != (size_t)MSG_HDR_LEN + ACK_FIXED + n)
+		return MSG_ELEN;
+	ca->ca_generation = get_u64(p);
+	ca->ca_role = p[8];
+	if (ca->ca_generation == 0 ||
+	    (ca->ca_role != ROLE_POLLER && ca->ca_role != ROLE_ACTUATOR) ||
+	    (p[9] != 1 && p[9] != 2))
+		return MSG_ERANGE;
+	ca->ca_applied = p[9] == 1;
+	/* Applied says nothing more; refused says why. */
+	if ((ca->ca_applied && n != 0) || (!ca->ca_applied && n == 0) ||
+	    n > MSG_ACK_ERR_MAX)
+		return MSG_ERANGE;
+	if (!text_valid(p + ACK_FIXED, n, false))
+		return MSG_ETEXT;
+	memcpy(ca->ca_error, p + ACK_FIXED, n);
+	ca->ca_error[n] = '\0';
 	return MSG_OK;
 }
 

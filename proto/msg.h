@@ -30,19 +30,26 @@
  * The largest message, and every IPC socket's receive limit (nng's own
  * default, 1 MiB, is too small).  The health answer of the maximal
  * configuration (CONF_CLASSES_LIMIT classes with CONF_CLASS_NAME_MAX-byte
- * names, every per-class series set) is about 7 MiB; a configuration sent
- * whole (CONF_FILE_MAX) must fit too.  A larger answer is not sent: the
- * child answers with a small one saying so (survey.c).
+ * names, every per-class series set) is about 7 MiB; a whole configuration
+ * (configuration and secrets files, each up to CONF_FILE_MAX, and the
+ * CircleCI token) fits too.  A larger health answer is not sent: the child
+ * answers with a small one saying so (survey.c).
  */
-#define MSG_MAX       (16 * 1024 * 1024)
-#define MSG_CLASS_MAX CONF_CLASS_NAME_MAX
-#define MSG_COUNT_MAX 1000000 /* tasks per class, sanity bound */
+#define MSG_MAX          (16 * 1024 * 1024)
+#define MSG_CLASS_MAX    CONF_CLASS_NAME_MAX
+#define MSG_COUNT_MAX    1000000 /* tasks per class, sanity bound */
+#define MSG_DOCS_MAX     3       /* documents in a configuration */
+#define MSG_DOC_NAME_MAX 1024    /* a document's file name */
+#define MSG_ACK_ERR_MAX  1024    /* why a child refused a configuration */
 
 enum msg_kind {
 	MSG_DEMAND = 1,       /* poller → actuator (PUB/SUB) */
 	MSG_HEALTH_QUERY = 2, /* supervisor → children (SURVEY) */
 	MSG_HEALTH = 3,       /* children → supervisor (survey answer) */
+	MSG_CONFIG = 4,       /* supervisor → one child (PAIR) */
+	MSG_CONFIG_ACK = 5,   /* that child → supervisor */
 };
+#define MSG_KIND_LAST MSG_CONFIG_ACK
 
 enum msg_err {
 	MSG_OK = 0,
@@ -112,6 +119,40 @@ struct msg_health {
 	size_t hl_metrics_len;
 };
 
+/*
+ * A configuration the supervisor validated, for one child.  Each child
+ * gets only what it needs: the actuator the configuration and secrets
+ * files as written; the poller the configuration without any runner token
+ * or user data, and the CircleCI API token.  The child parses the texts
+ * with the same loader (conf.c) and never reads the files again.
+ */
+enum config_doc {
+	CONFIG_DOC_CONFIG = 1,  /* config.yaml: always, first */
+	CONFIG_DOC_SECRETS = 2, /* secrets.yaml: the actuator's only */
+	CONFIG_DOC_TOKEN = 3,   /* the CircleCI API token: the poller's only */
+};
+
+struct msg_config_doc {
+	uint8_t cd_kind;                    /* enum config_doc */
+	char cd_name[MSG_DOC_NAME_MAX + 1]; /* file name, for messages */
+	const char *cd_text;                /* borrowed from the message */
+	size_t cd_len;
+};
+
+struct msg_config {
+	uint64_t c_generation; /* >= 1, grows with every accepted change */
+	uint8_t c_role;        /* enum health_role: the child it is for */
+	struct msg_config_doc c_docs[MSG_DOCS_MAX];
+	size_t c_ndocs;
+};
+
+struct msg_config_ack {
+	uint64_t ca_generation;
+	uint8_t ca_role; /* enum health_role */
+	bool ca_applied;
+	char ca_error[MSG_ACK_ERR_MAX + 1]; /* "" iff applied */
+};
+
 /* msg.c */
 /* Encoders append one whole message to out. */
 void msg_demand_encode(
@@ -121,6 +162,10 @@ void msg_health_query_encode(
 /* detail is serialised (borrowed); metrics must be valid exposition text. */
 void msg_health_encode(
     const struct msg_health *, uint32_t seq, struct buf *out);
+void msg_config_encode(
+    const struct msg_config *, uint32_t seq, struct buf *out);
+void msg_config_ack_encode(
+    const struct msg_config_ack *, uint32_t seq, struct buf *out);
 
 /* Decoders check everything; kind must be the expected one. */
 enum msg_err msg_hdr_decode(const void *, size_t, struct msg_hdr *);
@@ -132,6 +177,11 @@ enum msg_err msg_health_query_decode(
 enum msg_err msg_health_decode(
     const void *, size_t, struct msg_hdr *, struct msg_health *);
 void msg_health_clear(struct msg_health *);
+/* The documents' texts point into the message: valid while it is. */
+enum msg_err msg_config_decode(
+    const void *, size_t, struct msg_hdr *, struct msg_config *);
+enum msg_err msg_config_ack_decode(
+    const void *, size_t, struct msg_hdr *, struct msg_config_ack *);
 
 const char *msg_err_name(enum msg_err);
 const char *demand_error_name(enum demand_error);

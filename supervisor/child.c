@@ -19,7 +19,8 @@ extern char **environ;
  * CircleCI token, the poller never sees the Kubernetes credentials.  No
  * token travels in an environment (any process of the same user may read
  * /proc/PID/environ, and everything a child execs inherits it): the poller
- * gets CIRCLE_TOKEN's value on a pipe (TOKEN_FD). */
+ * gets the CircleCI token the supervisor runs on a pipe (TOKEN_FD), and
+ * later ones in its configuration messages (reload.c). */
 static const char *const poller_env_drop[] = {
 	"KUBECONFIG=", "CIRCLE_TOKEN=", NULL
 };
@@ -187,13 +188,18 @@ child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 	c->c_last_answer_ms = 0;
 	c->c_killed_unresponsive = false;
 
-	if (c->c_role == ROLE_POLLER && s->s_circle_token != NULL &&
-	    (token_fd = token_pipe(s->s_circle_token)) == -1) {
+	/* The poller gets the CircleCI token the supervisor runs (the one
+	 * it validated last, from the file or CIRCLE_TOKEN) on a pipe. */
+	if (c->c_role == ROLE_POLLER && sup_circle_token(s) != NULL &&
+	    (token_fd = token_pipe(sup_circle_token(s))) == -1) {
 		c->c_state = CHILD_WAITING;
 		c->c_next_start_ms = now + backoff_next(&c->c_backoff);
 		return;
 	}
-	argv = xcalloc((size_t)s->s_child_argc + 6, sizeof(*argv));
+	/* The operator's flags, then the supervisor's: the last of a flag
+	 * wins.  A child starts from the configuration the supervisor runs
+	 * (saved in the run dir), never from a file changed since. */
+	argv = xcalloc((size_t)s->s_child_argc + 10, sizeof(*argv));
 	argv[0] = c->c_path;
 	for (i = 0; i < s->s_child_argc; i++)
 		argv[i + 1] = s->s_child_argv[i];
@@ -203,6 +209,18 @@ child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 		argv[++i] = "--circle-token-fd";
 		argv[++i] = TOKEN_FD_ARG;
 	}
+	if (reload_snapshot(s, c->c_role)[0] != '\0') {
+		argv[++i] = "--config";
+		argv[++i] = (char *)(uintptr_t)reload_snapshot(s, c->c_role);
+	}
+	/* A restarted actuator keeps its name, and with it the Lease. */
+	if (c->c_role == ROLE_ACTUATOR && s->s_identity[0] != '\0') {
+		argv[++i] = "--lease-identity";
+		argv[++i] = s->s_identity;
+	}
+	c->c_conf_gen = s->s_reload.r_generation;
+	c->c_conf_sent_ms = 0;
+	c->c_conf_error[0] = '\0';
 	env = child_env(
 	    c->c_role == ROLE_POLLER ? poller_env_drop : actuator_env_drop);
 	pid = fork();

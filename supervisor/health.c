@@ -331,6 +331,7 @@ health_report(const struct supervisor *s, uint64_t now)
 	    json_string(health_ready(s, now) ? "ready" : "not ready"));
 	json_object_set_new(root, "reasons", reasons);
 	json_object_set_new(root, "children", children);
+	json_object_set_new(root, "config", reload_report(s));
 	return root;
 }
 

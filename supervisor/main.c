@@ -65,6 +65,26 @@ rundir_lock(const char *dir)
 	return fd;
 }
 
+/* --drain is the actuator's work alone: it becomes the process. */
+static int
+drain(int argc, char **argv, const char *dir)
+{
+	char path[PATH_MAX + 32];
+	char **nargv;
+	int i;
+
+	snprintf(path, sizeof(path), "%s/runner-provisioner-actuator", dir);
+	token_env_scrub(); /* the actuator never sees the CircleCI token */
+	nargv = xcalloc((size_t)argc + 1, sizeof(*nargv));
+	nargv[0] = path;
+	for (i = 1; i < argc; i++)
+		nargv[i] = argv[i];
+	execv(path, nargv);
+	log_warn("cannot run %s", path);
+	free(nargv);
+	return 1;
+}
+
 static int
 self_dir(char *out, size_t size)
 {
@@ -82,11 +102,11 @@ self_dir(char *out, size_t size)
 
 /*
  * Everything that can be wrong before a child starts.  The supervisor only
- * validates: the runner tokens are dropped at once (the actuator reads
- * them itself), and so is the CircleCI API token when the poller can read
- * its file.  A token from CIRCLE_TOKEN or --circle-token-fd cannot be read
- * again: it is kept in *handover for each poller start, and the variable is
- * wiped from this process's environment.
+ * validates: the runner tokens are dropped at once, and so is the CircleCI
+ * API token from a file (reload.c reads what runs).  A token from
+ * CIRCLE_TOKEN or --circle-token-fd cannot be read again: it is kept in
+ * *handover for each poller start, and the variable is wiped from this
+ * process's environment.
  */
 static struct conf *
 preflight(const struct flags *f, bool print, char **handover)
@@ -148,6 +168,7 @@ main(int argc, char **argv)
 	int lockfd = -1, rv = 1;
 
 	memset(&s, 0, sizeof(s));
+	s.s_reload.r_inotify = -1;
 	log_init("supervisor", LOG_LVL_INFO);
 	no_core();
 	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
@@ -163,6 +184,11 @@ main(int argc, char **argv)
 		goto out;
 	}
 	log_set_level(f.f_log_level);
+	if (f.f_drain) {
+		if (self_dir(dir, sizeof(dir)) == 0)
+			rv = drain(argc, argv, dir);
+		goto out;
+	}
 	if (f.f_check_config) {
 		conf = preflight(&f, true, &s.s_circle_token);
 		rv = conf != NULL ? 0 : 1;
@@ -182,12 +208,28 @@ main(int argc, char **argv)
 
 	s.s_flags = &f;
 	s.s_conf = conf;
+	conf = NULL; /* s_conf owns it now */
 	s.s_run_dir = rundir;
 	s.s_child_argv = argv + 1;
 	s.s_child_argc = argc - 1;
 	s.s_metrics = metrics_new();
+	rng_seed(now_us() ^ (uint64_t)getpid() << 32);
+	if (f.f_lease_identity != NULL)
+		strlcpy_rp(
+		    s.s_identity, f.f_lease_identity, sizeof(s.s_identity));
+	else
+		host_identity(s.s_identity, sizeof(s.s_identity));
 	if (child_init(&s, dir) == -1)
 		goto out;
+	if (reload_init(&s, err, sizeof(err)) == -1) {
+		struct log_line el;
+
+		log_begin(&el, LOG_LVL_ERROR, "invalid configuration");
+		log_str(&el, "error", err);
+		log_end(&el);
+		goto out;
+	}
+	conf = s.s_conf; /* what runs now */
 	log_begin(&ll, LOG_LVL_INFO, "starting runner-provisioner");
 	log_str(&ll, "version", RP_VERSION);
 	log_uint(&ll, "resource_classes", conf->c_nclasses);
@@ -195,14 +237,19 @@ main(int argc, char **argv)
 	log_uint(&ll, "poll_interval_ms", f.f_poll_interval_ms);
 	log_bool(&ll, "dry_run", f.f_dry_run);
 	log_str(&ll, "run_dir", rundir);
+	if (f.f_leader_elect) {
+		log_str(&ll, "lease", f.f_lease_name);
+		log_str(&ll, "identity", s.s_identity);
+	}
 	log_end(&ll);
 	rv = sup_run(&s) == 0 ? 0 : 1;
 out:
 	if (lockfd != -1)
 		close(lockfd);
+	reload_free(&s);
 	sup_free(&s);
 	token_free(s.s_circle_token);
-	conf_free(conf);
+	conf_free(s.s_conf != NULL ? s.s_conf : conf);
 	flags_free(&f);
 	log_secrets_clear();
 	return rv;

@@ -15,8 +15,10 @@
 
 #define PFD_SIGNAL 0
 #define PFD_SURVEY 1
-#define PFD_HTTP   2
-#define PFD_MAX    4
+#define PFD_CONF   2 /* one per child */
+#define PFD_WATCH  4 /* the inotify descriptor */
+#define PFD_HTTP   5
+#define PFD_MAX    7
 
 static void
 shutdown_begin(struct supervisor *s, int sig, uint64_t now)
@@ -54,8 +56,8 @@ signals_read(struct supervisor *s, uint64_t now)
 			shutdown_begin(s, (int)si.ssi_signo, now);
 			break;
 		case SIGHUP:
-			log_info("SIGHUP ignored: configuration changes roll "
-			         "the pod (checksum/config)");
+			log_info("SIGHUP: checking the configuration files");
+			s->s_reload.r_soon_ms = now;
 			break;
 		}
 	}
@@ -76,6 +78,8 @@ next_deadline(struct supervisor *s, uint64_t now)
 		next = t;
 	if (s->s_quit && s->s_kill_deadline_ms < next)
 		next = s->s_kill_deadline_ms;
+	if (!s->s_quit && (t = reload_deadline(s)) < next)
+		next = t;
 	for (i = 0; i < nitems(s->s_children) && !s->s_quit; i++) {
 		c = &s->s_children[i];
 		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
@@ -93,6 +97,7 @@ sup_cleanup(struct supervisor *s)
 
 	http_stop(s->s_http);
 	s->s_http = NULL;
+	reload_close(s);
 	nng_close(s->s_survey);
 	snprintf(path, sizeof(path), "%s/%s", s->s_run_dir, IPC_HEALTH);
 	unlink(path);
@@ -135,7 +140,8 @@ sup_run(struct supervisor *s)
 	ready = metric_single(metrics_family(s->s_metrics, METRIC_GAUGE,
 	    "ready", "1 when both children are healthy (GET /ready is 200).",
 	    NULL, NULL, 0));
-	if (health_init(s) == -1 || (s->s_http = http_start(s)) == NULL) {
+	if (health_init(s) == -1 || reload_open(s) == -1 ||
+	    (s->s_http = http_start(s)) == NULL) {
 		sup_cleanup(s);
 		return -1;
 	}
@@ -145,12 +151,17 @@ sup_run(struct supervisor *s)
 		now = now_ms();
 		pfd[PFD_SIGNAL].fd = s->s_sigfd;
 		pfd[PFD_SURVEY].fd = s->s_survey_fd;
+		pfd[PFD_CONF].fd = s->s_children[0].c_conf_fd;
+		pfd[PFD_CONF + 1].fd = s->s_children[1].c_conf_fd;
+		pfd[PFD_WATCH].fd = reload_fd(s); /* -1: ignored */
 		nh = http_fds(s->s_http, hfds, 2);
 		for (i = 0; i < nh; i++)
 			pfd[PFD_HTTP + i].fd = hfds[i];
 		nfds = PFD_HTTP + nh;
-		for (i = 0; i < nfds; i++)
+		for (i = 0; i < nfds; i++) {
 			pfd[i].events = POLLIN;
+			pfd[i].revents = 0;
+		}
 		if (poll(pfd, (nfds_t)nfds,
 		        ms_until(next_deadline(s, now), now)) == -1 &&
 		    errno != EINTR)
@@ -160,6 +171,11 @@ sup_run(struct supervisor *s)
 			signals_read(s, now);
 		if (pfd[PFD_SURVEY].revents & POLLIN)
 			health_receive(s, now);
+		for (i = 0; i < 2; i++)
+			if (pfd[PFD_CONF + i].revents & POLLIN)
+				reload_receive(s, &s->s_children[i]);
+		if (pfd[PFD_WATCH].revents & POLLIN)
+			reload_events(s, now);
 		http_run(s->s_http);
 		if (s->s_quit) {
 			if (child_all_down(s))
@@ -174,7 +190,9 @@ sup_run(struct supervisor *s)
 			}
 			continue;
 		}
+		reload_tick(s, now);
 		child_tick(s, now);
+		reload_send(s, now);
 		health_survey(s, now);
 		health_check(s, now);
 		metric_set(ready, health_ready(s, now) ? 1 : 0);

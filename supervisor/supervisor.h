@@ -41,6 +41,10 @@
 #define HEALTH_FRESH_MS    3000  /* an answer older than this: not ready */
 #define HEALTH_KILL_MS     10000 /* no answer this long: kill the child */
 #define HEALTH_START_MS    30000 /* ... or no first answer this long */
+#define RELOAD_CHECK_MS    10000 /* read the files, events or not */
+#define RELOAD_DEBOUNCE_MS 100   /* after an event, before reading */
+#define RELOAD_RESEND_MS   1000  /* until the child answers */
+#define IDENTITY_MAX       128
 
 enum child_state {
 	CHILD_DOWN,     /* not started, or reaped */
@@ -73,14 +77,54 @@ struct child {
 	struct metric_series *c_m_up;
 	struct metric_series *c_m_crash_loop;
 	struct metric_series *c_m_answer_bytes;
+	/* Its configuration: the generation it runs (it started from the
+	 * saved one, or answered a newer one), and its own socket. */
+	nng_socket c_conf_sock;
+	int c_conf_fd;
+	uint64_t c_conf_gen;
+	uint64_t c_conf_sent_ms;
+	char c_conf_error[256]; /* why it refused the last one */
+};
+
+/* Hot reload (reload.c). */
+struct sup_reload {
+	int r_inotify; /* -1: none */
+	struct {
+		int w_wd;
+		char w_dir[4096];
+	} r_watch[2];
+	size_t r_nwatch;
+	uint64_t r_next_check_ms;
+	uint64_t r_soon_ms; /* an event asked for a check; UINT64_MAX */
+	uint64_t r_generation;
+	/* What runs (accepted): the configuration file's text, the token. */
+	char *r_config;
+	size_t r_config_len;
+	char *r_token; /* NULL: s_circle_token, which cannot change */
+	/* The files as last looked at, accepted or not. */
+	char *r_seen_config;
+	size_t r_seen_config_len;
+	char *r_seen_token;
+	size_t r_seen_token_len;
+	bool r_rejected; /* the files hold a rejected change */
+	char r_error[CONF_ERR_MAX];
+	uint64_t r_changed_wall_ms;
+	struct buf r_msg[2];      /* for the poller, the actuator */
+	char r_snapshot[2][4096]; /* what a restarted child starts from */
+	struct metric_series *r_m_applied;
+	struct metric_series *r_m_rejected;
+	struct metric_series *r_m_ok;
+	struct metric_series *r_m_generation;
 };
 
 struct supervisor {
 	const struct flags *s_flags;
-	const struct conf *s_conf;
+	struct conf *s_conf; /* the running configuration */
 	const char *s_run_dir;
-	char *s_circle_token; /* handed to each poller; NULL: it reads it */
-	char **s_child_argv;  /* shared tail: the original flags */
+	/* From CIRCLE_TOKEN or --circle-token-fd, which cannot change; NULL:
+	 * from the file (s_reload.r_token). */
+	char *s_circle_token;
+	char **s_child_argv; /* shared tail: the original flags */
 	int s_child_argc;
 	struct child s_children[2];
 	int s_sigfd;
@@ -96,6 +140,8 @@ struct supervisor {
 	struct metric_series *s_m_survey_lat;
 	struct metric_series *s_m_survey_window;
 	uint64_t s_start_ms;
+	struct sup_reload s_reload;
+	char s_identity[IDENTITY_MAX + 1]; /* the actuator's, in the Lease */
 };
 
 /* supervisor.c */
@@ -130,6 +176,30 @@ bool health_ready(const struct supervisor *, uint64_t now);
 /* The /ready body (a new JSON object). */
 json_t *health_report(const struct supervisor *, uint64_t now);
 void health_metrics(const struct supervisor *, struct buf *);
+
+/* reload.c */
+/* Reads and validates what runs, saves it for the children, and starts
+ * watching.  -1 with err. */
+int reload_init(struct supervisor *, char *err, size_t errlen);
+void reload_free(struct supervisor *);
+/* The children's configuration sockets. */
+int reload_open(struct supervisor *);
+void reload_close(struct supervisor *);
+/* The inotify descriptor to poll, or -1. */
+int reload_fd(const struct supervisor *);
+void reload_events(struct supervisor *, uint64_t now);
+/* Looks at the files when an event or the periodic check asks. */
+void reload_tick(struct supervisor *, uint64_t now);
+/* Sends each running child a configuration it does not run yet. */
+void reload_send(struct supervisor *, uint64_t now);
+void reload_receive(struct supervisor *, struct child *);
+uint64_t reload_deadline(const struct supervisor *);
+/* The CircleCI token a poller starts with: the one running now. */
+const char *sup_circle_token(const struct supervisor *);
+/* The file a child starts from. */
+const char *reload_snapshot(const struct supervisor *, enum health_role);
+/* /ready's "config": generation, last change, each child's. */
+json_t *reload_report(const struct supervisor *);
 
 /* http.c */
 struct sup_http;

@@ -60,9 +60,13 @@ INSTALL_HINT = "run scripts/install-tools.sh (installs helm, kubectl and kuberne
 DAEMON_FLAGS = {
     "--config", "--circle-token-file", "--circleci-api-addr", "--circleci-ca-file",
     "--namespace", "--kubeconfig", "--poll-interval", "--ready-addr", "--live-addr",
-    "--run-dir", "--log-level", "--idle-poll-interval", "--idle-poll-after",
-    "--max-requests-per-second", "--log-scaler-lines",
+    "--run-dir", "--log-level", "--leader-elect", "--lease-name",
+    "--idle-poll-interval", "--idle-poll-after", "--max-requests-per-second",
+    "--log-scaler-lines",
 }
+BOOL_FLAGS = {"--leader-elect", "--drain"}
+DRAIN_FLAGS = {"--drain", "--drain-timeout", "--lease-name", "--namespace", "--log-level",
+               "--run-dir"}
 
 # The 0.1.0 documentation's default VM spec ("Quick start", my-values.yaml).
 DOC_DEFAULT_SPEC = {
@@ -242,19 +246,29 @@ def config_of(docs):
     return base64.b64decode(sec["data"]["config.yaml"]).decode()
 
 
-def deployment_args(docs):
-    c = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
-    args = c["args"]
-    if len(args) % 2:
-        raise AssertionError(f"args are not flag/value pairs: {args}")
-    pairs = {}
-    for flag, val in zip(args[::2], args[1::2]):
-        if flag not in DAEMON_FLAGS:
+def parse_args(args, known):
+    """flag -> value (True for a flag without one)."""
+    pairs, i = {}, 0
+    while i < len(args):
+        flag = args[i]
+        if flag not in known:
             raise AssertionError(f"unknown daemon flag {flag!r} in {args}")
         if flag in pairs:
             raise AssertionError(f"{flag} given twice")
-        pairs[flag] = val
+        if flag in BOOL_FLAGS:
+            pairs[flag] = True
+            i += 1
+            continue
+        if i + 1 >= len(args) or args[i + 1].startswith("--"):
+            raise AssertionError(f"{flag} has no value in {args}")
+        pairs[flag] = args[i + 1]
+        i += 2
     return pairs
+
+
+def deployment_args(docs):
+    c = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    return parse_args(c["args"], DAEMON_FLAGS)
 
 
 def file_id(path):
@@ -353,7 +367,7 @@ class T02LintAndTemplate(unittest.TestCase):
     def test_readme_documents_every_value(self):
         readme = (CHART / "README.md").read_text()
         free_form = {"spec", "resources", "nodeSelector", "tolerations", "affinity", "podAnnotations",
-                     "annotations", "labels", "imagePullSecrets"}
+                     "annotations", "labels", "imagePullSecrets", "podLabels"}
 
         def leaves(node, prefix=""):
             for key, val in node.items():
@@ -408,7 +422,7 @@ class T03KubernetesSchemas(unittest.TestCase):
                 self.assertEqual(r.stdout.count("\nok ") + r.stdout.startswith("ok "), len(docs), r.stdout)
                 seen |= {d["kind"] for d in docs}
         self.assertEqual(seen, {"Secret", "ServiceAccount", "Role", "RoleBinding", "Service",
-                                "Deployment", "ServiceMonitor"})
+                                "Deployment", "ServiceMonitor", "PodDisruptionBudget", "Job"})
 
     def test_validator_rejects_broken_objects(self):
         docs = render([VALUES_DIR / "minimal.yaml"])
@@ -921,7 +935,9 @@ class T09Deployment(unittest.TestCase):
             "--config": f"{CONF_DIR}/config.yaml", "--circle-token-file": f"{CIRCLE_DIR}/circle-token",
             "--circleci-api-addr": "https://runner.circleci.com", "--namespace": "runner-provisioner",
             "--poll-interval": "1s", "--log-level": "info", "--ready-addr": ":8000",
-            "--live-addr": ":8001", "--run-dir": RUN_DIR})
+            "--live-addr": ":8001", "--run-dir": RUN_DIR,
+            # the uninstall Job fences the replica off through its Lease
+            "--leader-elect": True, "--lease-name": RELEASE})
         self.assertEqual(set(only(docs, "Secret")["data"]), {"circle-token", "config.yaml"})
         self.assertEqual(c["resources"], {"requests": {"cpu": "10m", "memory": "32Mi"},
                                           "limits": {"memory": "128Mi"}})
@@ -965,6 +981,106 @@ class T09Deployment(unittest.TestCase):
         ca = base64.b64decode(only(docs, "Secret")["data"]["circleci-ca.crt"]).decode()
         self.assertEqual(ca, effective_values([VALUES_DIR / "server.yaml"])["provisioner"]["circleciCACert"])
         self.assertTrue(ca.startswith("-----BEGIN CERTIFICATE-----"))
+
+
+class T13Operations(unittest.TestCase):
+    """Replicas and leader election, the uninstall Job, the pod extras."""
+
+    def test_one_replica(self):
+        docs = render([VALUES_DIR / "minimal.yaml"])
+        dep = only(docs, "Deployment")
+        self.assertEqual((dep["spec"]["replicas"], dep["spec"]["strategy"]), (1, {"type": "Recreate"}))
+        self.assertNotIn("PodDisruptionBudget", [d["kind"] for d in docs])
+        # Without the uninstall Job a lone replica needs no Lease, but
+        # keeps the installation's name (the label on its pools), so that
+        # turning the Job or replicas on later adopts the same pools.
+        args = deployment_args(render([VALUES_DIR / "minimal.yaml"], {"drain": {"enabled": False}}))
+        self.assertNotIn("--leader-elect", args)
+        self.assertEqual(args["--lease-name"], RELEASE)
+        self.assertNotIn("Job", [d["kind"] for d in render([VALUES_DIR / "minimal.yaml"],
+                                                            {"drain": {"enabled": False}})])
+
+    def test_replicas_elect_a_leader(self):
+        docs = render([VALUES_DIR / "ha.yaml"])
+        dep = only(docs, "Deployment")
+        self.assertEqual(dep["spec"]["replicas"], 2)
+        # A new pod stands by before an old one hands the Lease over.
+        self.assertEqual(dep["spec"]["strategy"], {
+            "type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}})
+        args = deployment_args(docs)
+        self.assertIs(args["--leader-elect"], True)
+        self.assertEqual(args["--lease-name"], RELEASE)
+        pdb = only(docs, "PodDisruptionBudget")
+        self.assertEqual(pdb["apiVersion"], "policy/v1")
+        self.assertEqual(pdb["spec"]["maxUnavailable"], 1)
+        self.assertEqual(pdb["spec"]["selector"]["matchLabels"], dep["spec"]["selector"]["matchLabels"])
+        self.assertEqual(pdb["metadata"]["namespace"], NAMESPACE)
+        self.assertNotIn("PodDisruptionBudget", [d["kind"] for d in render(
+            [VALUES_DIR / "ha.yaml"], {"podDisruptionBudget": {"enabled": False}})])
+        # The Lease lives where the Role grants it: the VMs' namespace.
+        role = only(docs, "Role")
+        lease_rules = [r for r in role["rules"] if r["resources"] == ["leases"]]
+        self.assertEqual(lease_rules, [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                        "verbs": ["get", "create", "update"]}])
+        self.assertEqual(role["metadata"]["namespace"], args["--namespace"])
+
+    def test_pod_extras(self):
+        docs = render([VALUES_DIR / "ha.yaml"])
+        tmpl = only(docs, "Deployment")["spec"]["template"]
+        pod = tmpl["spec"]
+        self.assertEqual(pod["priorityClassName"], "system-cluster-critical")
+        self.assertEqual(pod["topologySpreadConstraints"][0]["topologyKey"], "kubernetes.io/hostname")
+        self.assertEqual(tmpl["metadata"]["labels"]["team"], "platform")
+        self.assertEqual(tmpl["metadata"]["annotations"]["example.com/owner"], "platform")
+        self.assertIn("checksum/config", tmpl["metadata"]["annotations"])
+        env = pod["containers"][0]["env"]
+        self.assertEqual(env[0], {"name": "HTTPS_PROXY", "value": "http://proxy.example.com:3128"})
+        self.assertEqual(env[2]["valueFrom"], {"fieldRef": {"fieldPath": "metadata.name"}})
+        # The extras reach the Job too; the pod labels do not (not a replica).
+        job = only(docs, "Job")["spec"]["template"]
+        self.assertEqual(job["spec"]["containers"][0]["env"], env)
+        self.assertEqual(job["spec"]["priorityClassName"], "system-cluster-critical")
+        self.assertNotIn("team", job["metadata"]["labels"])
+
+    def test_uninstall_job(self):
+        docs = render([VALUES_DIR / "ha.yaml"])
+        job, dep = only(docs, "Job"), only(docs, "Deployment")
+        self.assertEqual(job["metadata"]["annotations"]["helm.sh/hook"], "pre-delete")
+        self.assertIn("hook-succeeded", job["metadata"]["annotations"]["helm.sh/hook-delete-policy"])
+        pod, dpod = job["spec"]["template"]["spec"], dep["spec"]["template"]["spec"]
+        self.assertEqual(pod["restartPolicy"], "Never")
+        self.assertEqual(job["spec"]["backoffLimit"], 0)
+        # 1h30m, plus room for the fence and the last deletes.
+        self.assertEqual(job["spec"]["activeDeadlineSeconds"], 5400 + 120)
+        self.assertEqual(pod["serviceAccountName"], dpod["serviceAccountName"])
+        c, dc = pod["containers"][0], dpod["containers"][0]
+        self.assertEqual(c["image"], dc["image"])
+        self.assertEqual(c["securityContext"], dc["securityContext"])
+        self.assertEqual(pod["securityContext"], dpod["securityContext"])
+        args = parse_args(c["args"], DRAIN_FLAGS)
+        self.assertIs(args["--drain"], True)
+        self.assertEqual(args["--drain-timeout"], "1h30m")
+        # The replicas' Lease, in their namespace: the Job fences them off.
+        dargs = deployment_args(docs)
+        self.assertEqual(args["--lease-name"], dargs["--lease-name"])
+        self.assertEqual(args["--namespace"], dargs["--namespace"])
+        mounts = {m["mountPath"] for m in c["volumeMounts"]}
+        self.assertEqual(mounts, {RUN_MOUNT})
+        self.assertTrue(args["--run-dir"].startswith(RUN_MOUNT + "/"))
+        # Not taken for a provisioner replica by the Deployment, the PDB or
+        # the metrics Service.
+        sel = dep["spec"]["selector"]["matchLabels"]
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        self.assertNotEqual({k: labels.get(k) for k in sel}, sel)
+        self.assertEqual(only(render([VALUES_DIR / "minimal.yaml"]), "Job")["spec"][
+            "activeDeadlineSeconds"], 240 + 120)
+
+    def test_drain_deadline_from_any_duration(self):
+        for timeout, want in (("90s", 210), ("1m30s", 210), ("2h", 7320), ("1.5m", 210),
+                              ("1500ms", 122), ("0", 120)):
+            with self.subTest(timeout=timeout):
+                job = only(render([VALUES_DIR / "minimal.yaml"], {"drain": {"timeout": timeout}}), "Job")
+                self.assertEqual(job["spec"]["activeDeadlineSeconds"], want)
 
 
 class T10Image(unittest.TestCase):
@@ -1045,10 +1161,17 @@ class T12Notes(unittest.TestCase):
         self.assertNotIn("test-circle-api-token", notes)
         self.assertNotIn("test-runner-token", notes)
 
-    def test_notes_warn_about_external_secret_changes(self):
+    def test_notes_on_external_secret_changes(self):
         notes = self.notes([VALUES_DIR / "existing-secret.yaml"])
-        self.assertIn("kubectl rollout restart -n runner-provisioner deployment/runner-provisioner", notes)
-        self.assertNotIn("rollout restart", self.notes([VALUES_DIR / "minimal.yaml"]))
+        self.assertIn("applies a change to it without a restart", notes)
+        self.assertNotIn("without a restart", self.notes([VALUES_DIR / "minimal.yaml"]))
+
+    def test_notes_on_replicas_and_uninstall(self):
+        notes = self.notes([VALUES_DIR / "ha.yaml"])
+        self.assertIn("2 replicas: one leads", notes)
+        self.assertIn("kubectl get lease -n runner-provisioner runner-provisioner", notes)
+        self.assertIn("helm uninstall first scales this release's pools to 0", notes)
+        self.assertNotIn("replicas: one leads", self.notes([VALUES_DIR / "minimal.yaml"]))
 
 
 if __name__ == "__main__":

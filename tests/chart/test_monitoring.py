@@ -60,6 +60,8 @@ REQUIRED_ALERTS = {
     "RunnerProvisionerChildCrashLooping",     # child crash-looping
     "RunnerProvisionerKubernetesRequestsDenied",
     "RunnerProvisionerReconcileStalled",
+    "RunnerProvisionerNoLeader",              # no replica holds the Lease
+    "RunnerProvisionerConfigRejected",        # a hot reload rejected
 }
 # ... and the dashboard (title fragments, case-insensitive).
 REQUIRED_PANELS = ("demand vs desired vs replicas", "vms by state", "scale events", "poll errors by code",
@@ -148,8 +150,12 @@ class DaemonMetrics:
                 p = harness.Provisioner(tdir, sims=sims).start()
                 sims.append(p)
                 p.wait_log(proc="actuator", msg=re.compile("^created (pool|Secret)"), timeout=60)
-                p.wait(lambda: p.metrics().get("runner_provisioner_pool_replicas", resource_class="my-org/a")
-                       is not None, 60, "the pool's replicas in /metrics")
+                # Both children's figures: each reaches /metrics with its
+                # next health answer.
+                p.wait(lambda: (lambda m: m.get("runner_provisioner_pool_replicas", resource_class="my-org/a")
+                                is not None and m.get("runner_provisioner_tasks_unclaimed",
+                                                      resource_class="my-org/a") is not None)(p.metrics()),
+                       60, "the pool's replicas and the class's tasks in /metrics")
                 m = p.metrics()
                 # Declared families (a counter may have no series yet) and
                 # the series of the histograms.

@@ -41,6 +41,7 @@ Only the Python standard library and python3-yaml are used.
 
 import ast
 import ctypes
+import datetime
 import http.client
 import json
 import os
@@ -333,6 +334,54 @@ class TestDir:
         shutil.rmtree(self.path, ignore_errors=True)
 
 
+class KubeletDir:
+    """A directory as the kubelet mounts a Secret or ConfigMap volume:
+    every key is a symlink "key -> ..data/key", "..data" is a symlink to a
+    hidden timestamped directory holding the files.  update() does what
+    the kubelet's AtomicWriter does: a new timestamped directory, the
+    symlink "..data_tmp" to it renamed onto "..data" (atomic), new keys'
+    symlinks after that, the old directory removed."""
+
+    def __init__(self, path, files):
+        self.path = path
+        self.n = 0
+        os.makedirs(path, exist_ok=True)
+        self.update(files)
+
+    def join(self, key):
+        return os.path.join(self.path, key)
+
+    def update(self, files):
+        """files: {key: text or bytes}; keys not given disappear."""
+        self.n += 1
+        ts = "..%s_%04d.%08d" % (time.strftime("%Y_%m_%d_%H_%M_%S"),
+                                 self.n, os.getpid())
+        d = os.path.join(self.path, ts)
+        os.mkdir(d, 0o755)
+        for key, data in files.items():
+            if isinstance(data, str):
+                data = data.encode()
+            with open(os.path.join(d, key), "wb") as f:
+                f.write(data)
+            os.chmod(os.path.join(d, key), 0o440)
+        data_link = os.path.join(self.path, "..data")
+        old = os.readlink(data_link) if os.path.islink(data_link) else None
+        tmp = os.path.join(self.path, "..data_tmp")
+        os.symlink(ts, tmp)
+        os.rename(tmp, data_link)
+        for key in files:
+            link = os.path.join(self.path, key)
+            if not os.path.islink(link):
+                os.symlink(os.path.join("..data", key), link)
+        for name in os.listdir(self.path):
+            link = os.path.join(self.path, name)
+            if not name.startswith("..") and name not in files and \
+                    os.path.islink(link):
+                os.unlink(link)
+        if old is not None:
+            shutil.rmtree(os.path.join(self.path, old), ignore_errors=True)
+
+
 def to_yaml(obj):
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)
 
@@ -586,6 +635,11 @@ def log_line_problem(obj):
     if not isinstance(obj["msg"], str) or not obj["msg"]:
         return "empty msg"
     return None
+
+
+def log_time(entry):
+    """A log line's ts as epoch seconds."""
+    return datetime.datetime.fromisoformat(entry["ts"]).timestamp()
 
 
 def matches(entry, msg=None, proc=None, where=None, **fields):
@@ -949,7 +1003,9 @@ def clean_env():
     daemon's behaviour behind a test's back."""
     env = dict(os.environ)
     for k in ("CIRCLE_TOKEN", "KUBECONFIG", "XDG_RUNTIME_DIR",
-              "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+              "KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT",
+              "HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+              "ALL_PROXY", "all_proxy", "NO_PROXY", "no_proxy"):
         env.pop(k, None)
     return env
 

@@ -243,6 +243,28 @@ class KubeSim(Sim):
             yaml.safe_dump(doc, f)
         os.chmod(self.kubeconfig, 0o600)
 
+    def kubeconfig_for(self, cn):
+        """Another kubeconfig for this simulator, authenticating with a
+        client certificate of common name cn: the journal's "user" tells
+        its requests apart (two replicas of the daemon)."""
+        d = self.tdir.join("kube", cn)
+        crt, key = make_client_cert(self.tdir.pki, d, cn=cn)
+        doc = {"apiVersion": "v1", "kind": "Config",
+               "current-context": "sim",
+               "contexts": [{"name": "sim", "context": {
+                   "cluster": "sim", "user": "sim",
+                   "namespace": self.namespace}}],
+               "clusters": [{"name": "sim", "cluster": {
+                   "server": self.url,
+                   "certificate-authority": self.tdir.pki["ca"]}}],
+               "users": [{"name": "sim", "user": {
+                   "client-certificate": crt, "client-key": key}}]}
+        path = os.path.join(d, "kubeconfig")
+        with open(path, "w") as f:
+            yaml.safe_dump(doc, f)
+        os.chmod(path, 0o600)
+        return path
+
     def service_account_dir(self):
         """token, ca.crt and namespace as a pod's service account has them,
         in a directory of the TestDir (returned)."""
@@ -280,9 +302,24 @@ class KubeSim(Sim):
         """The journal without the tests' own API calls."""
         return [r for r in self.requests(since) if r.get("user") != ADMIN_CN]
 
-    def writes(self, since=0.0):
+    def writes(self, since=0.0, events=False):
+        """The daemon's writes to the objects it manages; with events,
+        its Events (events.k8s.io) too."""
         return [r for r in self.daemon_requests(since)
-                if r["method"] != "GET"]
+                if r["method"] != "GET" and
+                (events or r.get("endpoint") != "events")]
+
+    def event_writes(self, since=0.0):
+        return [r for r in self.daemon_requests(since)
+                if r["method"] != "GET" and r.get("endpoint") == "events"]
+
+    def events(self, pool=None):
+        """The Events in the namespace (the simulator's state), oldest
+        first, optionally only those regarding pool."""
+        return [e for e in self.state()["events"]
+                if e["namespace"] == self.namespace and
+                (pool is None or (e.get("regarding") or {}).get("name") ==
+                 pool)]
 
     def scale_requests(self, since=0.0, pool=None):
         return [r for r in self.writes(since)
@@ -416,6 +453,13 @@ class VMRecorder:
                     self.vms[v["uid"]] = v
                     self.first_seen.setdefault(v["uid"], t)
                     self.last_seen[v["uid"]] = t
+                # A VM deleted between two looks: its whole history.
+                for v in st.get("deleted_vms", []):
+                    if v["uid"] in self.vms:
+                        self.vms[v["uid"]] = dict(self.vms[v["uid"]],
+                                                  history=v["history"])
+                    else:
+                        self.vms[v["uid"]] = v
                 for p in st["pools"]:
                     seq = self.pool_replicas.setdefault(p["name"], [])
                     if not seq or seq[-1][1] != p["replicas"]:

@@ -16,7 +16,6 @@ stopped VMs replaced slowly instead of as fast as they die; once the token
 is fixed and a job runs, the guard lets go.
 """
 
-import datetime
 import os
 import re
 import sys
@@ -24,16 +23,12 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness  # noqa: E402
+from harness import log_time  # noqa: E402
 from kubesim import (KubeTestCase, pool_name, POOL_FINALIZER,  # noqa: E402
                      FINALIZER_GRACE_MS, RESYNC_MS, BOOT_LOOP_STREAK,
                      BOOT_LOOP_BACKOFF_MS, JSON_PATCH, actuator_class)
 
 PRE = "runner_provisioner_"
-
-
-def log_time(entry):
-    """A log line's ts as epoch seconds."""
-    return datetime.datetime.fromisoformat(entry["ts"]).timestamp()
 
 
 class KubeReclaimTest(KubeTestCase):

@@ -102,7 +102,7 @@ class KubeScalingTest(KubeTestCase):
         # several resync periods while demand stays 0.
         t0, mark = time.time(), p.mark()
         self.wait_resyncs(p, kube, t0, n=4, timeout=10 * RESYNC_MS / 1000)
-        self.assertEqual(kube.writes(t0), [],
+        self.assertEqual(kube.writes(t0, events=True), [],
                          "writes with unchanged demand")
         self.assertEqual(self.scaled_lines(p, pool, since=mark), [])
         self.assertGreaterEqual(len(p.lines(

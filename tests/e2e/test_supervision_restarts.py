@@ -160,20 +160,24 @@ class RestartTest(SupervisionBase):
 
     def test_permanent_failure_is_not_restarted(self):
         p = self.start()
-        # The configuration goes bad on disk (an edited Secret); the running
-        # children do not notice until one restarts.
-        self.tdir.write_config(harness.to_yaml(harness.make_config({
-            CLS: {"token": harness.runner_token(CLS), "minReplicas": 1,
-                  "maxReplica": 8}})))
+        # The CircleCI token file goes bad on disk (an edited Secret): the
+        # supervisor rejects the change and the running poller keeps the
+        # token it has, but a poller started now reads its credential from
+        # that file (the configuration it would take from the supervisor's
+        # copy of the last good one) and cannot run.
+        mark = p.mark()
+        token = self.tdir.write_token("")
+        p.wait_log(since=mark, proc="supervisor",
+                   msg="configuration change rejected: the running "
+                   "configuration stays")
         old = p.child_pid("poller")
         mark = p.mark()
         self.kill9(old, p)
         new = p.wait_child("poller", since=mark, other_than=old)
-        bad = p.wait_log(since=mark, proc="poller",
-                         msg="invalid configuration")
+        bad = p.wait_log(since=mark, proc="poller", level="error")
         self.assertEqual(bad["pid"], new)
-        self.assertIn("config.yaml:", bad["error"])
-        self.assertIn("maxReplica", bad["error"])
+        self.assertEqual(bad["msg"], "%s: the CircleCI API token is empty"
+                         % token, bad)
         failed = p.wait_log(since=mark, proc="supervisor", child="poller",
                             msg=re.compile(r"^child failed permanently and "
                                            r"will not be restarted"))

@@ -13,6 +13,7 @@
 #include "fuzz.h"
 #include "metrics.h"
 #include "msg.h"
+#include "token.h"
 
 #define PID_AT 12 /* the encoder writes its own pid there */
 
@@ -125,6 +126,80 @@ check_health(const uint8_t *data, size_t size)
 	buf_free(&out);
 }
 
+static void
+check_config(const uint8_t *data, size_t size)
+{
+	struct msg_config c;
+	struct msg_hdr h;
+	struct buf out = { 0 };
+	enum msg_err e;
+	size_t i;
+
+	e = msg_config_decode(data, size, &h, &c);
+	FUZZ_CHECK((unsigned)e < MSG_NERR, "config: verdict %d", e);
+	if (e != MSG_OK)
+		return;
+	FUZZ_CHECK(h.h_kind == MSG_CONFIG && h.h_len == size,
+	    "config: header kind %u len %u", h.h_kind, h.h_len);
+	FUZZ_CHECK(c.c_generation != 0 &&
+	        (c.c_role == ROLE_POLLER || c.c_role == ROLE_ACTUATOR) &&
+	        c.c_ndocs >= 1 && c.c_ndocs <= MSG_DOCS_MAX &&
+	        c.c_docs[0].cd_kind == CONFIG_DOC_CONFIG,
+	    "config: generation %llu role %u with %zu documents",
+	    (unsigned long long)c.c_generation, c.c_role, c.c_ndocs);
+	for (i = 0; i < c.c_ndocs; i++) {
+		const struct msg_config_doc *d = &c.c_docs[i];
+
+		FUZZ_CHECK(i == 0 || d->cd_kind > c.c_docs[i - 1].cd_kind,
+		    "config: documents out of order");
+		/* Runner tokens and user data never reach the poller, the
+		 * CircleCI token never the actuator. */
+		FUZZ_CHECK(c.c_role == ROLE_POLLER
+		        ? d->cd_kind != CONFIG_DOC_SECRETS
+		        : d->cd_kind != CONFIG_DOC_TOKEN,
+		    "config: document %u for role %u", d->cd_kind, c.c_role);
+		FUZZ_CHECK(
+		    memchr(d->cd_name, '\0', sizeof(d->cd_name)) != NULL &&
+		        d->cd_name[0] != '\0',
+		    "config: document name");
+		FUZZ_CHECK(d->cd_text >= (const char *)data &&
+		        d->cd_text + d->cd_len <= (const char *)data + size &&
+		        (d->cd_kind == CONFIG_DOC_TOKEN
+		                ? d->cd_len >= 1 && d->cd_len <= TOKEN_MAX
+		                : d->cd_len <= CONF_FILE_MAX),
+		    "config: document text of %zu bytes", d->cd_len);
+	}
+	msg_config_encode(&c, h.h_seq, &out);
+	FUZZ_CHECK(same_but_pid(data, size, &out),
+	    "config: decoded value encodes differently");
+	buf_free(&out);
+}
+
+static void
+check_config_ack(const uint8_t *data, size_t size)
+{
+	struct msg_config_ack ca;
+	struct msg_hdr h;
+	struct buf out = { 0 };
+	enum msg_err e;
+
+	e = msg_config_ack_decode(data, size, &h, &ca);
+	FUZZ_CHECK((unsigned)e < MSG_NERR, "ack: verdict %d", e);
+	if (e != MSG_OK)
+		return;
+	FUZZ_CHECK(h.h_kind == MSG_CONFIG_ACK && h.h_len == size,
+	    "ack: header kind %u len %u", h.h_kind, h.h_len);
+	FUZZ_CHECK(ca.ca_generation != 0 &&
+	        (ca.ca_role == ROLE_POLLER || ca.ca_role == ROLE_ACTUATOR) &&
+	        ca.ca_applied == (ca.ca_error[0] == '\0'),
+	    "ack: generation %llu role %u applied %d",
+	    (unsigned long long)ca.ca_generation, ca.ca_role, ca.ca_applied);
+	msg_config_ack_encode(&ca, h.h_seq, &out);
+	FUZZ_CHECK(same_but_pid(data, size, &out),
+	    "ack: decoded value encodes differently");
+	buf_free(&out);
+}
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -143,5 +218,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	check_demand(data, size);
 	check_query(data, size);
 	check_health(data, size);
+	check_config(data, size);
+	check_config_ack(data, size);
 	return 0;
 }

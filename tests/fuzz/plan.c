@@ -415,6 +415,12 @@ check(struct world *w, const struct plan *p)
 		            k->ck_replicas != d->cd_target),
 		    "scale to %u from %d/%d", p->p_replicas, s, ps);
 		break;
+	case PW_POOL_DELETE:
+	case PW_SECRET_DELETE:
+		/* Only a class no longer configured loses its objects. */
+		FUZZ_CHECK(w->ac->ac_retiring, "%s of a configured class",
+		    plan_write_name(p->p_write));
+		break;
 	case PW_NONE:
 		break;
 	}
@@ -507,7 +513,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	w->a.a_conf = w->conf;
 	w->a.a_metrics = metrics_new();
 	FUZZ_CHECK(act_classes_setup(&w->a) == 0, "classes");
-	w->ac = &w->a.a_classes[0];
+	w->ac = w->a.a_classes[0];
 	w->now = w->now0 = 1000000;
 	w->wall0 = wall_ms();
 	w->a.a_seq = 10;
@@ -539,6 +545,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	plan_and_send(w);
+	event_cache_free(&w->a);
 	act_classes_free(&w->a);
 	metrics_free(w->a.a_metrics);
 	conf_free(w->conf);

@@ -65,6 +65,8 @@ Control API (no auth, JSON in and out, not journalled):
          are matched before authentication and the normal answer.
   GET    /_sim/faults   the switches with their remaining count and shots fired
   DELETE /_sim/faults   clears all switches
+  POST   /_sim/token    {"token": T}  the API token accepted from now on (a
+         rotation: the old one is refused at once)
   POST   /_sim/ratelimit  {"limit": N, "window_s": W?, "headers": H?,
                            "retry_after": bool?}
          A rate limit over all runner API requests (after the fault
@@ -477,6 +479,7 @@ class Handler(simhttp.Handler):
                                "DELETE": self.c_clear_requests},
             "/_sim/faults": {"GET": self.c_faults, "POST": self.c_add_fault,
                              "DELETE": self.c_clear_faults},
+            "/_sim/token": {"POST": self.c_token},
             "/_sim/ratelimit": {"GET": self.c_ratelimit,
                                 "POST": self.c_set_ratelimit,
                                 "DELETE": self.c_clear_ratelimit},
@@ -494,6 +497,13 @@ class Handler(simhttp.Handler):
                 raise SimError(400, "body must be a JSON object")
             return 200, fn(obj), {}
         return 200, fn(query), {}
+
+    def c_token(self, obj):
+        token = want_str(obj, "token")
+        if not token:
+            raise SimError(400, "token must not be empty")
+        self.server.api_token = token
+        return {"rotated": True}
 
     def c_classes(self, obj):
         name = want_class_name(obj, "name")

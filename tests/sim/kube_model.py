@@ -44,6 +44,8 @@ RUN_STRATEGIES = ("Always", "RerunOnFailure", "Manual", "Halted", "Once",
 CLOUD_INIT_MAX = 2048
 BURST_REPLICAS = 250
 SECRET_MAX = 1 << 20
+GONE_VMS_KEPT = 200
+GONE_VMS_SHOWN_S = 30
 CRD_NAME = "kubevirt-v1.8.4-virtualmachinepools.pool.kubevirt.io-crd.yaml"
 
 
@@ -94,10 +96,12 @@ def status_obj(code, reason, message, details=None):
 
 
 class Res:
-    """One served resource type."""
+    """One served resource type.  conditional: a PUT must carry
+    metadata.resourceVersion (custom resources, and built-in types whose
+    strategy disallows unconditional updates, such as Lease)."""
 
     def __init__(self, plural, kind, group, versions, namespaced=True,
-                 crd=True, status_sub=False, verbs=()):
+                 crd=True, status_sub=False, verbs=(), conditional=None):
         self.plural = plural
         self.kind = kind
         self.group = group
@@ -105,6 +109,7 @@ class Res:
         self.crd = crd
         self.status_sub = status_sub
         self.verbs = set(verbs)
+        self.conditional = crd if conditional is None else conditional
         self.qualified = plural + ("." + group if group else "")
 
     def api_version(self, version=None):
@@ -174,7 +179,173 @@ RESOURCES = {
     "virtualmachineinstances": Res(
         "virtualmachineinstances", "VirtualMachineInstance", "kubevirt.io",
         ("v1",), status_sub=True, verbs=("get", "list")),
+    # coordination.k8s.io: leaseStrategy.AllowUnconditionalUpdate() is
+    # false, so an update needs its resourceVersion.
+    "leases": Res("leases", "Lease", "coordination.k8s.io", ("v1",),
+                  crd=False, conditional=True,
+                  verbs=("get", "list", "create", "update", "patch",
+                         "delete")),
+    "events": Res("events", "Event", "events.k8s.io", ("v1",), crd=False,
+                  verbs=("get", "list", "create", "update", "patch",
+                         "delete")),
 }
+
+# ---------------------------------------------------------------------------
+# Leases and events.k8s.io Events, validated as kube-apiserver does
+# (pkg/apis/coordination/validation, pkg/apis/core/validation/events.go)
+
+LEASE_SPEC = {"holderIdentity", "leaseDurationSeconds", "acquireTime",
+              "renewTime", "leaseTransitions", "strategy",
+              "preferredHolder"}
+EVENT_FIELDS = {"apiVersion", "kind", "metadata", "eventTime", "series",
+                "reportingController", "reportingInstance", "action",
+                "reason", "regarding", "related", "note", "type",
+                "deprecatedSource", "deprecatedFirstTimestamp",
+                "deprecatedLastTimestamp", "deprecatedCount"}
+OBJECT_REFERENCE = {"kind", "namespace", "name", "uid", "apiVersion",
+                    "resourceVersion", "fieldPath"}
+EVENT_IMMUTABLE = ("regarding", "reason", "note", "type", "eventTime",
+                   "action", "related", "reportingController",
+                   "reportingInstance")
+MICROTIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?"
+                       r"(Z|[+-]\d\d:\d\d)$")
+
+
+def bad_time(v):
+    """A MicroTime/Time JSON value the server cannot decode: its message,
+    or None (null is a zero time)."""
+    if v is None:
+        return None
+    if not isinstance(v, str) or not MICROTIME.match(v):
+        return 'parsing time %s as "2006-01-02T15:04:05.999999Z07:00": ' \
+            'cannot parse' % json.dumps(v)
+    return None
+
+
+def _int32(v):
+    return isinstance(v, int) and not isinstance(v, bool) and \
+        -(1 << 31) <= v < (1 << 31)
+
+
+def lease_errors(obj):
+    """-> (decode error text or None, [(field, message)])."""
+    for k in sorted(set(obj) - {"apiVersion", "kind", "metadata", "spec"}):
+        return None, [(k, 'Forbidden: unknown field "%s" (the API server '
+                       'would drop it)' % k)]
+    spec = obj.get("spec")
+    if spec is None:
+        return None, []
+    if not isinstance(spec, dict):
+        return "spec must be an object", []
+    errs = []
+    for k in sorted(set(spec) - LEASE_SPEC):
+        errs.append(("spec." + k, 'Forbidden: unknown field "spec.%s" (the '
+                     'API server would drop it)' % k))
+    for k in ("holderIdentity", "strategy", "preferredHolder"):
+        v = spec.get(k)
+        if v is not None and not isinstance(v, str):
+            return "spec.%s must be a string" % k, []
+    for k in ("leaseDurationSeconds", "leaseTransitions"):
+        v = spec.get(k)
+        if v is not None and not _int32(v):
+            return "spec.%s must be an int32" % k, []
+    for k in ("acquireTime", "renewTime"):
+        why = bad_time(spec.get(k))
+        if why:
+            return "spec.%s: %s" % (k, why), []
+    d = spec.get("leaseDurationSeconds")
+    if d is not None and d <= 0:
+        errs.append(("spec.leaseDurationSeconds", "Invalid value: %d: must "
+                     "be greater than 0" % d))
+    t = spec.get("leaseTransitions")
+    if t is not None and t < 0:
+        errs.append(("spec.leaseTransitions", "Invalid value: %d: must be "
+                     "greater than or equal to 0" % t))
+    if spec.get("preferredHolder") and not spec.get("strategy"):
+        errs.append(("spec.preferredHolder", "Forbidden: may only be "
+                     "specified if `strategy` is defined"))
+    return None, errs
+
+
+def event_errors(obj, ns, old=None):
+    """events.k8s.io/v1 create (old None) or update -> (decode error or
+    None, [(field, message)])."""
+    for k in sorted(set(obj) - EVENT_FIELDS):
+        return None, [(k, 'Forbidden: unknown field "%s" (the API server '
+                       'would drop it)' % k)]
+    for k in ("reportingController", "reportingInstance", "action",
+              "reason", "note", "type"):
+        v = obj.get(k)
+        if v is not None and not isinstance(v, str):
+            return "%s must be a string" % k, []
+    for k in ("eventTime", "deprecatedFirstTimestamp",
+              "deprecatedLastTimestamp"):
+        why = bad_time(obj.get(k))
+        if why:
+            return "%s: %s" % (k, why), []
+    for ref in ("regarding", "related"):
+        r = obj.get(ref)
+        if r is None:
+            continue
+        if not isinstance(r, dict) or any(not isinstance(v, str)
+                                          for v in r.values()):
+            return "%s must be an object reference" % ref, []
+        for k in sorted(set(r) - OBJECT_REFERENCE):
+            return None, [("%s.%s" % (ref, k), 'Forbidden: unknown field')]
+    series = obj.get("series")
+    if series is not None:
+        if not isinstance(series, dict) or not _int32(
+                series.get("count", 0)) or \
+                set(series) - {"count", "lastObservedTime"}:
+            return "series must be {count, lastObservedTime}", []
+        why = bad_time(series.get("lastObservedTime"))
+        if why:
+            return "series.lastObservedTime: %s" % why, []
+    errs = []
+    rc = obj.get("reportingController") or ""
+    if not rc:
+        errs.append(("reportingController", "Required value"))
+    elif check_qualified_name(rc):
+        errs.append(("reportingController", 'Invalid value: "%s": %s'
+                     % (rc, check_qualified_name(rc))))
+    for k, limit in (("reportingInstance", 128), ("action", 128),
+                     ("reason", 128)):
+        v = obj.get(k) or ""
+        if not v:
+            errs.append((k, "Required value"))
+        elif len(v.encode()) > limit:
+            errs.append((k, 'Invalid value: "": can have at most %d '
+                         'characters' % limit))
+    if len((obj.get("note") or "").encode()) > 1024:
+        errs.append(("note", 'Invalid value: "": can have at most 1024 '
+                     'characters'))
+    reg = obj.get("regarding") or {}
+    if not reg.get("namespace") and ns not in ("default", "kube-system"):
+        errs.append(("regarding.namespace", 'Invalid value: "": does not '
+                     'match event.namespace'))
+    if old is None:
+        if not obj.get("eventTime"):
+            errs.append(("eventTime", "Required value"))
+        if obj.get("type") not in ("Normal", "Warning"):
+            errs.append(("type", 'Invalid value: "": has invalid value: %s'
+                         % obj.get("type")))
+        for k in ("deprecatedFirstTimestamp", "deprecatedLastTimestamp",
+                  "deprecatedCount", "deprecatedSource"):
+            if obj.get(k):
+                errs.append((k, 'Invalid value: "": needs to be unset'))
+        changed_series = True
+    else:
+        for k in EVENT_IMMUTABLE:
+            if canon(obj.get(k)) != canon(old.get(k)):
+                errs.append((k, "Invalid value: field is immutable"))
+        changed_series = canon(obj.get("series")) != canon(old.get("series"))
+    if series is not None and changed_series:
+        if series.get("count", 0) < 2:
+            errs.append(("series.count", 'Invalid value: "": should be at '
+                         'least 2'))
+        if not series.get("lastObservedTime"):
+            errs.append(("series.lastObservedTime", "Required value"))
+    return None, errs
 
 
 # ---------------------------------------------------------------------------
@@ -1209,6 +1380,7 @@ class VMState:
         self.history = []         # (t, event)
         self.status_key = None    # what the last VM status was built from
         self.status_obj = None
+        self.gone = None          # when the VM object went away
 
     def event(self, t, what):
         self.history.append((t, what))
@@ -1366,6 +1538,7 @@ class Model:
         self.random = random.Random(seed)
         self.verbose = verbose
         self.vms = {}             # VM uid -> VMState
+        self.gone_vms = []        # VMStates of deleted VMs, newest last
         self.pool_failures = {}   # pool uid -> ReplicaFailure message
         self.revisions = {}       # (pool uid, revision name) -> template hash
         self.seen_rv = -1
@@ -1436,7 +1609,13 @@ class Model:
         live = {vm["metadata"]["uid"]
                 for vm in self.store.items("virtualmachines")}
         for uid in [u for u in self.vms if u not in live]:
-            self._stop_runner(self.vms.pop(uid))
+            st = self.vms.pop(uid)
+            self._stop_runner(st)
+            # Kept a while: a test may judge what happened to a VM whose
+            # life was shorter than its polling of /_sim/state.
+            st.gone = now
+            self.gone_vms.append(st)
+            del self.gone_vms[:-GONE_VMS_KEPT]
         pools = {p["metadata"]["uid"]
                  for p in self.store.items("virtualmachinepools")}
         for k in [k for k in self.revisions if k[0] not in pools]:
@@ -2158,7 +2337,24 @@ class Model:
         secrets = [dict(namespace=o["metadata"]["namespace"],
                         name=o["metadata"]["name"])
                    for o in self.store.items("secrets")]
+        leases = [dict(namespace=o["metadata"]["namespace"],
+                       name=o["metadata"]["name"],
+                       resourceVersion=o["metadata"]["resourceVersion"],
+                       spec=jcopy(o.get("spec") or {}))
+                  for o in self.store.items("leases")]
+        events = [dict(namespace=o["metadata"]["namespace"],
+                       name=o["metadata"]["name"], type=o.get("type"),
+                       reason=o.get("reason"), action=o.get("action"),
+                       note=o.get("note"), regarding=o.get("regarding"),
+                       series=o.get("series"),
+                       reportingController=o.get("reportingController"),
+                       reportingInstance=o.get("reportingInstance"),
+                       eventTime=o.get("eventTime"))
+                  for o in self.store.items("events")]
+        gone = [dict(st.view(), namespace=st.ns, name=st.name, uid=st.uid)
+                for st in self.gone_vms if now - st.gone < GONE_VMS_SHOWN_S]
         return dict(time=now, resourceVersion=str(self.store.rv),
                     config=dict(self.config, circleci=self.circle_url),
                     counters=dict(self.counters), pools=pools, vms=vms,
-                    vmis=vmis, secrets=secrets)
+                    vmis=vmis, secrets=secrets, leases=leases,
+                    events=events, deleted_vms=gone)

@@ -29,6 +29,18 @@ NotFound, AlreadyExists, Conflict, Forbidden, Invalid, Unauthorized,
 BadRequest, MethodNotAllowed, UnsupportedMediaType, InternalError, ...):
   /api/v1/namespaces/{ns}/secrets[/{name}]
       GET LIST POST PUT PATCH DELETE
+  /apis/coordination.k8s.io/v1/namespaces/{ns}/leases[/{name}]
+      GET LIST POST PUT PATCH DELETE; a PUT needs metadata.resourceVersion
+      (the Lease strategy allows no unconditional update); spec checked as
+      kube-apiserver does (leaseDurationSeconds > 0, leaseTransitions >= 0,
+      preferredHolder only with strategy, MicroTimes that parse)
+  /apis/events.k8s.io/v1/namespaces/{ns}/events[/{name}]
+      GET LIST POST PUT PATCH DELETE; checked as events.k8s.io/v1 events
+      are (eventTime, reportingController (a qualified name),
+      reportingInstance, action and reason required and at most 128 bytes,
+      note at most 1024, type Normal or Warning, series.count >= 2, the
+      deprecated fields unset, regarding.namespace; on update the fields
+      but series are immutable)
   /apis/pool.kubevirt.io/{v1beta1|v1alpha1}/namespaces/{ns}/
       virtualmachinepools[/{name}]           GET LIST POST PUT PATCH DELETE
       virtualmachinepools/{name}/scale       GET PUT PATCH (autoscaling/v1)
@@ -159,7 +171,15 @@ Control API (no auth, not journalled, JSON):
                           boots, halted, waiting, runner_error, runner_name,
                           runner_url, last_poweroff, history}],
                          "vmis": [{namespace, name, uid, phase, vm_uid}],
-                         "secrets": [{namespace, name}]}   (never secret data)
+                         "secrets": [{namespace, name}]   (never secret data),
+                         "leases": [{namespace, name, resourceVersion,
+                          spec}],
+                         "events": [{namespace, name, type, reason, action,
+                          note, regarding, series, reportingController,
+                          reportingInstance, eventTime}],
+                         "deleted_vms": [VMs deleted in the last 30 s: uid,
+                          name, namespace and the simulator's own fields
+                          above (history...), as they were at the end]}
   GET    /_sim/requests[?since=EPOCH]  {"requests": [{t, method, path, query,
                           content_type, body (parsed JSON, else text), status,
                           auth, user, verb, endpoint, key, fault?}]}
@@ -274,7 +294,8 @@ class Api:
             o.pop("apiVersion", None)
             o.pop("kind", None)
         else:
-            o["apiVersion"], o["kind"] = "v1", r.res.kind
+            o["apiVersion"], o["kind"] = r.res.api_version(r.version), \
+                r.res.kind
         return o
 
     def need(self, r):
@@ -364,6 +385,16 @@ class Api:
             for k in sorted(set(obj) - SECRET_FIELDS):
                 errs.append((k, 'Forbidden: unknown field "%s" (the API '
                              'server would drop it)' % k))
+        elif res.plural in ("leases", "events"):
+            decode, more = km.lease_errors(obj) \
+                if res.plural == "leases" else \
+                km.event_errors(obj, meta.get("namespace"), old)
+            if decode:
+                raise bad_request("%s in version \"%s\" cannot be handled "
+                                  "as a %s: %s" % (
+                                      res.kind, res.api_version(), res.kind,
+                                      decode))
+            errs += more
         fins = meta.get("finalizers")
         if fins is not None and (not isinstance(fins, list) or not all(
                 isinstance(f, str) for f in fins)):
@@ -573,7 +604,7 @@ class Api:
         if r.sub == "scale":
             return self.scale_update(r, old, body, dry_run, put=True)
         new = self.body_object(r, jcopy(body))
-        if r.res.crd and r.sub is None and not new["metadata"].get(
+        if r.res.conditional and r.sub is None and not new["metadata"].get(
                 "resourceVersion"):
             raise r.res.invalid(r.name, [(
                 "metadata.resourceVersion", "Invalid value: 0x0: must be "

@@ -42,6 +42,8 @@ POOLS = "/apis/pool.kubevirt.io/v1beta1/namespaces/%s/virtualmachinepools"
 VMS = "/apis/kubevirt.io/v1/namespaces/%s/virtualmachines"
 VMIS = "/apis/kubevirt.io/v1/namespaces/%s/virtualmachineinstances"
 SECRETS = "/api/v1/namespaces/%s/secrets"
+LEASES = "/apis/coordination.k8s.io/v1/namespaces/%s/leases"
+EVENTS = "/apis/events.k8s.io/v1/namespaces/%s/events"
 MERGE = "application/merge-patch+json"
 JSONPATCH = "application/json-patch+json"
 POOL_FIN = "pool.kubevirt.io/finalizer"
@@ -1182,6 +1184,143 @@ class KubeSimTest(unittest.TestCase):
         self.wait_vms(lambda v: "fg-0" in v and v["fg-0"]["uid"] != vm[
             "metadata"]["uid"] and v["fg-0"]["printableStatus"] == "Running",
             "fg-0 replaced")
+
+    def test_pool_delete_orphan_keeps_vms(self):
+        """propagationPolicy Orphan: the pool goes, its VMs stay (without
+        owner and without the pool finalizer, so they can be deleted)."""
+        self.make_pool("orph", 2)
+        self.running(2)
+        status, body = self.api("DELETE", POOLS % self.ns + "/orph", {
+            "kind": "DeleteOptions", "apiVersion": "v1",
+            "propagationPolicy": "Orphan"})
+        self.assertEqual(status, 200, body)
+        wait_until(lambda: self.api("GET", POOLS % self.ns + "/orph")[0] ==
+                   404, what="pool deleted")
+        self.settle()
+        vms = self.vms()
+        self.assertEqual(sorted(vms), ["orph-0", "orph-1"])
+        for v in vms.values():
+            self.assertEqual(v["printableStatus"], "Running", v)
+            self.assertIsNone(v["owner"], v)
+            self.assertNotIn(POOL_FIN, v["finalizers"], v)
+
+    def lease_body(self, name, holder, rv=None, **spec):
+        sp = {"holderIdentity": holder, "leaseDurationSeconds": 15,
+              "acquireTime": "2026-01-02T03:04:05.123456Z",
+              "renewTime": "2026-01-02T03:04:05.123456Z",
+              "leaseTransitions": 0}
+        sp.update(spec)
+        md = {"name": name}
+        if rv is not None:
+            md["resourceVersion"] = rv
+        return {"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": md, "spec": sp}
+
+    def test_lease_optimistic_concurrency(self):
+        path = LEASES % self.ns
+        status, body = self.api("GET", path + "/l1")
+        self.assert_status(status, body, 404, "NotFound")
+        status, l1 = self.api("POST", path, self.lease_body("l1", "a"))
+        self.assertEqual(status, 201, l1)
+        self.assertEqual(l1["spec"]["holderIdentity"], "a")
+        rv = l1["metadata"]["resourceVersion"]
+        status, body = self.api("POST", path, self.lease_body("l1", "b"))
+        self.assert_status(status, body, 409, "AlreadyExists")
+        # Two candidates update from the same read: one wins.
+        status, won = self.api("PUT", path + "/l1", self.lease_body(
+            "l1", "b", rv, leaseTransitions=1))
+        self.assertEqual(status, 200, won)
+        self.assertNotEqual(won["metadata"]["resourceVersion"], rv)
+        status, body = self.api("PUT", path + "/l1", self.lease_body(
+            "l1", "c", rv, leaseTransitions=1))
+        self.assert_status(status, body, 409, "Conflict")
+        # No unconditional updates (leaseStrategy).
+        status, body = self.api("PUT", path + "/l1",
+                                self.lease_body("l1", "c"))
+        self.assert_status(status, body, 422, "Invalid")
+        self.assertIn("resourceVersion", body["message"])
+        # An update that changes nothing keeps the resourceVersion.
+        rv2 = won["metadata"]["resourceVersion"]
+        status, same = self.api("PUT", path + "/l1", self.lease_body(
+            "l1", "b", rv2, leaseTransitions=1))
+        self.assertEqual(status, 200, same)
+        self.assertEqual(same["metadata"]["resourceVersion"], rv2)
+        st = [x for x in self.state()["leases"] if x["namespace"] == self.ns]
+        self.assertEqual([(x["name"], x["spec"]["holderIdentity"])
+                          for x in st], [("l1", "b")])
+        status, body = self.api("PUT", path + "/nope", self.lease_body(
+            "nope", "a", "1"))
+        self.assert_status(status, body, 404, "NotFound")
+
+    def test_lease_validation(self):
+        path = LEASES % self.ns
+        for spec, code, field in (
+                ({"leaseDurationSeconds": 0}, 422,
+                 "spec.leaseDurationSeconds"),
+                ({"leaseTransitions": -1}, 422, "spec.leaseTransitions"),
+                ({"preferredHolder": "x"}, 422, "spec.preferredHolder"),
+                ({"holderId": "x"}, 422, "spec.holderId"),
+                ({"renewTime": "yesterday"}, 400, "renewTime"),
+                ({"leaseDurationSeconds": "15"}, 400,
+                 "leaseDurationSeconds")):
+            status, body = self.api("POST", path, self.lease_body(
+                "bad", "a", **spec))
+            self.assertEqual(status, code, (spec, body))
+            self.assertIn(field, body["message"], spec)
+
+    def event_body(self, name, **kw):
+        ev = {"apiVersion": "events.k8s.io/v1", "kind": "Event",
+              "metadata": {"name": name},
+              "eventTime": "2026-01-02T03:04:05.123456Z",
+              "reportingController": "runner-provisioner",
+              "reportingInstance": "host_1", "action": "Scale",
+              "reason": "ScaledUp", "type": "Normal", "note": "up",
+              "regarding": {"apiVersion": "pool.kubevirt.io/v1beta1",
+                            "kind": "VirtualMachinePool", "name": "p",
+                            "namespace": self.ns}}
+        ev.update(kw)
+        return ev
+
+    def test_events_validation_and_series(self):
+        path = EVENTS % self.ns
+        status, ev = self.api("POST", path, self.event_body("p.1"))
+        self.assertEqual(status, 201, ev)
+        for kw, field in (
+                ({"eventTime": None}, "eventTime"),
+                ({"type": "Info"}, "type"),
+                ({"reportingController": "a b"}, "reportingController"),
+                ({"reportingInstance": ""}, "reportingInstance"),
+                ({"action": "x" * 129}, "action"),
+                ({"reason": ""}, "reason"),
+                ({"note": "n" * 1025}, "note"),
+                ({"regarding": {"kind": "X", "name": "p"}},
+                 "regarding.namespace"),
+                ({"series": {"count": 1, "lastObservedTime":
+                             "2026-01-02T03:04:06.000000Z"}},
+                 "series.count"),
+                ({"deprecatedCount": 3}, "deprecatedCount"),
+                ({"message": "legacy"}, "message")):
+            status, body = self.api("POST", path, self.event_body("p.2",
+                                                                  **kw))
+            self.assert_status(status, body, 422, "Invalid")
+            self.assertIn(field, body["message"], kw)
+        # A series: merge patch of count and lastObservedTime.
+        status, body = self.api("PATCH", path + "/p.1", {"series": {
+            "count": 2, "lastObservedTime": "2026-01-02T03:04:07.000000Z"}},
+            MERGE)
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["series"]["count"], 2)
+        status, body = self.api("PATCH", path + "/p.1", {"series": {
+            "count": 1, "lastObservedTime": "2026-01-02T03:04:08.000000Z"}},
+            MERGE)
+        self.assert_status(status, body, 422, "Invalid")
+        status, body = self.api("PATCH", path + "/p.1", {"note": "other"},
+                                MERGE)
+        self.assert_status(status, body, 422, "Invalid")
+        self.assertIn("note", body["message"])
+        evs = [e for e in self.state()["events"] if e["namespace"] == self.ns]
+        self.assertEqual([(e["name"], e["series"]["count"]) for e in evs],
+                         [("p.1", 2)])
 
     def test_control_config(self):
         status, cfg = self.ctl("POST", "/_sim/config", {"boot_delay_ms": 0,

@@ -67,7 +67,10 @@ fx_new_with(const char *yaml, const char *const *extra_argv)
 	f->f_a.a_flags = &f->f_flags;
 	f->f_a.a_conf = f->f_conf;
 	f->f_a.a_metrics = metrics_new();
+	strlcpy_rp(
+	    f->f_a.a_identity, "fx-host_0000", sizeof(f->f_a.a_identity));
 	assert_int_equal(act_classes_setup(&f->f_a), 0);
+	f->f_a.a_may_write = true;
 	return f;
 }
 
@@ -80,9 +83,11 @@ fx_new(void)
 static inline void
 fx_free(struct fx *f)
 {
+	event_cache_free(&f->f_a);
 	act_classes_free(&f->f_a);
+	lease_free(&f->f_a.a_lease);
 	metrics_free(f->f_a.a_metrics);
-	conf_free(f->f_conf);
+	conf_free(f->f_a.a_conf);
 	flags_free(&f->f_flags);
 	log_set_fd(-1);
 	fclose(f->f_log);
@@ -92,7 +97,7 @@ fx_free(struct fx *f)
 static inline struct act_class *
 fx_class(struct fx *f)
 {
-	return &f->f_a.a_classes[0];
+	return f->f_a.a_classes[0];
 }
 
 /* How many log lines so far contain s. */
@@ -312,7 +317,9 @@ fx_plan_at(struct fx *f, uint64_t now, uint64_t wall)
 	in.pi_now_ms = now;
 	in.pi_wall_ms = wall;
 	in.pi_lists_fresh = true;
-	in.pi_min_replicas = fx_class(f)->ac_conf->cc_min_replicas;
+	in.pi_min_replicas = fx_class(f)->ac_conf != NULL
+	    ? fx_class(f)->ac_conf->cc_min_replicas
+	    : 0;
 	plan_class(&in, &p);
 	return p;
 }

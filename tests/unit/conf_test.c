@@ -461,6 +461,60 @@ test_error_hides_token(void **state)
 	}
 }
 
+/* What the poller gets: the configuration without a runner token, which
+ * the loader takes without tokens (CONF_NO_SECRETS) and reads as the
+ * original: same classes, same settings, no secret anywhere. */
+static void
+test_strip_secrets(void **state)
+{
+	/* An alias too: the copy is stripped, not only the anchored one. */
+	static const char valid[] =
+	    "resourceClass:\n"
+	    "  \"my-org/a\": &a\n"
+	    "    token: \"rt-a-secret-0011\"\n"
+	    "    idleTimeout: \"10m\"\n"
+	    "    maxReplicas: 4\n"
+	    "    spec: {domain: {resources: {requests: {memory: \"2Gi\"}}}}\n"
+	    "  \"my-org/b\": *a\n";
+	char err[CONF_ERR_MAX];
+	struct conf *full, *pub;
+	size_t len, i;
+	char *text;
+
+	(void)state;
+	full =
+	    conf_parse("config.yaml", valid, strlen(valid), err, sizeof(err));
+	assert_non_null(full);
+	text = conf_strip_secrets(valid, strlen(valid), &len);
+	assert_non_null(text);
+	assert_int_equal(strlen(text), len);
+	assert_null(strstr(text, "rt-a-secret"));
+	assert_null(strstr(text, "token"));
+	/* Without CONF_NO_SECRETS a token is required... */
+	pub = conf_parse("config.yaml", text, len, err, sizeof(err));
+	assert_null(pub);
+	assert_non_null(strstr(err, "missing required key \"token\""));
+	/* ... with it, the same configuration without secrets. */
+	pub = conf_parse_flags(
+	    "config.yaml", text, len, CONF_NO_SECRETS, err, sizeof(err));
+	assert_non_null(pub);
+	assert_int_equal(pub->c_nclasses, 2);
+	for (i = 0; i < 2; i++) {
+		assert_string_equal(
+		    pub->c_classes[i].cc_name, full->c_classes[i].cc_name);
+		assert_null(pub->c_classes[i].cc_token);
+		assert_non_null(full->c_classes[i].cc_token);
+		assert_int_equal(pub->c_classes[i].cc_max_replicas, 4);
+		assert_true(pub->c_classes[i].cc_idle_timeout_ms == 600000);
+		assert_true(json_equal(
+		    pub->c_classes[i].cc_spec, full->c_classes[i].cc_spec));
+	}
+	assert_null(conf_strip_secrets("a: [", 4, &len));
+	conf_free(pub);
+	conf_free(full);
+	free(text);
+}
+
 int
 main(void)
 {
@@ -475,6 +529,7 @@ main(void)
 		cmocka_unit_test(test_classes_limit),
 		cmocka_unit_test(test_error_buffer),
 		cmocka_unit_test(test_error_hides_token),
+		cmocka_unit_test(test_strip_secrets),
 	};
 	struct CMUnitTest *golden;
 	size_t i;

@@ -97,8 +97,33 @@ test_defaults(void **state)
 	assert_false(f.f_dry_run);
 	assert_false(f.f_version);
 	assert_false(f.f_help);
+	assert_false(f.f_leader_elect);
+	assert_string_equal(f.f_lease_name, "runner-provisioner");
+	assert_null(f.f_lease_identity);
+	assert_false(f.f_drain);
+	assert_int_equal(f.f_drain_timeout_ms, 240000);
 	flags_free(&f);
 	assert_null(f.f_api_addr);
+}
+
+static void
+test_operations_flags(void **state)
+{
+	char err[FLAGS_ERR_MAX];
+	struct flags f;
+
+	(void)state;
+	assert_int_equal(
+	    PARSE(&f, err, "--leader-elect", "--lease-name", "rp-prod-1",
+	        "--lease-identity", "rp-7d9f-x2k4_0a1b2c3d", "--drain",
+	        "--drain-timeout", "10m"),
+	    0);
+	assert_true(f.f_leader_elect);
+	assert_string_equal(f.f_lease_name, "rp-prod-1");
+	assert_string_equal(f.f_lease_identity, "rp-7d9f-x2k4_0a1b2c3d");
+	assert_true(f.f_drain);
+	assert_int_equal(f.f_drain_timeout_ms, 600000);
+	flags_free(&f);
 }
 
 static void
@@ -274,6 +299,17 @@ test_rejections_name_the_flag(void **state)
 		{ { "--dry-run", "--poll-interval" },
 		    { "--poll-interval", "missing" } },
 		{ { "--dry-run", "stray" }, { "stray" } },
+		{ { "--lease-name", "Runner" }, { "--lease-name", "Runner" } },
+		{ { "--lease-name", "-rp" }, { "--lease-name" } },
+		{ { "--lease-name", "rp.x" }, { "--lease-name", "DNS-1123" } },
+		{ { "--lease-name",
+		      "a123456789012345678901234567890123456789012345678901234"
+		      "567890123" },
+		    { "--lease-name", "63" } },
+		{ { "--lease-identity", "pod a" }, { "--lease-identity" } },
+		{ { "--lease-identity", "" }, { "--lease-identity" } },
+		{ { "--drain-timeout", "soon" }, { "--drain-timeout" } },
+		{ { "--drain", "--dry-run" }, { "--drain", "--dry-run" } },
 		{ { "stray", "--dry-run" }, { "stray" } },
 	};
 	char err[FLAGS_ERR_MAX];
@@ -505,6 +541,7 @@ main(void)
 		cmocka_unit_test(test_api_addr_normalised),
 		cmocka_unit_test(test_rejections_name_the_flag),
 		cmocka_unit_test(test_parse_twice),
+		cmocka_unit_test(test_operations_flags),
 		cmocka_unit_test(test_split_addr),
 		cmocka_unit_test(test_split_addr_host_too_long),
 		cmocka_unit_test(test_usage_lists_flags),

@@ -12,6 +12,7 @@
 
 #include <jansson.h>
 
+#include "conf.h"
 #include "msg.h"
 #include "util.h"
 
@@ -349,8 +350,10 @@ test_header_errors(void **state)
 
 	p[3] = 0;
 	expect("kind 0", decode_demand(p, n), MSG_EKIND);
-	p[3] = 4;
-	expect("kind 4", decode_demand(p, n), MSG_EKIND);
+	p[3] = 6;
+	expect("kind 6", decode_demand(p, n), MSG_EKIND);
+	p[3] = MSG_CONFIG;
+	expect("config kind as demand", decode_demand(p, n), MSG_EKIND);
 	p[3] = 255;
 	expect("kind 255", decode_demand(p, n), MSG_EKIND);
 	p[3] = MSG_HEALTH_QUERY;
@@ -700,6 +703,16 @@ decode_any(const uint8_t *p, size_t n, uint8_t kind)
 		return e;
 	case MSG_HEALTH_QUERY:
 		return msg_health_query_decode(p, n, &h, &q);
+	case MSG_CONFIG: {
+		struct msg_config c;
+
+		return msg_config_decode(p, n, &h, &c);
+	}
+	case MSG_CONFIG_ACK: {
+		struct msg_config_ack ca;
+
+		return msg_config_ack_decode(p, n, &h, &ca);
+	}
 	default:
 		return decode_health(p, n);
 	}
@@ -711,7 +724,9 @@ static void
 test_mutations(void **state)
 {
 	static const char *const names[] = { "demand-ok", "demand-failed-http",
-		"health-query", "health-poller", "health-actuator-starting" };
+		"health-query", "health-poller", "health-actuator-starting",
+		"config-poller", "config-actuator", "config-ack-applied",
+		"config-ack-refused" };
 	uint8_t orig[GOLDEN_MAX], p[GOLDEN_MAX];
 	size_t i, n, len, at;
 	struct msg_hdr h;
@@ -769,13 +784,247 @@ test_random_garbage(void **state)
 		if (round % 2 == 0 && n >= MSG_HDR_LEN) {
 			memcpy(p, "RP", 2);
 			p[2] = MSG_VERSION;
-			p[3] = (uint8_t)rng_range(1, 3);
+			p[3] = (uint8_t)rng_range(1, MSG_KIND_LAST);
 			put_le(p + 4, n, 4);
 		}
-		if (decode_any(p, n, (uint8_t)(round % 3 + 1)) == MSG_OK &&
+		if (decode_any(p, n, (uint8_t)(round % MSG_KIND_LAST + 1)) ==
+		        MSG_OK &&
 		    (n < 2 || memcmp(p, "RP", 2) != 0))
 			fail_msg("garbage accepted in round %d", round);
 	}
+}
+
+static const char poller_conf[] =
+    "{\"resourceClass\":{\"my-org/my-runner\":{\"minReplicas\":3}}}";
+static const char actuator_conf[] = "resourceClass:\n"
+                                    "  \"my-org/my-runner\":\n"
+                                    "    token: \"runner-token\"\n";
+static const char refusal[] =
+    "config.yaml: resource class my-org/x: its cloud-init cannot be built";
+
+static struct msg_config
+config_doc1(uint64_t gen, uint8_t role, const char *name, const char *text)
+{
+	struct msg_config c;
+
+	memset(&c, 0, sizeof(c));
+	c.c_generation = gen;
+	c.c_role = role;
+	c.c_ndocs = 1;
+	c.c_docs[0].cd_kind = CONFIG_DOC_CONFIG;
+	strlcpy_rp(c.c_docs[0].cd_name, name, sizeof(c.c_docs[0].cd_name));
+	c.c_docs[0].cd_text = text;
+	c.c_docs[0].cd_len = strlen(text);
+	return c;
+}
+
+static void
+test_golden_config(void **state)
+{
+	struct msg_config c, got;
+	struct msg_config_ack ack;
+	uint8_t raw[GOLDEN_MAX];
+	struct buf b = { 0 };
+	struct msg_hdr h;
+	size_t n;
+
+	(void)state;
+	c = config_doc1(2, ROLE_POLLER, "/etc/runner-provisioner/config.yaml",
+	    poller_conf);
+	c.c_docs[1].cd_kind = CONFIG_DOC_TOKEN;
+	strlcpy_rp(c.c_docs[1].cd_name, "/etc/runner-provisioner/circle-token",
+	    sizeof(c.c_docs[1].cd_name));
+	c.c_docs[1].cd_text = "circle-token-123";
+	c.c_docs[1].cd_len = 16;
+	c.c_ndocs = 2;
+	msg_config_encode(&c, 15, &b);
+	assert_golden("config-poller", &b);
+	n = golden("config-poller", raw, sizeof(raw));
+	assert_int_equal(msg_config_decode(raw, n, &h, &got), MSG_OK);
+	assert_int_equal(h.h_kind, MSG_CONFIG);
+	assert_int_equal(h.h_seq, 15);
+	assert_true(got.c_generation == 2);
+	assert_int_equal(got.c_role, ROLE_POLLER);
+	assert_int_equal(got.c_ndocs, 2);
+	assert_int_equal(got.c_docs[0].cd_kind, CONFIG_DOC_CONFIG);
+	assert_string_equal(
+	    got.c_docs[0].cd_name, "/etc/runner-provisioner/config.yaml");
+	assert_int_equal(got.c_docs[0].cd_len, strlen(poller_conf));
+	assert_memory_equal(
+	    got.c_docs[0].cd_text, poller_conf, strlen(poller_conf));
+	assert_int_equal(got.c_docs[1].cd_kind, CONFIG_DOC_TOKEN);
+	assert_memory_equal(got.c_docs[1].cd_text, "circle-token-123", 16);
+
+	buf_reset(&b);
+	c = config_doc1(2, ROLE_ACTUATOR, "config.yaml", actuator_conf);
+	msg_config_encode(&c, 16, &b);
+	assert_golden("config-actuator", &b);
+	n = golden("config-actuator", raw, sizeof(raw));
+	assert_int_equal(msg_config_decode(raw, n, &h, &got), MSG_OK);
+	assert_int_equal(got.c_role, ROLE_ACTUATOR);
+	assert_int_equal(got.c_docs[0].cd_len, strlen(actuator_conf));
+
+	buf_reset(&b);
+	memset(&ack, 0, sizeof(ack));
+	ack.ca_generation = 2;
+	ack.ca_role = ROLE_POLLER;
+	ack.ca_applied = true;
+	msg_config_ack_encode(&ack, 17, &b);
+	assert_golden("config-ack-applied", &b);
+	buf_reset(&b);
+	ack.ca_generation = 3;
+	ack.ca_role = ROLE_ACTUATOR;
+	ack.ca_applied = false;
+	strlcpy_rp(ack.ca_error, refusal, sizeof(ack.ca_error));
+	msg_config_ack_encode(&ack, 18, &b);
+	assert_golden("config-ack-refused", &b);
+	n = golden("config-ack-refused", raw, sizeof(raw));
+	memset(&ack, 0, sizeof(ack));
+	assert_int_equal(msg_config_ack_decode(raw, n, &h, &ack), MSG_OK);
+	assert_false(ack.ca_applied);
+	assert_true(ack.ca_generation == 3);
+	assert_string_equal(ack.ca_error, refusal);
+	buf_free(&b);
+}
+
+/* Offsets of the configuration golden messages (tests/golden/README). */
+#define CONF_GEN   16
+#define CONF_ROLE  24
+#define CONF_NDOCS 25
+#define CONF_RSVD  26
+#define DOC0       28
+
+/* Each rule of the layout, broken once on a valid message. */
+static void
+test_config_errors(void **state)
+{
+	uint8_t orig[GOLDEN_MAX], p[GOLDEN_MAX + 64];
+	size_t n, m, doc1;
+	struct msg_config c;
+	struct msg_hdr h;
+	uint16_t nlen;
+
+	(void)state;
+	n = golden("config-poller", orig, sizeof(orig));
+	nlen = (uint16_t)(orig[DOC0 + 2] | orig[DOC0 + 3] << 8);
+	doc1 = DOC0 + 8 + nlen + strlen(poller_conf);
+#define AGAIN()           (memcpy(p, orig, n), m = n)
+#define EXPECT(what, err) expect(what, msg_config_decode(p, m, &h, &c), err)
+	AGAIN();
+	EXPECT("valid", MSG_OK);
+	AGAIN();
+	put_le(p + CONF_GEN, 0, 8);
+	EXPECT("generation 0", MSG_ERANGE);
+	AGAIN();
+	p[CONF_ROLE] = 3;
+	EXPECT("role 3", MSG_ERANGE);
+	AGAIN();
+	/* The token goes to the poller only. */
+	p[CONF_ROLE] = ROLE_ACTUATOR;
+	EXPECT("a token for the actuator", MSG_ERANGE);
+	AGAIN();
+	p[CONF_NDOCS] = 0;
+	EXPECT("no document", MSG_ERANGE);
+	AGAIN();
+	p[CONF_NDOCS] = 4;
+	EXPECT("4 documents", MSG_ERANGE);
+	AGAIN();
+	p[CONF_NDOCS] = 1;
+	EXPECT("a document left over", MSG_ELEN);
+	AGAIN();
+	p[CONF_RSVD] = 1;
+	EXPECT("reserved", MSG_ERANGE);
+	AGAIN();
+	p[doc1 + 1] = 1;
+	EXPECT("document reserved", MSG_ERANGE);
+	AGAIN();
+	/* Secrets go to the actuator only. */
+	p[doc1] = CONFIG_DOC_SECRETS;
+	EXPECT("secrets for the poller", MSG_ERANGE);
+	AGAIN();
+	p[DOC0] = CONFIG_DOC_TOKEN;
+	EXPECT("the configuration not first", MSG_ERANGE);
+	AGAIN();
+	p[doc1] = CONFIG_DOC_CONFIG;
+	EXPECT("a kind twice", MSG_ERANGE);
+	AGAIN();
+	p[DOC0] = 9;
+	EXPECT("unknown kind", MSG_ERANGE);
+	AGAIN();
+	p[DOC0 + 2] = 0;
+	p[DOC0 + 3] = 0;
+	EXPECT("empty name", MSG_ETEXT);
+	AGAIN();
+	p[DOC0 + 8] = '\n';
+	EXPECT("control byte in the name", MSG_ETEXT);
+	AGAIN();
+	p[DOC0 + 8 + nlen + 3] = '\0';
+	EXPECT("NUL in the configuration", MSG_ETEXT);
+	AGAIN();
+	p[m - 3] = ' ';
+	EXPECT("space in the token", MSG_ETEXT);
+	AGAIN();
+	put_le(p + doc1 + 4, 0, 4);
+	put_le(p + 4, m - 16, 4);
+	m -= 16;
+	EXPECT("empty token", MSG_ERANGE);
+	AGAIN();
+	put_le(p + DOC0 + 4, CONF_FILE_MAX + 1, 4);
+	EXPECT("text length past the message", MSG_ELEN);
+	AGAIN();
+	p[m] = 'x';
+	put_le(p + 4, m + 1, 4);
+	m++;
+	EXPECT("trailing byte", MSG_ELEN);
+#undef EXPECT
+}
+
+static void
+test_config_ack_errors(void **state)
+{
+	uint8_t orig[GOLDEN_MAX], p[GOLDEN_MAX + 64];
+	struct msg_config_ack ca;
+	struct msg_hdr h;
+	size_t n, m;
+
+	(void)state;
+	n = golden("config-ack-refused", orig, sizeof(orig));
+#define EXPECT(what, err)                                                     \
+	expect(what, msg_config_ack_decode(p, m, &h, &ca), err)
+	AGAIN();
+	EXPECT("valid", MSG_OK);
+	AGAIN();
+	p[25] = 1;
+	EXPECT("applied with a reason", MSG_ERANGE);
+	AGAIN();
+	p[25] = 3;
+	EXPECT("result 3", MSG_ERANGE);
+	AGAIN();
+	put_le(p + 16, 0, 8);
+	EXPECT("generation 0", MSG_ERANGE);
+	AGAIN();
+	p[30] = 0xc3; /* a cut UTF-8 sequence */
+	p[31] = 'x';
+	EXPECT("not UTF-8", MSG_ETEXT);
+	AGAIN();
+	p[30] = '\0';
+	EXPECT("NUL in the reason", MSG_ETEXT);
+	AGAIN();
+	put_le(p + 26, 0, 2);
+	put_le(p + 4, 28, 4);
+	m = 28;
+	EXPECT("refused without a reason", MSG_ERANGE);
+	AGAIN();
+	put_le(p + 26, n - 28 + 1, 2);
+	EXPECT("reason past the end", MSG_ELEN);
+	n = golden("config-ack-applied", orig, sizeof(orig));
+	AGAIN();
+	EXPECT("applied", MSG_OK);
+	AGAIN();
+	p[24] = 0;
+	EXPECT("role 0", MSG_ERANGE);
+#undef EXPECT
+#undef AGAIN
 }
 
 /* Random valid demands survive encode → decode unchanged. */
@@ -876,6 +1125,9 @@ main(void)
 		cmocka_unit_test(test_query_errors),
 		cmocka_unit_test(test_health_errors),
 		cmocka_unit_test(test_health_length_errors),
+		cmocka_unit_test(test_golden_config),
+		cmocka_unit_test(test_config_errors),
+		cmocka_unit_test(test_config_ack_errors),
 		cmocka_unit_test(test_mutations),
 		cmocka_unit_test(test_random_garbage),
 		cmocka_unit_test(test_demand_round_trip),

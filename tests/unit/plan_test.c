@@ -274,19 +274,156 @@ test_many_stopped_vms_are_batched(void **state)
 	fx_free(f);
 }
 
+/* A class no longer configured (or --drain): empty the pool, delete it once
+ * it owns no VM (or at the drain deadline, leaving its VMs), then the
+ * Secret; done when neither is left. */
+static void
+test_retiring_table(void **state)
+{
+	static const struct {
+		const char *what;
+		enum obj_state secret, pool;
+		long replicas; /* -1: none known */
+		int vms;       /* listed VMs; -1: no fresh list yet */
+		uint32_t status_replicas;
+		bool orphan, busy;
+		enum plan_write want;
+		bool want_orphan, done;
+	} cases[] = {
+		{ "pools not listed yet: wait", OBJ_CURRENT, OBJ_UNKNOWN, -1,
+		    0, 0, false, false, PW_NONE, false, false },
+		{ "scaled to 0 first", OBJ_CURRENT, OBJ_CURRENT, 3, 2, 3,
+		    false, false, PW_SCALE, false, false },
+		{ "an outdated template is no reason to update", OBJ_STALE,
+		    OBJ_STALE, 1, 1, 1, false, false, PW_SCALE, false, false },
+		{ "at 0 with VMs: they leave as their jobs end", OBJ_CURRENT,
+		    OBJ_CURRENT, 0, 2, 2, false, false, PW_NONE, false,
+		    false },
+		{ "at 0, no VM listed but the pool still counts some",
+		    OBJ_CURRENT, OBJ_CURRENT, 0, 0, 1, false, false, PW_NONE,
+		    false, false },
+		{ "at 0, no fresh VM list yet: wait", OBJ_CURRENT, OBJ_CURRENT,
+		    0, -1, 0, false, false, PW_NONE, false, false },
+		{ "empty: delete the pool", OBJ_CURRENT, OBJ_CURRENT, 0, 0, 0,
+		    false, false, PW_POOL_DELETE, false, false },
+		{ "drain deadline: delete it, leave its VMs", OBJ_CURRENT,
+		    OBJ_CURRENT, 0, 2, 2, true, false, PW_POOL_DELETE, true,
+		    false },
+		{ "drain deadline, empty anyway", OBJ_CURRENT, OBJ_CURRENT, 0,
+		    0, 0, true, false, PW_POOL_DELETE, false, false },
+		{ "pool being deleted: wait", OBJ_CURRENT, OBJ_DELETING, 0, 0,
+		    0, false, false, PW_NONE, false, false },
+		{ "pool changed under us: read it", OBJ_CURRENT, OBJ_REREAD, 0,
+		    0, 0, false, false, PW_POOL_GET, false, false },
+		{ "pool gone: the Secret next", OBJ_CURRENT, OBJ_MISSING, -1,
+		    0, 0, false, false, PW_SECRET_DELETE, false, false },
+		{ "Secret not listed yet: read it", OBJ_UNKNOWN, OBJ_MISSING,
+		    -1, 0, 0, false, false, PW_SECRET_GET, false, false },
+		{ "Secret being deleted: wait", OBJ_DELETING, OBJ_MISSING, -1,
+		    0, 0, false, false, PW_NONE, false, false },
+		{ "both gone: done", OBJ_MISSING, OBJ_MISSING, -1, 0, 0, false,
+		    false, PW_NONE, false, true },
+		{ "both gone, an answer still out: not yet", OBJ_MISSING,
+		    OBJ_MISSING, -1, 0, 0, false, true, PW_NONE, false,
+		    false },
+		{ "someone else's objects are not ours to delete", OBJ_FOREIGN,
+		    OBJ_FOREIGN, -1, 0, 0, false, false, PW_NONE, false,
+		    true },
+	};
+	struct act_class *ac;
+	struct plan_input in;
+	struct plan p;
+	struct fx *f;
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < nitems(cases); i++) {
+		f = fx_new();
+		ac = fx_class(f);
+		ac->ac_retiring = true;
+		ac->ac_conf = NULL;
+		ac->ac_demand.cd_have_target = true;
+		set_objects(ac, cases[i].secret, cases[i].pool);
+		ac->ac_kube.ck_have_replicas = cases[i].replicas >= 0;
+		ac->ac_kube.ck_replicas =
+		    cases[i].replicas >= 0 ? (uint32_t)cases[i].replicas : 0;
+		ac->ac_kube.ck_status_replicas = cases[i].status_replicas;
+		ac->ac_kube.ck_busy = cases[i].busy;
+		for (int v = 0; v < cases[i].vms; v++)
+			add_vm(ac, v == 0 ? "r-0" : "r-1", VMS_RUNNING, 0,
+			    true, true);
+		ac->ac_vms.cv_fresh = cases[i].vms >= 0;
+		memset(&in, 0, sizeof(in));
+		in.pi_class = ac;
+		in.pi_now_ms = NOW;
+		in.pi_wall_ms = WALL;
+		in.pi_lists_fresh = true;
+		in.pi_orphan = cases[i].orphan;
+		plan_class(&in, &p);
+		if (p.p_write != cases[i].want ||
+		    (p.p_write == PW_SCALE && p.p_replicas != 0) ||
+		    p.p_orphan != cases[i].want_orphan ||
+		    p.p_done != cases[i].done || p.p_synced || p.p_nvm != 0)
+			fail_msg(
+			    "%s: got %s (replicas %u, orphan %d, done %d, "
+			    "%zu VM requests)",
+			    cases[i].what, plan_write_name(p.p_write),
+			    p.p_replicas, p.p_orphan, p.p_done, p.p_nvm);
+		fx_free(f);
+	}
+}
+
+/* A retiring pool's stopped VMs: not before the pool is at 0 (deleted
+ * sooner, the pool would replace them), then reclaimed as usual. */
+static void
+test_retiring_reclaims_at_zero(void **state)
+{
+	struct fx *f = fx_new();
+	struct act_class *ac = fx_class(f);
+	struct plan p;
+
+	(void)state;
+	ac->ac_retiring = true;
+	ac->ac_conf = NULL;
+	ac->ac_demand.cd_have_target = true;
+	set_objects(ac, OBJ_CURRENT, OBJ_CURRENT);
+	add_vm(ac, "s-0", VMS_STOPPED, 0, true, false);
+	add_vm(ac, "r-1", VMS_RUNNING, 0, true, true);
+	ac->ac_vms.cv_fresh = true;
+	ac->ac_kube.ck_have_replicas = true;
+	ac->ac_kube.ck_replicas = 2;
+	p = fx_plan_at(f, NOW, WALL);
+	assert_int_equal(p.p_write, PW_SCALE);
+	assert_int_equal(p.p_nvm, 0);
+	ac->ac_kube.ck_replicas = 0;
+	p = fx_plan_at(f, NOW, WALL);
+	assert_int_equal(p.p_write, PW_NONE);
+	assert_int_equal(p.p_nvm, 1);
+	assert_int_equal(ops_on(&p, "s-0", PV_DELETE), 1);
+	assert_int_equal(ops_on(&p, "r-1", PV_DELETE), 0);
+	fx_free(f);
+}
+
 static void
 test_names(void **state)
 {
 	int w;
 
 	(void)state;
-	for (w = PW_NONE; w <= PW_SCALE; w++)
+	for (w = PW_NONE; w <= PW_SECRET_DELETE; w++)
 		assert_string_not_equal(
 		    plan_write_name((enum plan_write)w), "?");
 	assert_int_equal(plan_write_verb(PW_SCALE), KV_POOL_SCALE);
 	assert_int_equal(plan_write_verb(PW_SECRET_UPDATE), KV_SECRET_UPDATE);
 	assert_true(plan_write_is_secret(PW_SECRET_GET));
 	assert_false(plan_write_is_secret(PW_POOL_GET));
+	assert_int_equal(plan_write_verb(PW_POOL_DELETE), KV_POOL_DELETE);
+	assert_int_equal(plan_write_verb(PW_SECRET_DELETE), KV_SECRET_DELETE);
+	assert_true(plan_write_is_secret(PW_SECRET_DELETE));
+	/* A standby may send only these. */
+	for (w = PW_NONE; w <= PW_SECRET_DELETE; w++)
+		assert_int_equal(plan_write_is_read((enum plan_write)w),
+		    w == PW_SECRET_GET || w == PW_POOL_GET);
 }
 
 int
@@ -298,6 +435,8 @@ main(void)
 		cmocka_unit_test(test_vms_in_every_state),
 		cmocka_unit_test(test_boot_loop_reclaims_one_per_period),
 		cmocka_unit_test(test_many_stopped_vms_are_batched),
+		cmocka_unit_test(test_retiring_table),
+		cmocka_unit_test(test_retiring_reclaims_at_zero),
 		cmocka_unit_test(test_names),
 	};
 

@@ -40,6 +40,16 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/part-of: runner-provisioner
 {{- end }}
 
+{{- define "runner-provisioner.drainLabels" -}}
+helm.sh/chart: {{ include "runner-provisioner.chart" . }}
+app.kubernetes.io/name: {{ include "runner-provisioner.name" . }}-drain
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: drain
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: runner-provisioner
+{{- end }}
+
 {{/*
 <repository>@<digest> when a digest is set, else <repository>:<tag> with the
 tag defaulting to the chart's appVersion.
@@ -51,6 +61,14 @@ tag defaulting to the chart's appVersion.
 {{- else }}
 {{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}
 {{- end }}
+{{- end }}
+
+{{/*
+True (non-empty) when the pods run --leader-elect: several replicas, or the
+uninstall Job, which fences a running replica off by taking its Lease.
+*/}}
+{{- define "runner-provisioner.leaderElect" -}}
+{{- if or (gt (int .Values.replicaCount) 1) .Values.drain.enabled }}true{{ end }}
 {{- end }}
 
 {{- define "runner-provisioner.serviceAccountName" -}}
@@ -125,6 +143,25 @@ see that Secret's data, so a change to it needs a manual rollout restart.
 {{- else -}}
 {{- $data | sha256sum -}}
 {{- end -}}
+{{- end }}
+
+{{/*
+The drain Job's activeDeadlineSeconds: drain.timeout in seconds (a Go
+duration of h, m, s and ms parts), plus room for the lease fence (10 s) and
+the deletes after the deadline (60 s), rounded up.
+*/}}
+{{- define "runner-provisioner.drainDeadline" -}}
+{{- $s := 0.0 }}
+{{- range regexFindAll "[0-9.]+(ms|h|m|s|us|µs|μs|ns)" .Values.drain.timeout -1 }}
+{{- $n := float64 (regexFind "^[0-9.]+" .) }}
+{{- $u := regexReplaceAll "^[0-9.]+" . "" }}
+{{- if eq $u "h" }}{{ $s = addf $s (mulf $n 3600) }}
+{{- else if eq $u "m" }}{{ $s = addf $s (mulf $n 60) }}
+{{- else if eq $u "s" }}{{ $s = addf $s $n }}
+{{- else if eq $u "ms" }}{{ $s = addf $s (divf $n 1000) }}
+{{- end }}
+{{- end }}
+{{- add (ceil $s | int64) 120 }}
 {{- end }}
 
 {{/*
