@@ -5,10 +5,12 @@ With the daemon working against both simulators, each child's
 /proc/PID/status (every thread's) shows NoNewPrivs 1 and Seccomp 2 (a
 filter), its core file limit is 0 (the supervisor's too), and its "confined" log
 line says what
-Landlock lets it read: the poller its token and CA only, never the
-configuration or anything Kubernetes; the actuator its Kubernetes
+Landlock lets it read: the poller its CA only (its token comes on a pipe),
+never the configuration or anything Kubernetes; the actuator its Kubernetes
 credentials only, never the CircleCI token.  A child restarted after
-kill -9 is confined again.  (tests/unit/confine_test.c judges the same
+kill -9 is confined again, starting from the configuration saved in the run
+directory, and a configuration change reaches both confined children over
+their sockets.  (tests/unit/confine_test.c judges the same
 rules from inside a confined process: what it can open, write, execute.)
 """
 
@@ -77,12 +79,13 @@ class ConfinementTest(KubeTestCase):
         self.assertEqual(core[4:6], ["0", "0"])
         readable = {c: self.confined_line(p, c, pid)
                     for c, pid in pids.items()}
-        # The poller: its token file (beside other test files, so the file
-        # alone) and the CA it checks CircleCI with; nothing else of the
-        # test directory.
+        # The poller: the CA it checks CircleCI with; nothing else of the
+        # test directory, not even the token file (the supervisor hands
+        # it the token on a pipe, and a rotated one over its socket).
         mine = [r for r in readable["poller"] if r.startswith(tdir)]
-        self.assertEqual(sorted(mine), sorted(
-            [self.tdir.join("circle-token"), self.tdir.pki["ca"]]))
+        self.assertEqual(mine, [self.tdir.pki["ca"]])
+        self.assertIn("--circle-token-fd",
+                      harness.proc_cmdline(pids["poller"]))
         # The actuator: the directory of its kubeconfig's files (token,
         # the only thing in it besides the kubeconfig) and the CA.
         mine = [r for r in readable["actuator"] if r.startswith(tdir)]
@@ -92,13 +95,26 @@ class ConfinementTest(KubeTestCase):
         for r in readable["poller"] + readable["actuator"]:
             self.assertNotIn(r, (p.config, os.path.dirname(p.config)))
 
-        # Restarted, confined again.
+        # Restarted, confined again: from the configuration saved in the
+        # run directory, with the token on a pipe, and the configuration
+        # socket working once confined (a change reaches it).
         mark = p.mark()
         harness.signal_pid(pids["poller"], signal.SIGKILL)
         new = p.wait_child("poller", since=mark, other_than=pids["poller"])
-        self.confined_line(p, "poller", new)
+        self.assertEqual(self.confined_line(p, "poller", new),
+                         readable["poller"])
         self.assert_confined(new, "poller")
+        argv = harness.proc_cmdline(new)
+        last = len(argv) - 1 - argv[::-1].index("--config")  # it wins
+        self.assertEqual(argv[last + 1],
+                         os.path.join(p.run_dir, "poller-config.yaml"))
         p.wait_ready(timeout=60)
+        mark = p.mark()
+        self.write_config({CLS: {"minReplicas": 2}})
+        for c in harness.CHILDREN:
+            p.wait_log(since=mark, proc="supervisor", child=c,
+                       msg="configuration applied", generation=2)
+        self.wait_pool(p, kube, pool_name(CLS), 2)
         self.assertEqual(
             [e for e in p.lines() if e.get("msg", "").startswith(
                 "blocked a system call")], [])

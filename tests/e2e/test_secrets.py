@@ -6,9 +6,9 @@ through healthy polling and failures (500, 401, 429 and malformed answers,
 some of whose bodies echo the API token back, as a misbehaving proxy might)
 while /ready, /metrics and /live are probed over and over: neither token
 appears in any log line, metric or probe body, nor on any process's command
-line, nor in any process's environment (a CIRCLE_TOKEN given to the
-supervisor reaches the poller on a pipe and is wiped from the supervisor's
-own environment).
+line, nor in any process's environment (the poller gets its token on a
+pipe, from a file or from a CIRCLE_TOKEN given to the supervisor, which is
+wiped from the supervisor's own environment).
 """
 
 import os
@@ -74,18 +74,21 @@ class SecretsTest(harness.E2ETestCase):
             for s in self.secrets():
                 self.assertNotIn(s.encode(), env, name)
                 self.assertNotIn(s[:len(s) // 2].encode(), env, name)
-        if via == "env":
-            self.assertIn(["--circle-token-fd", "3"],
-                          [harness.proc_cmdline(pids["poller"])[-2:]])
+        # Wherever the supervisor took the token from, the poller gets
+        # the one it runs on a pipe.
+        argv = harness.proc_cmdline(pids["poller"])
+        self.assertIn("--circle-token-fd", argv)
+        self.assertEqual(argv[argv.index("--circle-token-fd") + 1], "3")
 
     def check_memory(self, p, via):
-        """What a core dump would show: the supervisor only validated the
-        runner tokens and dropped them (and the API token, unless it must
-        hand it to each new poller); the poller never keeps runner tokens,
-        the actuator never sees the API token."""
+        """What a core dump would show (none is written: every process is
+        not dumpable): the supervisor holds the configuration it delivers
+        (runner tokens included) and the API token it hands to each new
+        poller; the poller never keeps runner tokens, the actuator never
+        sees the API token."""
         pids = {"supervisor": p.pid}
         pids.update({c: p.child_pid(c) for c in harness.CHILDREN})
-        holds = {"supervisor": [self.api_token] if via == "env" else [],
+        holds = {"supervisor": self.secrets(),
                  "poller": [self.api_token],
                  "actuator": list(self.runner_tokens.values())}
         for name, pid in pids.items():
