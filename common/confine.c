@@ -175,7 +175,13 @@ static const struct confine_syscall common_syscalls[] = {
 	CONFINE_ANY("prctl", "sanitizer: leak check, ptracer (any option)"),
 	CONFINE_ANY("sigaltstack", "sanitizer: its signal stack"),
 	CONFINE_ANY("getdents64", "sanitizer: /proc/self/task"),
+	CONFINE_ANY("getdents",
+	    "sanitizer: /proc/PID/task (the leak check's "
+	    "helper)"),
 	CONFINE_ANY("readlink", "sanitizer: /proc/self/exe"),
+	CONFINE_ANY("open",
+	    "sanitizer: the leak check's helper opens /proc/PID/task "
+	    "with open, not openat"),
 	CONFINE_ANY("kill", "sanitizer: leak check"),
 	CONFINE_ANY("pread64", "sanitizer: symbolizer reads binaries"),
 	CONFINE_ANY("getppid", "sanitizer: leak check"),

@@ -15,6 +15,7 @@ rules from inside a confined process: what it can open, write, execute.)
 """
 
 import os
+import re
 import signal
 import sys
 
@@ -118,6 +119,15 @@ class ConfinementTest(KubeTestCase):
         self.assertEqual(
             [e for e in p.lines() if e.get("msg", "").startswith(
                 "blocked a system call")], [])
+        # Confined to the end: both stop on SIGTERM by themselves (in a
+        # sanitizer build, after the leak check, which runs under the
+        # same filter), not killed at the grace deadline.
+        self.assertEqual(p.stop()[0], 0)
+        for c in harness.CHILDREN:
+            self.assertEqual(
+                [e["msg"] for e in p.lines(proc="supervisor", msg=re.compile(
+                    "^the %s stopped" % c))],
+                ["the %s stopped: exited with status 0" % c])
 
 
 if __name__ == "__main__":
