@@ -656,6 +656,7 @@ act_run(struct actuator *a)
 	}
 	a->a_next_tick_ms =
 	    a->a_role->r_start_ms + a->a_flags->f_poll_interval_ms;
+	act_lock(a);
 	a->a_drain_deadline_ms =
 	    a->a_role->r_start_ms + a->a_flags->f_drain_timeout_ms;
 	memset(&cm, 0, sizeof(cm));

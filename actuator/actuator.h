@@ -194,6 +194,12 @@ void observe_write(struct actuator *, struct act_class *, enum plan_write,
 void observe_vm_op(struct actuator *, struct act_class *, enum plan_vm_op,
     const char *vm, const struct kube_reply *, uint64_t now);
 
+/* confine.c */
+/* Adds what the actuator may read after start-up: its credentials. */
+void act_paths(const struct kube_creds *, struct confine_paths *);
+/* Installs its system call allow-list (role_lock). */
+void act_lock(struct actuator *);
+
 /* exec.c */
 /* Opens or closes the write gate for this turn (the Lease), and sends the
  * lease requests and lists that are due. */

@@ -15,7 +15,7 @@ b64_encode(struct buf *out, const void *data, size_t len)
 
 	EVP_EncodeBlock(enc, data, (int)len);
 	buf_append(out, enc, n);
-	free(enc);
+	free_wipe(enc, n + 1);
 }
 
 int
@@ -31,7 +31,7 @@ b64_decode(struct buf *out, const char *s)
 			clean[n++] = (unsigned char)s[i];
 	clean[n] = '\0';
 	if (n % 4 != 0) {
-		free(clean);
+		free_wipe(clean, n + 1);
 		return -1;
 	}
 	if (n > 0 && clean[n - 1] == '=')
@@ -47,12 +47,12 @@ b64_decode(struct buf *out, const char *s)
 		}
 	dec = xmalloc(n / 4 * 3 + 1);
 	len = EVP_DecodeBlock(dec, clean, (int)n);
-	free(clean);
+	free_wipe(clean, n + 1);
 	if (len < 0 || (size_t)len < pad) {
-		free(dec);
+		free_wipe(dec, n / 4 * 3 + 1);
 		return -1;
 	}
 	buf_append(out, dec, (size_t)len - pad);
-	free(dec);
+	free_wipe(dec, n / 4 * 3 + 1);
 	return 0;
 }

@@ -46,6 +46,9 @@ kube_new(struct kube_creds *kc, CURLM *multi, struct metrics *m)
 
 	k->k_creds = kc;
 	k->k_multi = multi;
+	curl_multi_setopt(
+	    multi, CURLMOPT_MAX_HOST_CONNECTIONS, (long)KUBE_HOST_CONNS);
+	curl_multi_setopt(multi, CURLMOPT_MAXCONNECTS, (long)KUBE_HOST_CONNS);
 	k->k_m_requests =
 	    metrics_family(m, METRIC_COUNTER, "kube_requests_total",
 	        "Kubernetes API requests by verb, resource and HTTP status "
@@ -63,7 +66,9 @@ call_free(struct kube_call *c)
 	free(c->kc_method);
 	free(c->kc_url);
 	free(c->kc_content_type);
-	free(c->kc_body);
+	/* Secret bodies carry the user data, runner token included. */
+	if (c->kc_body != NULL)
+		free_wipe(c->kc_body, strlen(c->kc_body));
 	c->kc_method = c->kc_url = c->kc_content_type = c->kc_body = NULL;
 }
 

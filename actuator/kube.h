@@ -21,8 +21,14 @@ struct kube;
 /* Completion: runs once per request, in the caller's loop. */
 typedef void (*kube_cb)(void *arg, const struct kube_reply *);
 
-#define KUBE_TIMEOUT_MS        30000
-#define KUBE_IDLE_CALLS        8
+#define KUBE_TIMEOUT_MS 30000
+#define KUBE_IDLE_CALLS 8
+/* Connections to the API server: more requests wait their turn inside
+ * libcurl.  A thousand classes' first sync is thousands of requests; as
+ * many TLS handshakes at once would keep the actuator busy for seconds
+ * (unable to answer its health survey) and press on the API server's
+ * limits. */
+#define KUBE_HOST_CONNS        16
 #define KUBE_IDLE_BODY_MAX     (64 * 1024)
 #define KUBE_BODY_MAX          (32 * 1024 * 1024)
 #define KUBE_CONTENT_JSON      "application/json"

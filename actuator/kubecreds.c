@@ -12,6 +12,7 @@
 #include "base64.h"
 #include "kubecreds.h"
 #include "log.h"
+#include "token.h"
 #include "util.h"
 #include "yaml2json.h"
 
@@ -170,11 +171,13 @@ token_wipe(char *t)
 	free(t);
 }
 
-/* Makes t (taken) the token in use. */
+/* Makes t (taken) the token in use.  It replaces the old one in the
+ * redaction list, which would otherwise grow by one every rotation, and
+ * the old one is wiped. */
 static void
 token_set(struct kube_creds *kc, char *t)
 {
-	log_secret_add(t);
+	log_secret_replace(kc->kc_token, t);
 	token_wipe(kc->kc_token);
 	kc->kc_token = t;
 }
@@ -302,7 +305,8 @@ parse_kubeconfig(struct kube_creds *kc, struct kc_parse *kp, json_t *root)
 	snprintf(what, sizeof(what), "user \"%s\"", user_name);
 	if ((tok = str_field(user, "token")) != NULL && tok[0] != '\0') {
 		t = xstrdup(tok);
-		log_secret_add(t);
+		/* Registered for redaction by token_set (the messages below
+		 * never quote it). */
 		if ((bad = token_check(t)) != NULL) {
 			token_wipe(t);
 			return kp_fail(kp, "%s: the token %s", what, bad);
@@ -365,6 +369,7 @@ load_kubeconfig(
 	rv = parse_kubeconfig(kc, &kp, y2j_doc_root(doc));
 	y2j_doc_free(doc);
 	kc->kc_source = xasprintf("kubeconfig %s", path);
+	kc->kc_kubeconfig = xstrdup(path);
 	return rv;
 }
 
@@ -526,10 +531,12 @@ wipe(struct buf *b)
 void
 kube_creds_free(struct kube_creds *kc)
 {
+	log_secret_remove(kc->kc_token);
 	token_wipe(kc->kc_token);
 	free(kc->kc_server);
 	free(kc->kc_namespace);
 	free(kc->kc_source);
+	free(kc->kc_kubeconfig);
 	free(kc->kc_token_file);
 	free(kc->kc_ca_file);
 	free(kc->kc_cert_file);

@@ -24,6 +24,7 @@ struct kube_creds {
 	char *kc_server;     /* https://host:port, no trailing '/' */
 	char *kc_namespace;  /* the namespace to manage */
 	char *kc_source;     /* "in-cluster" or "kubeconfig PATH" */
+	char *kc_kubeconfig; /* its path, or NULL in-cluster */
 	char *kc_token;      /* current bearer token, or NULL */
 	char *kc_token_file; /* re-read when set */
 	uint64_t kc_token_read_ms;

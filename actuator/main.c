@@ -6,15 +6,18 @@
 #include <unistd.h>
 
 #include "actuator.h"
+#include "http.h"
 #include "log.h"
 #include "role.h"
 #include "util.h"
+#include "wipe.h"
 
 int
 main(int argc, char **argv)
 {
 	char err[CONF_ERR_MAX];
 	struct log_line ll;
+	struct confine_paths paths = { 0 };
 	struct actuator a;
 	struct role r;
 	int rv = EXIT_PERMFAIL;
@@ -44,8 +47,12 @@ main(int argc, char **argv)
 		log_error("%s", err);
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_error("curl_global_init failed");
+	if (!a.a_flags->f_dry_run)
+		act_paths(&a.a_creds, &paths);
+	role_open(&r, &paths);
+	confine_paths_free(&paths);
+	wipe_stack();
+	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;
 		goto out;
 	}

@@ -16,7 +16,7 @@ buf_reserve(struct buf *b, size_t extra)
 	cap = b->b_cap ? b->b_cap : 256;
 	while (cap < need)
 		cap *= 2;
-	b->b_data = xrealloc(b->b_data, cap, 1);
+	b->b_data = xrealloc_wipe(b->b_data, b->b_cap, cap);
 	b->b_cap = cap;
 }
 
@@ -57,15 +57,15 @@ buf_printf(struct buf *b, const char *fmt, ...)
 void
 buf_reset(struct buf *b)
 {
-	b->b_len = 0;
 	if (b->b_data != NULL)
-		b->b_data[0] = '\0';
+		explicit_bzero(b->b_data, b->b_len);
+	b->b_len = 0;
 }
 
 void
 buf_free(struct buf *b)
 {
-	free(b->b_data);
+	free_wipe(b->b_data, b->b_len);
 	b->b_data = NULL;
 	b->b_len = b->b_cap = 0;
 }

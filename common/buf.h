@@ -1,4 +1,6 @@
-/* A growable byte buffer, always NUL-terminated. */
+/* A growable byte buffer, always NUL-terminated.  Bodies and documents
+ * that pass through one may hold tokens: growing, resetting and freeing
+ * wipe what they drop. */
 #ifndef RP_BUF_H
 #define RP_BUF_H
 

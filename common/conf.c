@@ -23,7 +23,6 @@
 #include "util.h"
 #include "yaml2json.h"
 
-#define CLASS_NAME_MAX 253
 #define PATH_LEN_MAX   1024 /* runner directories, mount points */
 #define SERIAL_MAX     20   /* virtio-blk serials */
 #define NAME_LEN_MAX   63   /* schedule names */
@@ -459,8 +458,9 @@ shape_problem(const char *name, char *buf, size_t size)
 
 	if (len == 0)
 		return "is empty";
-	if (len > CLASS_NAME_MAX) {
-		snprintf(buf, size, "is longer than %d bytes", CLASS_NAME_MAX);
+	if (len > CONF_CLASS_NAME_MAX) {
+		snprintf(
+		    buf, size, "is longer than %d bytes", CONF_CLASS_NAME_MAX);
 		return buf;
 	}
 	if ((slash = strchr(name, '/')) == NULL)

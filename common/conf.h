@@ -26,7 +26,10 @@
 #define CONF_MIN_REPLICAS_DEFAULT 3
 #define CONF_MAX_REPLICAS_DEFAULT 10
 #define CONF_REPLICAS_LIMIT       10000 /* sanity bound on maxReplicas */
+/* The documented limits (README, Limits): proto/msg.h sizes its messages
+ * from them. */
 #define CONF_CLASSES_LIMIT        1000
+#define CONF_CLASS_NAME_MAX       253 /* bytes, as the chart's schema */
 #define CONF_FILE_MAX             (4 * 1024 * 1024)
 #define CONF_ERR_MAX              512
 #define CONF_USERDATA_MAX         (256 * 1024)

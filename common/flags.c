@@ -13,6 +13,7 @@ enum {
 	OPT_CONFIG = 256,
 	OPT_SECRETS,
 	OPT_TOKEN_FILE,
+	OPT_TOKEN_FD,
 	OPT_API_ADDR,
 	OPT_CA_FILE,
 	OPT_NAMESPACE,
@@ -43,6 +44,7 @@ static const struct option long_opts[] = {
 	{ "config", required_argument, NULL, OPT_CONFIG },
 	{ "secrets", required_argument, NULL, OPT_SECRETS },
 	{ "circle-token-file", required_argument, NULL, OPT_TOKEN_FILE },
+	{ "circle-token-fd", required_argument, NULL, OPT_TOKEN_FD },
 	{ "circleci-api-addr", required_argument, NULL, OPT_API_ADDR },
 	{ "circleci-ca-file", required_argument, NULL, OPT_CA_FILE },
 	{ "namespace", required_argument, NULL, OPT_NAMESPACE },
@@ -102,6 +104,10 @@ flags_usage(FILE *fp, const char *prog)
 	    "  --circle-token-file PATH   CircleCI API token, used when "
 	    "CIRCLE_TOKEN is unset\n"
 	    "                             (default %s)\n"
+	    "  --circle-token-fd FD       read the CircleCI API token from "
+	    "this open descriptor\n"
+	    "                             instead (how the supervisor hands "
+	    "CIRCLE_TOKEN on)\n"
 	    "  --circleci-api-addr URL    CircleCI runner API address "
 	    "(default %s)\n"
 	    "  --circleci-ca-file PATH    CA bundle for the CircleCI "
@@ -326,6 +332,7 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 	f->f_config = FLAGS_DEFAULT_CONFIG;
 	f->f_secrets = FLAGS_DEFAULT_SECRETS;
 	f->f_circle_token_file = FLAGS_DEFAULT_TOKEN_FILE;
+	f->f_circle_token_fd = -1;
 	f->f_api_addr = xstrdup(FLAGS_DEFAULT_API_ADDR);
 	f->f_poll_interval_ms = FLAGS_DEFAULT_POLL_MS;
 	f->f_shutdown_grace_ms = FLAGS_DEFAULT_GRACE_MS;
@@ -371,6 +378,22 @@ parse(struct flags *f, int argc, char **argv, char *err, size_t errlen)
 		case OPT_TOKEN_FILE:
 			f->f_circle_token_file = optarg;
 			break;
+		case OPT_TOKEN_FD: {
+			char *end;
+			long fd;
+			errno = 0;
+			fd = strtol(optarg, &end, 10);
+			if (optarg[0] == '\0' || *end != '\0' || errno != 0 ||
+			    fd < 0 || fd > 1024) {
+				snprintf(err, errlen,
+				    "--circle-token-fd: \"%s\" is not a file "
+				    "descriptor number",
+				    optarg);
+				return -1;
+			}
+			f->f_circle_token_fd = (int)fd;
+			break;
+		}
 		case OPT_API_ADDR:
 			if (parse_api_addr(f, optarg, err, errlen) == -1)
 				return -1;

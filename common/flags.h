@@ -41,6 +41,7 @@ struct flags {
 	const char *f_secrets; /* NULL: none (--secrets '') */
 	bool f_secrets_set;    /* given: the file must exist */
 	const char *f_circle_token_file;
+	int f_circle_token_fd;          /* -1: none */
 	char *f_api_addr;               /* owned; trailing '/' removed */
 	const char *f_circleci_ca_file; /* NULL: system CAs */
 	const char *f_namespace;        /* NULL: in-cluster, else default */

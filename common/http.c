@@ -10,6 +10,29 @@
 
 #define RETRY_AFTER_MAX_S 3600
 
+int
+http_global_init(void)
+{
+	CURLcode rc;
+
+	if ((rc = curl_global_init(CURL_GLOBAL_DEFAULT)) != CURLE_OK) {
+		log_error("curl_global_init: %s", curl_easy_strerror(rc));
+		return -1;
+	}
+	return 0;
+}
+
+void
+http_headers_free(struct curl_slist *h)
+{
+	struct curl_slist *p;
+
+	for (p = h; p != NULL; p = p->next)
+		if (p->data != NULL)
+			explicit_bzero(p->data, strlen(p->data));
+	curl_slist_free_all(h);
+}
+
 static size_t
 on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
@@ -110,9 +133,10 @@ http_xfer_reset(struct http_xfer *x)
 	x->x_retry_after[0] = '\0';
 	x->x_errbuf[0] = '\0';
 	x->x_duration_us = 0;
-	curl_slist_free_all(x->x_headers);
+	http_headers_free(x->x_headers);
 	x->x_headers = NULL;
-	free(x->x_req_body);
+	if (x->x_req_body != NULL)
+		free_wipe(x->x_req_body, strlen(x->x_req_body));
 	x->x_req_body = NULL;
 }
 
@@ -206,19 +230,18 @@ void
 http_xfer_describe(const struct http_xfer *x, char *out, size_t size)
 {
 	if (x->x_too_big)
-		snprintf(out, size, "response body larger than %zu bytes",
+		log_redactf(out, size, "response body larger than %zu bytes",
 		    x->x_max_body);
 	else if (x->x_result == CURLE_OPERATION_TIMEDOUT)
-		snprintf(out, size, "timeout after %llu ms (%s)",
+		log_redactf(out, size, "timeout after %llu ms (%s)",
 		    (unsigned long long)(x->x_duration_us / 1000),
 		    x->x_errbuf[0] ? x->x_errbuf : "no answer");
 	else if (x->x_result != CURLE_OK)
-		snprintf(out, size, "%s",
+		log_redactf(out, size, "%s",
 		    x->x_errbuf[0] ? x->x_errbuf
 		                   : curl_easy_strerror(x->x_result));
 	else
-		snprintf(out, size, "HTTP %ld", x->x_status);
-	log_redact(out, size);
+		log_redactf(out, size, "HTTP %ld", x->x_status);
 }
 
 void

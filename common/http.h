@@ -37,12 +37,16 @@ struct http_xfer {
 	char x_errbuf[CURL_ERROR_SIZE];
 	uint64_t x_start_us;
 	uint64_t x_duration_us;
-	struct curl_slist *x_headers; /* owned, per request */
-	char *x_req_body;             /* owned, per request */
+	struct curl_slist *x_headers; /* owned, per request; wiped */
+	char *x_req_body;             /* owned, per request; wiped */
 	http_header_fn *x_on_header;  /* NULL: none */
 };
 
 /* http.c */
+/* curl_global_init.  0, or -1 (logged). */
+int http_global_init(void);
+/* Wipes every header (they carry tokens) and frees the list. */
+void http_headers_free(struct curl_slist *);
 /* Creates the easy handle with our defaults (TLS verification on, HTTPS
  * only, timeouts, keep-alive).  owner is stored for completions. */
 void http_xfer_init(

@@ -14,11 +14,13 @@
 #define LINE_RESERVE 32
 #define LINE_BODY    (LOG_LINE_MAX - LINE_RESERVE)
 
+struct secret;
+
 static const char *log_proc = "runner-provisioner";
 static enum log_level log_min = LOG_LVL_INFO;
 static int log_fd = STDERR_FILENO;
-static char **log_secrets;
-static size_t log_nsecrets;
+static struct secret *log_secrets;
+static size_t log_nsecrets, log_secrets_cap, log_secret_maxlen;
 
 static const char *const level_names[] = {
 	[LOG_LVL_DEBUG] = "debug",
@@ -76,24 +78,101 @@ log_level_name(enum log_level level)
 	return level_names[level];
 }
 
+/* A registered secret.  Owners that add the same value share one entry;
+ * the last log_secret_remove() wipes it. */
+struct secret {
+	char *s_text;
+	size_t s_len;
+	unsigned int s_refs;
+};
+
+static struct secret *
+secret_find(const char *s, size_t len)
+{
+	size_t i;
+
+	for (i = 0; i < log_nsecrets; i++)
+		if (log_secrets[i].s_len == len &&
+		    memcmp(log_secrets[i].s_text, s, len) == 0)
+			return &log_secrets[i];
+	return NULL;
+}
+
+static void
+secret_maxlen_update(void)
+{
+	size_t i;
+
+	log_secret_maxlen = 0;
+	for (i = 0; i < log_nsecrets; i++)
+		if (log_secrets[i].s_len > log_secret_maxlen)
+			log_secret_maxlen = log_secrets[i].s_len;
+}
+
 void
 log_secret_add(const char *secret)
 {
-	char **n;
-	size_t i;
+	struct secret *n;
+	size_t len;
 
-	if (secret == NULL || strlen(secret) < SECRET_MIN_LEN)
+	if (secret == NULL || (len = strlen(secret)) < SECRET_MIN_LEN)
 		return;
-	for (i = 0; i < log_nsecrets; i++)
-		if (strcmp(log_secrets[i], secret) == 0)
-			return;
-	n = realloc(log_secrets, (log_nsecrets + 1) * sizeof(*n));
-	if (n == NULL)
+	if (len > LOG_SECRET_MAX)
+		abort(); /* callers bound what they read (TOKEN_MAX etc.) */
+	if ((n = secret_find(secret, len)) != NULL) {
+		n->s_refs++;
+		return;
+	}
+	if (log_nsecrets == log_secrets_cap) {
+		log_secrets_cap = log_secrets_cap ? 2 * log_secrets_cap : 8;
+		n = calloc(log_secrets_cap, sizeof(*n));
+		if (n == NULL)
+			abort();
+		if (log_nsecrets > 0) {
+			memcpy(n, log_secrets, log_nsecrets * sizeof(*n));
+			explicit_bzero(log_secrets, log_nsecrets * sizeof(*n));
+		}
+		free(log_secrets);
+		log_secrets = n;
+	}
+	n = &log_secrets[log_nsecrets];
+	if ((n->s_text = strdup(secret)) == NULL)
 		abort();
-	log_secrets = n;
-	if ((log_secrets[log_nsecrets] = strdup(secret)) == NULL)
-		abort();
+	n->s_len = len;
+	n->s_refs = 1;
 	log_nsecrets++;
+	if (len > log_secret_maxlen)
+		log_secret_maxlen = len;
+}
+
+void
+log_secret_remove(const char *secret)
+{
+	struct secret *n;
+
+	if (secret == NULL ||
+	    (n = secret_find(secret, strlen(secret))) == NULL ||
+	    --n->s_refs > 0)
+		return;
+	explicit_bzero(n->s_text, n->s_len);
+	free(n->s_text);
+	*n = log_secrets[--log_nsecrets];
+	memset(&log_secrets[log_nsecrets], 0, sizeof(*n));
+	secret_maxlen_update();
+}
+
+void
+log_secret_replace(const char *old, const char *secret)
+{
+	/* Add first: when old and new are equal the entry survives. */
+	log_secret_add(secret);
+	log_secret_remove(old);
+}
+
+size_t
+log_secret_count(void)
+{
+	return log_nsecrets;
 }
 
 void
@@ -102,36 +181,156 @@ log_secrets_clear(void)
 	size_t i;
 
 	for (i = 0; i < log_nsecrets; i++) {
-		explicit_bzero(log_secrets[i], strlen(log_secrets[i]));
-		free(log_secrets[i]);
+		explicit_bzero(log_secrets[i].s_text, log_secrets[i].s_len);
+		free(log_secrets[i].s_text);
 	}
 	free(log_secrets);
 	log_secrets = NULL;
-	log_nsecrets = 0;
+	log_nsecrets = log_secrets_cap = log_secret_maxlen = 0;
+}
+
+/*
+ * Redaction runs on the whole text before anything is cut, so a secret that
+ * crosses the cut is hidden as a whole, never shown up to the boundary.
+ * Only the first `limit` bytes of s can reach the output, so secrets are
+ * looked for in those plus the longest secret's length: a secret that
+ * starts before the cut is always found whole.  Covered bytes are marked
+ * in a bitmap; each run of them becomes one [REDACTED].
+ */
+#define REDACT_WINDOW (LOG_LINE_MAX + LOG_SECRET_MAX)
+
+static size_t
+redact_window(const char *s, size_t n, size_t limit, char *out, size_t outsize)
+{
+	uint8_t marks[REDACT_WINDOW / 8 + 1];
+	size_t i, j, slen, w, o = 0, rlen = sizeof(REDACTED) - 1;
+	const char *p, *q;
+	bool any = false;
+
+	if (limit > LOG_LINE_MAX)
+		limit = LOG_LINE_MAX;
+	if (limit > n)
+		limit = n;
+	w = n < limit + log_secret_maxlen ? n : limit + log_secret_maxlen;
+	memset(marks, 0, (w + 7) / 8);
+	for (i = 0; i < log_nsecrets; i++) {
+		slen = log_secrets[i].s_len;
+		for (p = s; (size_t)(p - s) + slen <= w; p = q + 1) {
+			q = memmem(p, w - (size_t)(p - s),
+			    log_secrets[i].s_text, slen);
+			if (q == NULL)
+				break;
+			for (j = (size_t)(q - s); j < (size_t)(q - s) + slen;
+			     j++)
+				marks[j / 8] |= (uint8_t)(1u << (j % 8));
+			any = true;
+		}
+	}
+	for (j = 0; j < limit && o + 1 < outsize;) {
+		if (!any || !(marks[j / 8] & (1u << (j % 8)))) {
+			out[o++] = s[j++];
+			continue;
+		}
+		if (o + rlen + 1 > outsize)
+			break;
+		memcpy(out + o, REDACTED, rlen);
+		o += rlen;
+		while (j < w && (marks[j / 8] & (1u << (j % 8))))
+			j++;
+	}
+	out[o] = '\0';
+	return o;
 }
 
 void
 log_redact(char *buf, size_t size)
 {
-	size_t i, len, slen, rlen = strlen(REDACTED);
-	char *p;
+	char tmp[LOG_LINE_MAX];
+	size_t n = strlen(buf);
 
-	for (i = 0; i < log_nsecrets; i++) {
-		slen = strlen(log_secrets[i]);
-		p = buf;
-		while ((p = strstr(p, log_secrets[i])) != NULL) {
-			len = strlen(p);
-			if ((size_t)(p - buf) + rlen + (len - slen) >= size) {
-				/* No room to grow: blank it out instead. */
-				memset(p, '*', slen);
-				p += slen;
-				continue;
-			}
-			memmove(p + rlen, p + slen, len - slen + 1);
-			memcpy(p, REDACTED, rlen);
-			p += rlen;
-		}
+	if (log_nsecrets == 0 || n == 0)
+		return;
+	redact_window(buf, n, n, tmp, size < sizeof(tmp) ? size : sizeof(tmp));
+	memcpy(buf, tmp, strlen(tmp) + 1);
+	explicit_bzero(tmp, sizeof(tmp));
+}
+
+void
+log_redact_copy(char *out, size_t size, const char *src, size_t n)
+{
+	if (size == 0)
+		return;
+	if (log_nsecrets == 0) {
+		if (n >= size)
+			n = size - 1;
+		memcpy(out, src, n);
+		out[n] = '\0';
+		return;
 	}
+	redact_window(src, n, size - 1, out, size);
+}
+
+void
+log_redactf(char *out, size_t size, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	log_vredactf(out, size, fmt, ap);
+	va_end(ap);
+}
+
+/*
+ * Formats the whole text: into stackbuf when it fits, else into a heap
+ * buffer of its exact size (glibc's vasprintf grows through copies it frees
+ * unwiped, so it is not used).  NULL when out of memory.  The caller wipes
+ * the result (and frees it when it is not stackbuf).
+ */
+static char *__attribute__((format(printf, 4, 0))) format_all(
+    char *stackbuf, size_t size, size_t *lenp, const char *fmt, va_list ap)
+{
+	va_list aq;
+	char *text;
+	int n;
+
+	va_copy(aq, ap);
+	n = vsnprintf(stackbuf, size, fmt, aq);
+	va_end(aq);
+	if (n < 0)
+		return NULL;
+	*lenp = (size_t)n;
+	if ((size_t)n < size)
+		return stackbuf;
+	explicit_bzero(stackbuf, size);
+	if ((text = malloc((size_t)n + 1)) == NULL)
+		return NULL;
+	vsnprintf(text, (size_t)n + 1, fmt, ap);
+	return text;
+}
+
+static void
+format_done(char *text, char *stackbuf, size_t size, size_t len)
+{
+	if (text == NULL)
+		return;
+	explicit_bzero(text, text == stackbuf ? size : len);
+	if (text != stackbuf)
+		free(text);
+}
+
+void
+log_vredactf(char *out, size_t size, const char *fmt, va_list ap)
+{
+	char stackbuf[LOG_LINE_MAX], *text;
+	size_t n = 0;
+
+	if ((text = format_all(stackbuf, sizeof(stackbuf), &n, fmt, ap)) ==
+	    NULL) {
+		log_redact_copy(out, size, "(out of memory)", 15);
+		return;
+	}
+	log_redact_copy(out, size, text, n);
+	format_done(text, stackbuf, sizeof(stackbuf), n);
 }
 
 /* Bytes a field may still use.  A string cut at the limit has its closing
@@ -293,20 +492,20 @@ put_string_field(
 {
 	char tmp[LOG_LINE_MAX];
 
-	if (len >= sizeof(tmp))
-		len = sizeof(tmp) - 1;
-	memcpy(tmp, val, len);
-	tmp[len] = '\0';
-	if (log_nsecrets > 0) {
-		log_redact(tmp, sizeof(tmp));
-		len = strlen(tmp);
-	}
 	if (!field_fits(ll, key, 2))
 		return;
+	if (log_nsecrets > 0) {
+		/* Redacted whole, then cut: nothing longer fits a line. */
+		len =
+		    redact_window(val, len, sizeof(tmp) - 1, tmp, sizeof(tmp));
+		val = tmp;
+	}
 	put_key(ll, key);
 	put(ll, "\"", 1);
-	put_escaped(ll, tmp, len);
+	put_escaped(ll, val, len);
 	put(ll, "\"", 1);
+	if (val == tmp)
+		explicit_bzero(tmp, len);
 }
 
 void
@@ -415,18 +614,20 @@ log_raw(struct log_line *ll, const char *key, const char *json)
 		return;
 	len = strlen(json);
 	if (len >= sizeof(tmp)) {
+		/* Cutting would break the JSON: the field is left out. */
 		ll->ll_truncated = true;
 		return;
 	}
-	memcpy(tmp, json, len + 1);
 	if (log_nsecrets > 0) {
-		log_redact(tmp, sizeof(tmp));
-		len = strlen(tmp);
+		len = redact_window(json, len, len, tmp, sizeof(tmp));
+		json = tmp;
 	}
-	if (!field_fits(ll, key, len))
-		return;
-	put_key(ll, key);
-	put(ll, tmp, len);
+	if (field_fits(ll, key, len)) {
+		put_key(ll, key);
+		put(ll, json, len);
+	}
+	if (json == tmp)
+		explicit_bzero(tmp, len);
 }
 
 void
@@ -450,16 +651,20 @@ log_end(struct log_line *ll)
 static void __attribute__((format(printf, 3, 0)))
 vlog_msg(enum log_level level, const char *err, const char *fmt, va_list ap)
 {
+	char stackbuf[LOG_LINE_MAX], *msg;
 	struct log_line ll;
-	char msg[LOG_LINE_MAX / 2];
+	size_t n = 0;
 
 	if (!log_enabled(level))
 		return;
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	log_begin(&ll, level, msg);
+	/* The whole message, so that redaction sees it before any cut. */
+	msg = format_all(stackbuf, sizeof(stackbuf), &n, fmt, ap);
+	log_begin(&ll, level,
+	    msg != NULL ? msg : "(log message lost: out of memory)");
 	if (err != NULL)
 		log_str(&ll, "error", err);
 	log_end(&ll);
+	format_done(msg, stackbuf, sizeof(stackbuf), n);
 }
 
 #define LOG_VARIANT(name, level, with_errno)                                  \

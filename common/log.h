@@ -36,8 +36,20 @@ void log_set_level(enum log_level min);
 bool log_enabled(enum log_level);
 int log_level_parse(const char *, enum log_level *);
 const char *log_level_name(enum log_level);
-/* Copies secret; lines never contain it afterwards.  Short values ignored. */
+/* The longest secret the logger takes (KUBE_TOKEN_MAX); longer aborts. */
+#define LOG_SECRET_MAX (64 * 1024)
+
+/* Copies secret; lines never contain it afterwards.  Values shorter than
+ * 4 bytes are ignored.  Adding a value already registered counts a
+ * reference. */
 void log_secret_add(const char *secret);
+/* Drops one reference; the last one wipes the copy.  Unknown: no-op. */
+void log_secret_remove(const char *secret);
+/* For a credential that rotates: registers secret, then drops old (may be
+ * NULL), so the list holds each credential once however often it turns. */
+void log_secret_replace(const char *old, const char *secret);
+size_t log_secret_count(void);
+/* Wipes and drops every secret. */
 void log_secrets_clear(void);
 /* Redirects output (tests); -1 restores stderr. */
 void log_set_fd(int fd);
@@ -62,8 +74,20 @@ void log_error(const char *, ...) __attribute__((format(printf, 1, 2)));
 void fatal(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 void fatalx(const char *, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/*
+ * For code that builds error text.  Redaction always sees the whole text
+ * before it is cut to fit, so no part of a secret survives a cut; output
+ * is at most LOG_LINE_MAX - 1 bytes.
+ */
 /* Replaces every registered secret in buf (NUL-terminated, edited in place,
- * never grows past size).  Exposed for code that builds error text. */
+ * never grows past size). */
 void log_redact(char *buf, size_t size);
+/* Writes src[0..n) redacted into out (NUL-terminated, cut to size). */
+void log_redact_copy(char *out, size_t size, const char *src, size_t n);
+/* snprintf, redacted before the cut. */
+void log_redactf(char *out, size_t size, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void log_vredactf(char *out, size_t size, const char *fmt, va_list ap)
+    __attribute__((format(printf, 3, 0)));
 
 #endif

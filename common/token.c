@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "token.h"
@@ -19,9 +20,9 @@ token_valid(const char *t)
 	return 0;
 }
 
-/* Checks t (taken) and registers it; NULL (t wiped) with err. */
+/* Checks t (taken) and registers it for redaction; NULL on a problem. */
 static char *
-token_checked(char *t, const char *source, char *err, size_t errlen)
+token_accept(char *t, const char *source, char *err, size_t errlen)
 {
 	if (t[0] == '\0') {
 		snprintf(err, errlen, "%s: the CircleCI API token is empty",
@@ -55,7 +56,7 @@ token_parse(
 	}
 	t = xstrndup(text, len);
 	rstrip(t);
-	return token_checked(t, source, err, errlen);
+	return token_accept(t, source, err, errlen);
 }
 
 char *
@@ -87,7 +88,41 @@ token_load(const char *path, const char **source, char *err, size_t errlen)
 		}
 		rstrip(t);
 	}
-	return token_checked(t, *source, err, errlen);
+	return token_accept(t, *source, err, errlen);
+}
+
+char *
+token_load_fd(int fd, const char **source, char *err, size_t errlen)
+{
+	char *t;
+
+	*source = "--circle-token-fd";
+	if ((t = read_fd(fd, TOKEN_MAX, NULL)) == NULL) {
+		if (errno == EFBIG)
+			snprintf(err, errlen,
+			    "--circle-token-fd %d: the CircleCI API token is "
+			    "longer than %d bytes",
+			    fd, TOKEN_MAX);
+		else
+			snprintf(err, errlen, "--circle-token-fd %d: %s", fd,
+			    strerror(errno));
+		return NULL;
+	}
+	rstrip(t);
+	return token_accept(t, *source, err, errlen);
+}
+
+void
+token_env_scrub(void)
+{
+	char *env = getenv("CIRCLE_TOKEN");
+
+	if (env == NULL)
+		return;
+	/* The variable lives in the process's initial stack, which
+	 * /proc/PID/environ shows: wipe it, not just unset it. */
+	explicit_bzero(env, strlen(env));
+	unsetenv("CIRCLE_TOKEN");
 }
 
 void

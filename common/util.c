@@ -45,6 +45,28 @@ xrealloc(void *old, size_t nmemb, size_t size)
 	return p;
 }
 
+void *
+xrealloc_wipe(void *old, size_t oldsize, size_t newsize)
+{
+	void *p = xmalloc(newsize);
+
+	if (old != NULL) {
+		memcpy(p, old, oldsize < newsize ? oldsize : newsize);
+		explicit_bzero(old, oldsize);
+		free(old);
+	}
+	return p;
+}
+
+void
+free_wipe(void *p, size_t size)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, size);
+	free(p);
+}
+
 char *
 xstrdup(const char *s)
 {
@@ -203,13 +225,67 @@ rstrip(char *s)
 	return s;
 }
 
+/* Reads fd to its end into a new buffer of at least hint bytes (grown as
+ * needed, up to max); closes fd. */
+static char *
+read_all(int fd, size_t hint, size_t max, size_t *lenp)
+{
+	size_t len = 0, cap = hint > 0 && hint < max ? hint : 4096, n;
+	ssize_t r;
+	char *buf;
+	int saved;
+
+	buf = xmalloc(cap + 1);
+	for (;;) {
+		if (len == cap) {
+			if (cap >= max) {
+				/* Exactly max bytes is fine: look for EOF. */
+				char extra;
+				do
+					r = read(fd, &extra, 1);
+				while (r == -1 && errno == EINTR);
+				if (r == 0)
+					break;
+				saved = r == -1 ? errno : EFBIG;
+				free_wipe(buf, cap + 1);
+				close(fd);
+				errno = saved;
+				return NULL;
+			}
+			n = cap * 2 > max ? max : cap * 2;
+			buf = xrealloc_wipe(buf, cap + 1, n + 1);
+			cap = n;
+		}
+		r = read(fd, buf + len, cap - len);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			saved = errno;
+			free_wipe(buf, cap + 1);
+			close(fd);
+			errno = saved;
+			return NULL;
+		}
+		if (r == 0)
+			break;
+		len += (size_t)r;
+	}
+	close(fd);
+	if (len > max) {
+		free_wipe(buf, cap + 1);
+		errno = EFBIG;
+		return NULL;
+	}
+	buf[len] = '\0';
+	if (lenp != NULL)
+		*lenp = len;
+	return buf;
+}
+
 char *
 read_file(const char *path, size_t max, size_t *lenp)
 {
 	struct stat st;
-	size_t len = 0, cap;
-	ssize_t r;
-	char *buf;
 	int fd, saved;
 
 	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
@@ -225,52 +301,14 @@ read_file(const char *path, size_t max, size_t *lenp)
 		errno = EISDIR;
 		return NULL;
 	}
-	cap = st.st_size > 0 && (size_t)st.st_size < max ? (size_t)st.st_size
-	                                                 : 4096;
-	buf = xmalloc(cap + 1);
-	for (;;) {
-		if (len == cap) {
-			if (cap >= max) {
-				/* Exactly max bytes is fine: look for EOF. */
-				char extra;
-				do
-					r = read(fd, &extra, 1);
-				while (r == -1 && errno == EINTR);
-				if (r == 0)
-					break;
-				saved = r == -1 ? errno : EFBIG;
-				free(buf);
-				close(fd);
-				errno = saved;
-				return NULL;
-			}
-			cap = cap * 2 > max ? max : cap * 2;
-			buf = xrealloc(buf, cap + 1, 1);
-		}
-		r = read(fd, buf + len, cap - len);
-		if (r == -1 && errno == EINTR)
-			continue;
-		if (r == -1) {
-			saved = errno;
-			free(buf);
-			close(fd);
-			errno = saved;
-			return NULL;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-	}
-	close(fd);
-	if (len > max) {
-		free(buf);
-		errno = EFBIG;
-		return NULL;
-	}
-	buf[len] = '\0';
-	if (lenp != NULL)
-		*lenp = len;
-	return buf;
+	return read_all(
+	    fd, st.st_size > 0 ? (size_t)st.st_size : 0, max, lenp);
+}
+
+char *
+read_fd(int fd, size_t max, size_t *lenp)
+{
+	return read_all(fd, 0, max, lenp);
 }
 
 void

@@ -17,6 +17,10 @@
 void *xmalloc(size_t);
 void *xcalloc(size_t, size_t);
 void *xrealloc(void *, size_t, size_t);
+/* For memory that may hold a secret: the old block is wiped before it is
+ * freed (realloc would leave it as it was).  free_wipe(NULL, n): no-op. */
+void *xrealloc_wipe(void *old, size_t oldsize, size_t newsize);
+void free_wipe(void *, size_t size);
 char *xstrdup(const char *);
 char *xstrndup(const char *, size_t);
 /* Returns a newly allocated string; caller frees. */
@@ -40,8 +44,11 @@ size_t utf8_copy(char *dst, const char *src, size_t size);
 /* Removes trailing whitespace in place; returns s. */
 char *rstrip(char *s);
 /* Reads a whole file (at most max bytes) into a new NUL-terminated buffer.
- * Returns NULL with errno set (EFBIG when larger than max). */
+ * Returns NULL with errno set (EFBIG when larger than max).  Every copy it
+ * drops on the way is wiped (it reads tokens and configuration). */
 char *read_file(const char *path, size_t max, size_t *lenp);
+/* The same from an open descriptor, read to its end and closed. */
+char *read_fd(int fd, size_t max, size_t *lenp);
 
 /* A small xorshift generator; seeded per process. */
 void rng_seed(uint64_t);

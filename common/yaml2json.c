@@ -212,7 +212,8 @@ ynode_free(struct ynode *n)
 			ynode_free(n->yn_kids[i]);
 	free(n->yn_kids);
 	free(n->yn_tag);
-	free(n->yn_text);
+	if (n->yn_text != NULL)
+		free_wipe(n->yn_text, n->yn_len);
 	free(n);
 }
 
@@ -396,6 +397,20 @@ on_event(struct builder *b, const yaml_event_t *ev)
 	return attach(b, n, anchor);
 }
 
+/* libyaml's input copies (raw bytes and decoded characters) hold the
+ * whole document; its structures are public, so wipe them before it frees
+ * them.  (Scalars grown inside the scanner are copies it frees itself.) */
+static void
+parser_wipe(yaml_parser_t *p)
+{
+	if (p->raw_buffer.start != NULL)
+		explicit_bzero(p->raw_buffer.start,
+		    (size_t)(p->raw_buffer.end - p->raw_buffer.start));
+	if (p->buffer.start != NULL)
+		explicit_bzero(p->buffer.start,
+		    (size_t)(p->buffer.end - p->buffer.start));
+}
+
 static int
 build(struct builder *b)
 {
@@ -418,10 +433,15 @@ build(struct builder *b)
 		}
 		done = ev.type == YAML_STREAM_END_EVENT;
 		rv = on_event(b, &ev);
+		/* Scalars may be tokens: libyaml frees without wiping. */
+		if (ev.type == YAML_SCALAR_EVENT)
+			explicit_bzero(
+			    ev.data.scalar.value, ev.data.scalar.length);
 		yaml_event_delete(&ev);
 		if (rv == -1)
 			break;
 	}
+	parser_wipe(&parser);
 	yaml_parser_delete(&parser);
 	if (rv == 0 && b->b_ndocs == 0) {
 		set_err(b->b_err, (struct y2j_mark){ 1, 1 }, NULL,

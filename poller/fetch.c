@@ -155,7 +155,7 @@ fetch_free(struct poller *p)
 	}
 	curl_multi_cleanup(p->p_multi);
 	p->p_multi = NULL;
-	curl_slist_free_all(p->p_headers);
+	http_headers_free(p->p_headers);
 	p->p_headers = NULL;
 }
 

@@ -4,11 +4,13 @@
  */
 #include <string.h>
 
+#include "http.h"
 #include "log.h"
 #include "poller.h"
 #include "role.h"
 #include "token.h"
 #include "util.h"
+#include "wipe.h"
 
 int
 main(int argc, char **argv)
@@ -16,6 +18,7 @@ main(int argc, char **argv)
 	char err[CONF_ERR_MAX];
 	struct log_line ll;
 	struct poller p;
+	struct confine_paths paths = { 0 };
 	struct role r;
 	const char *source;
 	int rv = EXIT_PERMFAIL;
@@ -32,13 +35,22 @@ main(int argc, char **argv)
 	p.p_role = &r;
 	p.p_flags = &r.r_flags;
 	p.p_conf = r.r_conf;
-	if ((p.p_token = token_load(r.r_flags.f_circle_token_file, &source,
-	         err, sizeof(err))) == NULL) {
+	p.p_token = r.r_flags.f_circle_token_fd >= 0
+	    ? token_load_fd(
+	          r.r_flags.f_circle_token_fd, &source, err, sizeof(err))
+	    : token_load(
+	          r.r_flags.f_circle_token_file, &source, err, sizeof(err));
+	if (p.p_token == NULL) {
 		log_error("%s", err);
 		goto out;
 	}
-	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-		log_error("curl_global_init failed");
+	token_env_scrub();
+	poller_paths(
+	    &r.r_flags, source == r.r_flags.f_circle_token_file, &paths);
+	role_open(&r, &paths);
+	confine_paths_free(&paths);
+	wipe_stack();
+	if (http_global_init() == -1) {
 		rv = EXIT_TEMPFAIL;
 		goto out;
 	}

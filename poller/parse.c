@@ -25,9 +25,8 @@ fail(struct fetch_result *r, enum demand_error e, const char *fmt, ...)
 	r->fr_ok = false;
 	r->fr_error = e;
 	va_start(ap, fmt);
-	vsnprintf(r->fr_text, sizeof(r->fr_text), fmt, ap);
+	log_vredactf(r->fr_text, sizeof(r->fr_text), fmt, ap);
 	va_end(ap);
-	log_redact(r->fr_text, sizeof(r->fr_text));
 }
 
 /* CircleCI errors carry {"message": "..."}; quote it when present.  It is
@@ -37,20 +36,11 @@ static void
 error_message(const struct http_xfer *x, char *out, size_t size)
 {
 	json_t *j, *m;
-	size_t len;
-	char *text;
 
 	out[0] = '\0';
 	j = json_loadb(buf_str(&x->x_body), x->x_body.b_len, 0, NULL);
-	if ((m = json_object_get(j, "message")) != NULL && json_is_string(m)) {
-		len = strlen(json_string_value(m));
-		text = xmalloc(2 * len + 16); /* room for "[REDACTED]"s */
-		memcpy(text, json_string_value(m), len + 1);
-		log_redact(text, 2 * len + 16);
-		snprintf(out, size, ": %s", text);
-		explicit_bzero(text, 2 * len + 16);
-		free(text);
-	}
+	if ((m = json_object_get(j, "message")) != NULL && json_is_string(m))
+		log_redactf(out, size, ": %s", json_string_value(m));
 	json_decref(j);
 }
 

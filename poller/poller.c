@@ -875,6 +875,7 @@ poller_run(struct poller *p)
 		return -1;
 	}
 	fetch_init(p);
+	poller_lock(p);
 	p->p_tick_ms = interval / POLL_TICKS;
 	if (p->p_tick_ms < POLL_TICK_MIN_MS)
 		p->p_tick_ms = POLL_TICK_MIN_MS;

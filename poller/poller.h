@@ -234,6 +234,14 @@ int poller_run(struct poller *);
  * start again with the next cycle. */
 void poller_reconfigure(struct poller *, struct conf *, char *token);
 
+/* confine.c */
+/* Adds what the poller may read after start-up: its token file (when the
+ * token comes from one) and --circleci-ca-file. */
+void poller_paths(
+    const struct flags *, bool token_from_file, struct confine_paths *);
+/* Installs its system call allow-list (role_lock). */
+void poller_lock(struct poller *);
+
 /* fetch.c */
 void fetch_init(struct poller *);
 void fetch_free(struct poller *);

@@ -22,13 +22,21 @@
 #include <jansson.h>
 
 #include "buf.h"
+#include "conf.h"
 
 #define MSG_VERSION 1
 #define MSG_HDR_LEN 16
-/* The largest message: a whole configuration (configuration and secrets
- * files, each up to CONF_FILE_MAX) fits with room to spare. */
+/*
+ * The largest message, and every IPC socket's receive limit (nng's own
+ * default, 1 MiB, is too small).  The health answer of the maximal
+ * configuration (CONF_CLASSES_LIMIT classes with CONF_CLASS_NAME_MAX-byte
+ * names, every per-class series set) is about 7 MiB; a whole configuration
+ * (configuration and secrets files, each up to CONF_FILE_MAX, and the
+ * CircleCI token) fits too.  A larger health answer is not sent: the child
+ * answers with a small one saying so (survey.c).
+ */
 #define MSG_MAX          (16 * 1024 * 1024)
-#define MSG_CLASS_MAX    253
+#define MSG_CLASS_MAX    CONF_CLASS_NAME_MAX
 #define MSG_COUNT_MAX    1000000 /* tasks per class, sanity bound */
 #define MSG_DOCS_MAX     3       /* documents in a configuration */
 #define MSG_DOC_NAME_MAX 1024    /* a document's file name */

@@ -14,8 +14,9 @@ typedef void (*survey_fill_fn)(
     void *arg, struct msg_health *h, struct buf *metrics_text);
 
 /* survey.c */
-/* Answers every health query waiting on s.  Malformed queries are logged
- * and dropped.  Returns the number answered. */
+/* Answers the health queries waiting on s with one answer (to the latest;
+ * the respondent has forgotten the others).  Malformed queries are logged
+ * and dropped.  Returns 1 when it answered, else 0. */
 int survey_answer(
     nng_socket s, enum health_role, uint32_t *seq, survey_fill_fn, void *arg);
 

@@ -22,7 +22,7 @@ packages=(
 	gcc make cmake pkg-config clang-format
 	clang libfuzzer-14-dev libclang-rt-14-dev
 	libcurl4-openssl-dev libjansson-dev libyaml-dev libssl-dev libnng-dev
-	libmicrohttpd-dev libcmocka-dev
+	libmicrohttpd-dev libseccomp-dev libcmocka-dev
 	python3 python3-yaml python3-jsonschema
 	prometheus nng-utils cloud-init shellcheck yamllint openssl curl
 	procps util-linux valgrind unzip

@@ -1,4 +1,5 @@
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -15,9 +16,17 @@
 extern char **environ;
 
 /* Each side holds only its own secret: the actuator never sees the
- * CircleCI token, the poller never sees the Kubernetes credentials. */
-static const char *const poller_env_drop[] = { "KUBECONFIG=", NULL };
+ * CircleCI token, the poller never sees the Kubernetes credentials.  No
+ * token travels in an environment (any process of the same user may read
+ * /proc/PID/environ, and everything a child execs inherits it): the poller
+ * gets the CircleCI token the supervisor runs on a pipe (TOKEN_FD), and
+ * later ones in its configuration messages (reload.c). */
+static const char *const poller_env_drop[] = {
+	"KUBECONFIG=", "CIRCLE_TOKEN=", NULL
+};
 static const char *const actuator_env_drop[] = { "CIRCLE_TOKEN=", NULL };
+#define TOKEN_FD     3
+#define TOKEN_FD_ARG "3"
 /* The children link GnuTLS only through libcurl's librtmp and never use
  * it; skipping its implicit initialisation saves ~0.8 MiB each. */
 static char gnutls_no_init[] = "GNUTLS_NO_IMPLICIT_INIT=1";
@@ -44,7 +53,7 @@ int
 child_init(struct supervisor *s, const char *self_dir)
 {
 	static const char *const labels[] = { "child", NULL };
-	struct metric_family *restarts, *up, *loop;
+	struct metric_family *restarts, *up, *loop, *answer;
 	struct child *c;
 	size_t i;
 
@@ -56,6 +65,11 @@ child_init(struct supervisor *s, const char *self_dir)
 	loop =
 	    metrics_family(s->s_metrics, METRIC_GAUGE, "child_crash_looping",
 	        "1 while the child keeps dying and restarts are slowed down.",
+	        labels, NULL, 0);
+	answer =
+	    metrics_family(s->s_metrics, METRIC_GAUGE, "health_answer_bytes",
+	        "Size of the child's last health answer (the IPC limit is "
+	        "16 MiB).",
 	        labels, NULL, 0);
 	s->s_children[0].c_name = "poller";
 	s->s_children[0].c_role = ROLE_POLLER;
@@ -79,6 +93,8 @@ child_init(struct supervisor *s, const char *self_dir)
 		c->c_m_up = metric_series(up, (const char *[]){ c->c_name });
 		c->c_m_crash_loop =
 		    metric_series(loop, (const char *[]){ c->c_name });
+		c->c_m_answer_bytes =
+		    metric_series(answer, (const char *[]){ c->c_name });
 	}
 	return 0;
 }
@@ -106,9 +122,9 @@ child_env(const char *const *drop)
 /* Runs in the forked child of a multi-threaded parent: only
  * async-signal-safe calls until exec (argv and env were built before fork).
  * A clean signal state, death with the parent, no inherited descriptors
- * beyond stdio. */
-static void __attribute__((noreturn))
-child_exec(const char *path, char **argv, char **env, pid_t parent)
+ * beyond stdio and, for the poller, the token pipe on TOKEN_FD. */
+static void __attribute__((noreturn)) child_exec(
+    const char *path, char **argv, char **env, pid_t parent, int token_fd)
 {
 	static const char msg[] = "runner-provisioner: cannot execute child\n";
 	struct sigaction sa;
@@ -123,25 +139,63 @@ child_exec(const char *path, char **argv, char **env, pid_t parent)
 	sigprocmask(SIG_SETMASK, &none, NULL);
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1 || getppid() != parent)
 		_exit(EXIT_TEMPFAIL);
-	closefrom(STDERR_FILENO + 1);
+	if (token_fd != -1) {
+		/* dup2 onto itself would keep close-on-exec. */
+		if (token_fd == TOKEN_FD ? fcntl(TOKEN_FD, F_SETFD, 0) == -1
+		                         : dup2(token_fd, TOKEN_FD) == -1)
+			_exit(EXIT_TEMPFAIL);
+		closefrom(TOKEN_FD + 1);
+	} else
+		closefrom(STDERR_FILENO + 1);
 	execve(path, argv, env);
 	if (write(STDERR_FILENO, msg, sizeof(msg) - 1) == -1)
 		_exit(EXIT_TEMPFAIL);
 	_exit(EXIT_TEMPFAIL);
 }
 
+/* A pipe holding the token, read end returned (close-on-exec; the child
+ * moves it to TOKEN_FD).  A token fits the pipe's buffer, so the write
+ * never blocks.  -1 (logged) on failure. */
+static int
+token_pipe(const char *token)
+{
+	size_t len = strlen(token);
+	int p[2];
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_warn("pipe for the poller's token");
+		return -1;
+	}
+	if (write(p[1], token, len) != (ssize_t)len) {
+		log_warn("writing the poller's token");
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	close(p[1]);
+	return p[0];
+}
+
 void
 child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 {
 	pid_t parent = getpid(), pid;
+	int i, token_fd = -1;
 	char **argv, **env;
-	int i;
 
 	msg_health_clear(&c->c_health);
 	c->c_have_health = false;
 	c->c_last_answer_ms = 0;
 	c->c_killed_unresponsive = false;
 
+	/* The poller gets the CircleCI token the supervisor runs (the one
+	 * it validated last, from the file or CIRCLE_TOKEN) on a pipe. */
+	if (c->c_role == ROLE_POLLER && sup_circle_token(s) != NULL &&
+	    (token_fd = token_pipe(sup_circle_token(s))) == -1) {
+		c->c_state = CHILD_WAITING;
+		c->c_next_start_ms = now + backoff_next(&c->c_backoff);
+		return;
+	}
 	/* The operator's flags, then the supervisor's: the last of a flag
 	 * wins.  A child starts from the configuration the supervisor runs
 	 * (saved in the run dir), never from a file changed since. */
@@ -151,6 +205,10 @@ child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 		argv[i + 1] = s->s_child_argv[i];
 	argv[++i] = "--run-dir";
 	argv[++i] = (char *)(uintptr_t)s->s_run_dir;
+	if (token_fd != -1) {
+		argv[++i] = "--circle-token-fd";
+		argv[++i] = TOKEN_FD_ARG;
+	}
 	if (reload_snapshot(s, c->c_role)[0] != '\0') {
 		argv[++i] = "--config";
 		argv[++i] = (char *)(uintptr_t)reload_snapshot(s, c->c_role);
@@ -174,9 +232,11 @@ child_spawn(struct supervisor *s, struct child *c, uint64_t now)
 	    c->c_role == ROLE_POLLER ? poller_env_drop : actuator_env_drop);
 	pid = fork();
 	if (pid == 0)
-		child_exec(c->c_path, argv, env, parent);
+		child_exec(c->c_path, argv, env, parent, token_fd);
 	free(argv);
 	free(env);
+	if (token_fd != -1)
+		close(token_fd);
 	if (pid == -1) {
 		log_warn("fork for the %s", c->c_name);
 		c->c_state = CHILD_WAITING;

@@ -28,6 +28,12 @@ health_init(struct supervisor *s)
 		s->s_m_rejected[i] = metric_series(
 		    rej, (const char *[]){ msg_err_name((enum msg_err)i) });
 	s->s_m_rejected[0] = metric_series(rej, (const char *[]){ "sender" });
+	s->s_m_survey_window = metric_single(metrics_family(s->s_metrics,
+	    METRIC_GAUGE, "health_survey_window_seconds",
+	    "How late a child's health answer may come; widens while a child "
+	    "answers late (busy or short of CPU).",
+	    NULL, NULL, 0));
+	metric_set(s->s_m_survey_window, SURVEY_TIME_MS / 1000.0);
 	s->s_m_survey_lat = metric_single(metrics_family(s->s_metrics,
 	    METRIC_HISTOGRAM, "health_answer_seconds",
 	    "Time from a health survey to a child's answer.", NULL,
@@ -39,43 +45,107 @@ health_init(struct supervisor *s)
 	return 0;
 }
 
+/* A child started a moment ago and not heard from yet: survey it often,
+ * so its replacement is seen answering quickly.  Not for longer: a survey
+ * every SURVEY_FAST_MS leaves a slow starter no time to answer one. */
 static bool
-child_unanswered(const struct supervisor *s)
+child_unanswered(const struct supervisor *s, uint64_t now)
 {
+	const struct child *c;
 	size_t i;
 
-	for (i = 0; i < nitems(s->s_children); i++)
-		if (s->s_children[i].c_state == CHILD_RUNNING &&
-		    s->s_children[i].c_last_answer_ms == 0)
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state == CHILD_RUNNING && c->c_last_answer_ms == 0 &&
+		    now < c->c_started_ms + SURVEY_FAST_FOR_MS)
 			return true;
+	}
 	return false;
 }
 
 static uint64_t survey_sent_ms;
+static bool survey_fast;
+static uint64_t survey_window_ms = SURVEY_TIME_MS;
+
+/* The time between surveys: the window, and at least SURVEY_INTERVAL_MS. */
+static uint64_t
+survey_interval_ms(void)
+{
+	return survey_window_ms + 100 > SURVEY_INTERVAL_MS
+	    ? survey_window_ms + 100
+	    : SURVEY_INTERVAL_MS;
+}
+
+/* How old an answer may be and still count as fresh. */
+static uint64_t
+fresh_ms(void)
+{
+	uint64_t ms = survey_interval_ms() + survey_window_ms;
+
+	return ms > HEALTH_FRESH_MS ? ms : HEALTH_FRESH_MS;
+}
+
+/* Widens the window when a child missed the last (normal) survey; narrows
+ * it back, a step at a time, when none did.  A child that never answers
+ * is still killed: HEALTH_START_MS after its start, or about HEALTH_KILL_MS
+ * after its last answer. */
+static void
+survey_adapt(struct supervisor *s)
+{
+	uint64_t was = survey_window_ms;
+	const struct child *c;
+	bool late = false;
+	size_t i;
+
+	if (survey_sent_ms == 0 || survey_fast)
+		return;
+	for (i = 0; i < nitems(s->s_children); i++) {
+		c = &s->s_children[i];
+		if (c->c_state == CHILD_RUNNING &&
+		    c->c_started_ms < survey_sent_ms &&
+		    c->c_last_answer_ms < survey_sent_ms)
+			late = true;
+	}
+	if (late)
+		survey_window_ms = 2 * survey_window_ms < SURVEY_TIME_MAX_MS
+		    ? 2 * survey_window_ms
+		    : SURVEY_TIME_MAX_MS;
+	else
+		survey_window_ms = survey_window_ms * 3 / 4 > SURVEY_TIME_MS
+		    ? survey_window_ms * 3 / 4
+		    : SURVEY_TIME_MS;
+	if (survey_window_ms != was)
+		log_debug("health survey window %llu ms (a child answered "
+		          "%s)",
+		    (unsigned long long)survey_window_ms,
+		    late ? "late" : "in time");
+	metric_set(s->s_m_survey_window, (double)survey_window_ms / 1000.0);
+}
 
 void
 health_survey(struct supervisor *s, uint64_t now)
 {
 	struct msg_health_query q = { .q_sent_ms = wall_ms() };
 	struct buf b = { 0 };
-	bool fast;
 
 	if (now < s->s_next_survey_ms)
 		return;
-	fast = child_unanswered(s);
+	survey_adapt(s);
+	survey_fast = child_unanswered(s, now);
 	nng_socket_set_ms(s->s_survey, NNG_OPT_SURVEYOR_SURVEYTIME,
-	    fast ? SURVEY_FAST_MS - 10 : SURVEY_TIME_MS);
+	    survey_fast ? SURVEY_FAST_MS - 10
+	                : (nng_duration)survey_window_ms);
 	msg_health_query_encode(&q, ++s->s_seq, &b);
 	ipc_send(s->s_survey, b.b_data, b.b_len);
 	buf_free(&b);
 	survey_sent_ms = now;
 	s->s_next_survey_ms =
-	    now + (fast ? SURVEY_FAST_MS : SURVEY_INTERVAL_MS);
+	    now + (survey_fast ? SURVEY_FAST_MS : survey_interval_ms());
 }
 
 static void
-store_answer(
-    struct supervisor *s, struct child *c, struct msg_health *h, uint64_t now)
+store_answer(struct supervisor *s, struct child *c, struct msg_health *h,
+    size_t bytes, uint64_t now)
 {
 	struct log_line ll;
 
@@ -90,6 +160,7 @@ store_answer(
 	c->c_health = *h;
 	c->c_have_health = true;
 	c->c_last_answer_ms = now;
+	metric_set(c->c_m_answer_bytes, (double)bytes);
 	metric_observe(
 	    s->s_m_survey_lat, (double)(now - survey_sent_ms) / 1000.0);
 }
@@ -101,12 +172,13 @@ health_receive(struct supervisor *s, uint64_t now)
 	struct msg_hdr hdr;
 	struct child *c;
 	enum msg_err e;
+	size_t len;
 	nng_msg *m;
 	int peer;
 
 	while (ipc_recv(s->s_survey, &m) == 1) {
-		e = msg_health_decode(
-		    nng_msg_body(m), nng_msg_len(m), &hdr, &h);
+		len = nng_msg_len(m);
+		e = msg_health_decode(nng_msg_body(m), len, &hdr, &h);
 		peer = ipc_peer_pid(m);
 		nng_msg_free(m);
 		if (e != MSG_OK) {
@@ -126,8 +198,19 @@ health_receive(struct supervisor *s, uint64_t now)
 			msg_health_clear(&h);
 			continue;
 		}
-		store_answer(s, c, &h, now);
+		store_answer(s, c, &h, len, now);
 	}
+}
+
+uint64_t
+health_kill_deadline(const struct child *c)
+{
+	uint64_t silence = 3 * (survey_interval_ms() + survey_window_ms);
+
+	if (c->c_last_answer_ms == 0)
+		return c->c_started_ms + HEALTH_START_MS;
+	return c->c_last_answer_ms +
+	    (silence > HEALTH_KILL_MS ? silence : HEALTH_KILL_MS);
 }
 
 void
@@ -144,16 +227,16 @@ health_check(struct supervisor *s, uint64_t now)
 		c = &s->s_children[i];
 		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
 			continue;
+		if (now < health_kill_deadline(c))
+			continue;
 		ref = c->c_last_answer_ms ? c->c_last_answer_ms
 		                          : c->c_started_ms;
-		/* A child spawned in this loop pass started after `now`. */
-		if (now <= ref || now - ref < HEALTH_KILL_MS)
-			continue;
 		log_begin(&ll, LOG_LVL_ERROR,
 		    "child stopped answering health surveys; killing it");
 		log_str(&ll, "child", c->c_name);
 		log_int(&ll, "child_pid", c->c_pid);
 		log_uint(&ll, "silent_ms", now - ref);
+		log_bool(&ll, "ever_answered", c->c_last_answer_ms != 0);
 		log_end(&ll);
 		kill(c->c_pid, SIGKILL);
 		c->c_killed_unresponsive = true;
@@ -164,7 +247,7 @@ bool
 health_child_ready(const struct child *c, uint64_t now)
 {
 	return c->c_state == CHILD_RUNNING && c->c_have_health &&
-	    now - c->c_last_answer_ms <= HEALTH_FRESH_MS &&
+	    now - c->c_last_answer_ms <= fresh_ms() &&
 	    c->c_health.hl_state == HEALTH_OK;
 }
 
@@ -193,7 +276,7 @@ child_reason(const struct child *c, uint64_t now)
 		return "not running";
 	if (!c->c_have_health)
 		return "not answering health surveys yet";
-	if (now - c->c_last_answer_ms > HEALTH_FRESH_MS)
+	if (now - c->c_last_answer_ms > fresh_ms())
 		return "stopped answering health surveys";
 	if (c->c_health.hl_state == HEALTH_STARTING)
 		return "no success yet";

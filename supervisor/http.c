@@ -15,22 +15,62 @@
 #include "supervisor.h"
 #include "util.h"
 
-#define HTTP_CONN_LIMIT     32
-#define HTTP_CONN_TIMEOUT_S 10
+/*
+ * A probe must answer however many clients misbehave: the kubelet restarts
+ * the pod when /live does not answer within its timeout (1 s by default).
+ * Each listener therefore
+ *   - takes at most HTTP_CONN_PER_IP connections from one address (more
+ *     are closed at once);
+ *   - gives every connection HTTP_REQUEST_MS to send a request and read
+ *     the answer, counted from when it was accepted or last answered: a
+ *     client that trickles header bytes, or idles, is cut off (libmicro-
+ *     httpd's own timeout counts only silence);
+ *   - holds at most HTTP_CONN_SOFT connections: past that, a new one makes
+ *     room by cutting the one that has waited longest, if that one has had
+ *     HTTP_EVICT_MIN_MS to send its request (a kubelet's comes at once),
+ *     so slow clients from many addresses cannot fill it either
+ *     (libmicrohttpd's own limit is above that, so that it accepts the
+ *     newcomer first);
+ *   - gives each connection HTTP_CONN_MEMORY bytes: requests are small.
+ * /live has a listener of its own by default; all run in the supervisor's
+ * one loop, which a slow client never blocks (sockets are non-blocking).
+ */
+#define HTTP_CONN_PER_IP    8
+#define HTTP_CONN_SOFT      256
+#define HTTP_CONN_LIMIT     384 /* two listeners stay below 1024 fds */
+#define HTTP_EVICT_MIN_MS   500
+#define HTTP_CONN_MEMORY    (16 * 1024)
+#define HTTP_REQUEST_MS     5000
+#define HTTP_CONN_TIMEOUT_S 10 /* libmicrohttpd's: silence */
+#define HTTP_BACKLOG        256
 #define ENDPOINT_READY      0x1 /* /ready and /metrics */
 #define ENDPOINT_LIVE       0x2 /* /live */
+
+/* One client connection, in its endpoint's list, oldest p_since_ms first. */
+struct peer {
+	struct endpoint *p_ep;
+	int p_fd;
+	uint64_t p_since_ms; /* accepted, or last answered */
+	bool p_cut; /* shut down; waiting for libmicrohttpd to close */
+	struct peer *p_prev;
+	struct peer *p_next;
+};
 
 struct endpoint {
 	struct sup_http *e_http;
 	struct MHD_Daemon *e_daemon;
 	int e_serves; /* ENDPOINT_* bits */
 	int e_epoll_fd;
+	struct peer *e_head; /* waited longest */
+	struct peer *e_tail;
+	unsigned int e_npeers;
 };
 
 struct sup_http {
 	struct supervisor *h_sup;
 	struct endpoint h_ep[2];
 	int h_nep;
+	struct metric_series *h_m_cut;
 };
 
 static int
@@ -72,7 +112,7 @@ listen_on(const char *addr, char *where, size_t wherelen)
 			setsockopt(
 			    fd, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off));
 		if (bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 &&
-		    listen(fd, 64) == 0)
+		    listen(fd, HTTP_BACKLOG) == 0)
 			break;
 		rv = errno;
 		close(fd);
@@ -92,7 +132,7 @@ listen_on(const char *addr, char *where, size_t wherelen)
 			    fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 			if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) ==
 			        -1 ||
-			    listen(fd, 64) == -1) {
+			    listen(fd, HTTP_BACKLOG) == -1) {
 				rv = errno;
 				close(fd);
 				fd = -1;
@@ -115,6 +155,97 @@ listen_on(const char *addr, char *where, size_t wherelen)
 		snprintf(where, wherelen, "%s:%u", ip, ntohs(s4->sin_port));
 	}
 	return fd;
+}
+
+static void
+peer_unlink(struct endpoint *ep, struct peer *p)
+{
+	if (p->p_prev != NULL)
+		p->p_prev->p_next = p->p_next;
+	else
+		ep->e_head = p->p_next;
+	if (p->p_next != NULL)
+		p->p_next->p_prev = p->p_prev;
+	else
+		ep->e_tail = p->p_prev;
+	p->p_prev = p->p_next = NULL;
+}
+
+static void
+peer_append(struct endpoint *ep, struct peer *p)
+{
+	p->p_prev = ep->e_tail;
+	p->p_next = NULL;
+	if (ep->e_tail != NULL)
+		ep->e_tail->p_next = p;
+	else
+		ep->e_head = p;
+	ep->e_tail = p;
+}
+
+/* libmicrohttpd closes the connection when it next reads from it. */
+static void
+peer_cut(struct endpoint *ep, struct peer *p)
+{
+	shutdown(p->p_fd, SHUT_RDWR);
+	p->p_cut = true;
+	metric_inc(ep->e_http->h_m_cut, 1);
+	/* Out of the deadline order: it waits only for its close. */
+	peer_unlink(ep, p);
+}
+
+static void
+on_connection(void *cls, struct MHD_Connection *conn, void **socket_ctx,
+    enum MHD_ConnectionNotificationCode what)
+{
+	const union MHD_ConnectionInfo *info;
+	struct endpoint *ep = cls;
+	struct peer *p = *socket_ctx;
+
+	if (what == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (p == NULL)
+			return;
+		if (!p->p_cut)
+			peer_unlink(ep, p);
+		ep->e_npeers--;
+		free(p);
+		*socket_ctx = NULL;
+		return;
+	}
+	info =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	p = xcalloc(1, sizeof(*p));
+	p->p_ep = ep;
+	p->p_fd = info != NULL ? info->connect_fd : -1;
+	p->p_since_ms = now_ms();
+	*socket_ctx = p;
+	ep->e_npeers++;
+	peer_append(ep, p);
+	/* Full: the newcomer takes the place of whoever waited longest (not
+	 * of one that just came: its request may be on its way). */
+	if (ep->e_npeers > HTTP_CONN_SOFT && ep->e_head != p &&
+	    p->p_since_ms - ep->e_head->p_since_ms >= HTTP_EVICT_MIN_MS)
+		peer_cut(ep, ep->e_head);
+}
+
+/* An answer was sent: the connection's clock starts again. */
+static void
+on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+    enum MHD_RequestTerminationCode toe)
+{
+	const union MHD_ConnectionInfo *info;
+	struct endpoint *ep = cls;
+	struct peer *p;
+
+	(void)con_cls;
+	(void)toe;
+	info =
+	    MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (info == NULL || (p = info->socket_context) == NULL || p->p_cut)
+		return;
+	p->p_since_ms = now_ms();
+	peer_unlink(ep, p);
+	peer_append(ep, p);
 }
 
 static enum MHD_Result
@@ -207,8 +338,12 @@ endpoint_start(
 	ep->e_serves = serves;
 	ep->e_daemon = MHD_start_daemon(MHD_USE_EPOLL, 0, NULL, NULL, handle,
 	    ep, MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
-	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_CONNECTION_TIMEOUT,
-	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_END);
+	    (unsigned int)HTTP_CONN_LIMIT, MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned int)HTTP_CONN_PER_IP, MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+	    (size_t)HTTP_CONN_MEMORY, MHD_OPTION_CONNECTION_TIMEOUT,
+	    (unsigned int)HTTP_CONN_TIMEOUT_S, MHD_OPTION_NOTIFY_CONNECTION,
+	    on_connection, ep, MHD_OPTION_NOTIFY_COMPLETED, on_completed, ep,
+	    MHD_OPTION_END);
 	if (ep->e_daemon == NULL) {
 		log_error("cannot start the HTTP server on %s", where);
 		close(fd);
@@ -234,6 +369,11 @@ http_start(struct supervisor *s)
 	const struct flags *f = s->s_flags;
 
 	h->h_sup = s;
+	h->h_m_cut = metric_single(metrics_family(s->s_metrics, METRIC_COUNTER,
+	    "http_connections_cut_total",
+	    "Probe and metrics connections closed for sending a request too "
+	    "slowly, idling, or to make room for a new one.",
+	    NULL, NULL, 0));
 	if (strcmp(f->f_ready_addr, f->f_live_addr) == 0) {
 		if (endpoint_start(h, &h->h_ep[0], f->f_ready_addr,
 		        ENDPOINT_READY | ENDPOINT_LIVE) == -1)
@@ -282,20 +422,33 @@ http_next_deadline(struct sup_http *h, uint64_t now)
 {
 	MHD_UNSIGNED_LONG_LONG t;
 	uint64_t next = UINT64_MAX;
+	struct endpoint *ep;
 	int i;
 
-	for (i = 0; i < h->h_nep; i++)
-		if (MHD_get_timeout(h->h_ep[i].e_daemon, &t) == MHD_YES &&
+	for (i = 0; i < h->h_nep; i++) {
+		ep = &h->h_ep[i];
+		if (MHD_get_timeout(ep->e_daemon, &t) == MHD_YES &&
 		    now + t < next)
 			next = now + t;
+		if (ep->e_head != NULL &&
+		    ep->e_head->p_since_ms + HTTP_REQUEST_MS < next)
+			next = ep->e_head->p_since_ms + HTTP_REQUEST_MS;
+	}
 	return next;
 }
 
 void
 http_run(struct sup_http *h)
 {
+	uint64_t now = now_ms();
+	struct endpoint *ep;
 	int i;
 
-	for (i = 0; i < h->h_nep; i++)
-		MHD_run(h->h_ep[i].e_daemon);
+	for (i = 0; i < h->h_nep; i++) {
+		ep = &h->h_ep[i];
+		MHD_run(ep->e_daemon);
+		while (ep->e_head != NULL &&
+		    now >= ep->e_head->p_since_ms + HTTP_REQUEST_MS)
+			peer_cut(ep, ep->e_head);
+	}
 }

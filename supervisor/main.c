@@ -11,6 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "conf.h"
@@ -20,8 +22,23 @@
 #include "supervisor.h"
 #include "token.h"
 #include "util.h"
+#include "wipe.h"
 
 #define PROG "runner-provisioner"
+
+/* The supervisor may hold the CircleCI token (from CIRCLE_TOKEN, for each
+ * poller it starts): no core file, and no ptrace or /proc/PID/mem for other
+ * processes of the same user.  Children inherit the core limit and set the
+ * rest themselves (confine.c). */
+static void
+no_core(void)
+{
+	struct rlimit none = { 0, 0 };
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == -1 ||
+	    setrlimit(RLIMIT_CORE, &none) == -1)
+		log_warn("cannot disable core dumps");
+}
 
 /* One supervisor per run directory; the lock dies with the process. */
 static int
@@ -57,6 +74,7 @@ drain(int argc, char **argv, const char *dir)
 	int i;
 
 	snprintf(path, sizeof(path), "%s/runner-provisioner-actuator", dir);
+	token_env_scrub(); /* the actuator never sees the CircleCI token */
 	nargv = xcalloc((size_t)argc + 1, sizeof(*nargv));
 	nargv[0] = path;
 	for (i = 1; i < argc; i++)
@@ -82,15 +100,23 @@ self_dir(char *out, size_t size)
 	return 0;
 }
 
-/* Everything that can be wrong before a child starts. */
+/*
+ * Everything that can be wrong before a child starts.  The supervisor only
+ * validates: the runner tokens are dropped at once, and so is the CircleCI
+ * API token from a file (reload.c reads what runs).  A token from
+ * CIRCLE_TOKEN or --circle-token-fd cannot be read again: it is kept in
+ * *handover for each poller start, and the variable is wiped from this
+ * process's environment.
+ */
 static struct conf *
-preflight(const struct flags *f, bool print)
+preflight(const struct flags *f, bool print, char **handover)
 {
 	char err[CONF_ERR_MAX];
 	const char *source;
 	struct conf *conf;
 	char *token, *summary;
 
+	*handover = NULL;
 	if ((conf = conf_load(f->f_config, f->f_secrets,
 	         f->f_secrets_set ? 0 : CONF_SECRETS_OPTIONAL, err,
 	         sizeof(err))) == NULL) {
@@ -104,9 +130,11 @@ preflight(const struct flags *f, bool print)
 		}
 		return NULL;
 	}
-	conf_register_secrets(conf);
-	if ((token = token_load(
-	         f->f_circle_token_file, &source, err, sizeof(err))) == NULL) {
+	conf_drop_tokens(conf);
+	token = f->f_circle_token_fd >= 0
+	    ? token_load_fd(f->f_circle_token_fd, &source, err, sizeof(err))
+	    : token_load(f->f_circle_token_file, &source, err, sizeof(err));
+	if (token == NULL) {
 		if (print)
 			fprintf(stderr, "%s: %s\n", PROG, err);
 		else
@@ -114,7 +142,12 @@ preflight(const struct flags *f, bool print)
 		conf_free(conf);
 		return NULL;
 	}
-	token_free(token);
+	token_env_scrub();
+	if (source == f->f_circle_token_file || print) {
+		log_secret_remove(token);
+		token_free(token);
+	} else
+		*handover = token;
 	if (print) {
 		summary = conf_summary(conf);
 		printf("%s: configuration OK\n", f->f_config);
@@ -141,6 +174,7 @@ main(int argc, char **argv)
 	memset(&s, 0, sizeof(s));
 	s.s_reload.r_inotify = -1;
 	log_init("supervisor", LOG_LVL_INFO);
+	no_core();
 	if (flags_parse(&f, argc, argv, err, sizeof(err)) == -1) {
 		fprintf(stderr, "%s: %s\n", PROG, err);
 		return 2;
@@ -160,12 +194,13 @@ main(int argc, char **argv)
 		goto out;
 	}
 	if (f.f_check_config) {
-		conf = preflight(&f, true);
+		conf = preflight(&f, true, &s.s_circle_token);
 		rv = conf != NULL ? 0 : 1;
 		goto out;
 	}
-	if ((conf = preflight(&f, false)) == NULL)
+	if ((conf = preflight(&f, false, &s.s_circle_token)) == NULL)
 		goto out;
+	wipe_stack();
 	if (ipc_rundir(
 	        f.f_run_dir, rundir, sizeof(rundir), err, sizeof(err)) == -1) {
 		log_error("%s", err);
@@ -217,6 +252,7 @@ out:
 		close(lockfd);
 	reload_free(&s);
 	sup_free(&s);
+	token_free(s.s_circle_token);
 	conf_free(s.s_conf != NULL ? s.s_conf : conf);
 	flags_free(&f);
 	log_secrets_clear();

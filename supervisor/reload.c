@@ -343,13 +343,13 @@ reload_init(struct supervisor *s, char *err, size_t errlen)
 	r->r_config_len = len;
 	r->r_secrets = secrets;
 	r->r_secrets_len = slen;
-	/* A token from CIRCLE_TOKEN cannot change; one from a file can.
+	/* A token from CIRCLE_TOKEN or --circle-token-fd cannot change (the
+	 * preflight kept it; the variable is gone); one from a file can.
 	 * The checks compare the file as read (a final newline included),
 	 * so that is what is remembered. */
 	text = NULL;
 	len = 0;
-	if (getenv("CIRCLE_TOKEN") == NULL ||
-	    getenv("CIRCLE_TOKEN")[0] == '\0') {
+	if (s->s_circle_token == NULL) {
 		if ((text = read_text(s->s_flags->f_circle_token_file,
 		         TOKEN_MAX, &len, err, errlen)) == NULL)
 			return -1;
@@ -405,6 +405,13 @@ int
 reload_fd(const struct supervisor *s)
 {
 	return s->s_reload.r_inotify;
+}
+
+const char *
+sup_circle_token(const struct supervisor *s)
+{
+	return s->s_reload.r_token != NULL ? s->s_reload.r_token
+	                                   : s->s_circle_token;
 }
 
 const char *

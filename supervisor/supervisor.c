@@ -84,10 +84,8 @@ next_deadline(struct supervisor *s, uint64_t now)
 		c = &s->s_children[i];
 		if (c->c_state != CHILD_RUNNING || c->c_killed_unresponsive)
 			continue;
-		ref = c->c_last_answer_ms ? c->c_last_answer_ms
-		                          : c->c_started_ms;
-		if (ref + HEALTH_KILL_MS < next)
-			next = ref + HEALTH_KILL_MS;
+		if ((ref = health_kill_deadline(c)) < next)
+			next = ref;
 	}
 	return next;
 }

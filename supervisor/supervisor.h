@@ -27,14 +27,24 @@
 #define CRASH_LOOP_WINDOW_MS  60000
 #define CRASH_LOOP_DELAY_MS   60000 /* restart pace while crash-looping */
 #define SURVEY_INTERVAL_MS    1000
-#define SURVEY_FAST_MS        100 /* while a child has not answered yet */
-#define SURVEY_TIME_MS        500
-#define HEALTH_FRESH_MS       3000  /* an answer older than this: not ready */
-#define HEALTH_KILL_MS        10000 /* no answer this long: kill the child */
-#define RELOAD_CHECK_MS       10000 /* read the files, events or not */
-#define RELOAD_DEBOUNCE_MS    100   /* after an event, before reading */
-#define RELOAD_RESEND_MS      1000  /* until the child answers */
-#define IDENTITY_MAX          128
+#define SURVEY_FAST_MS        100  /* while a new child has not answered */
+#define SURVEY_FAST_FOR_MS    3000 /* ... for this long after its start */
+/* An answer may come this late: a child with many classes is busy for a
+ * while at a time (parsing a list of all its pools, rendering its answer),
+ * and a new survey makes the answers to the last one void.  While a child
+ * misses surveys (busy, or starved of CPU), the window doubles up to
+ * SURVEY_TIME_MAX_MS, and surveys, freshness and the
+ * kill deadline stretch with it (health.c); it narrows again once every
+ * child answers in time. */
+#define SURVEY_TIME_MS     900
+#define SURVEY_TIME_MAX_MS 2000
+#define HEALTH_FRESH_MS    3000  /* an answer older than this: not ready */
+#define HEALTH_KILL_MS     10000 /* no answer this long: kill the child */
+#define HEALTH_START_MS    30000 /* ... or no first answer this long */
+#define RELOAD_CHECK_MS    10000 /* read the files, events or not */
+#define RELOAD_DEBOUNCE_MS 100   /* after an event, before reading */
+#define RELOAD_RESEND_MS   1000  /* until the child answers */
+#define IDENTITY_MAX       128
 
 enum child_state {
 	CHILD_DOWN,     /* not started, or reaped */
@@ -66,6 +76,7 @@ struct child {
 	struct metric_series *c_m_restarts;
 	struct metric_series *c_m_up;
 	struct metric_series *c_m_crash_loop;
+	struct metric_series *c_m_answer_bytes;
 	/* Its configuration: the generation it runs (it started from the
 	 * saved one, or answered a newer one), and its own socket. */
 	nng_socket c_conf_sock;
@@ -89,7 +100,7 @@ struct sup_reload {
 	/* What runs (accepted): the configuration file's text, the token. */
 	char *r_config;
 	size_t r_config_len;
-	char *r_token;   /* NULL: from CIRCLE_TOKEN, which cannot change */
+	char *r_token;   /* NULL: s_circle_token, which cannot change */
 	char *r_secrets; /* secrets.yaml; NULL: none */
 	size_t r_secrets_len;
 	/* The files as last looked at, accepted or not. */
@@ -116,6 +127,9 @@ struct supervisor {
 	const struct flags *s_flags;
 	struct conf *s_conf; /* the running configuration */
 	const char *s_run_dir;
+	/* From CIRCLE_TOKEN or --circle-token-fd, which cannot change; NULL:
+	 * from the file (s_reload.r_token). */
+	char *s_circle_token;
 	char **s_child_argv; /* shared tail: the original flags */
 	int s_child_argc;
 	struct child s_children[2];
@@ -130,6 +144,7 @@ struct supervisor {
 	struct metrics *s_metrics;
 	struct metric_series *s_m_rejected[MSG_NERR];
 	struct metric_series *s_m_survey_lat;
+	struct metric_series *s_m_survey_window;
 	uint64_t s_start_ms;
 	struct sup_reload s_reload;
 	char s_identity[IDENTITY_MAX + 1]; /* the actuator's, in the Lease */
@@ -158,8 +173,10 @@ const char *child_state_name(enum child_state);
 int health_init(struct supervisor *);
 void health_survey(struct supervisor *, uint64_t now);
 void health_receive(struct supervisor *, uint64_t now);
-/* Kills children that stopped answering. */
+/* Kills children that stopped answering (or never started to). */
 void health_check(struct supervisor *, uint64_t now);
+/* When a running child is killed unless it answers. */
+uint64_t health_kill_deadline(const struct child *);
 bool health_child_ready(const struct child *, uint64_t now);
 bool health_ready(const struct supervisor *, uint64_t now);
 /* The /ready body (a new JSON object). */
@@ -183,6 +200,8 @@ void reload_tick(struct supervisor *, uint64_t now);
 void reload_send(struct supervisor *, uint64_t now);
 void reload_receive(struct supervisor *, struct child *);
 uint64_t reload_deadline(const struct supervisor *);
+/* The CircleCI token a poller starts with: the one running now. */
+const char *sup_circle_token(const struct supervisor *);
 /* The file a child starts from. */
 const char *reload_snapshot(const struct supervisor *, enum health_role);
 /* The actuator's secrets file, "" when it has none. */

@@ -40,6 +40,10 @@ has no benchmark mode):
              busy: --scale-changes more while it is busy)
   recovery   kill -9 of each child -> its replacement answers a health
              survey; supervisor start -> first CircleCI poll request
+  soak       (only when named: --scenarios soak) 100 classes for
+             --soak-minutes (30) under random faults from both simulators
+             and child kills: RSS and descriptor slopes, busy VMs deleted,
+             scale-downs from missing data, crashes (tests/bench/soak.py)
   trace      a bursty working day of jobs (by default its busy morning;
              --trace-profile quiet: a quiet day) replayed at speed through
              both simulators (VMs boot after a delay, claim tasks, run
@@ -86,11 +90,14 @@ elif not os.environ.get("RP_BUILD_DIR"):
 
 sys.path.insert(0, HERE)
 import benchlib as bl  # noqa: E402
+import soak  # noqa: E402
 from benchlib import harness  # noqa: E402
 
 SCHEMA = "rp-bench/1"
 SCENARIOS = ("steady", "floor", "callgrind", "latency", "scale", "recovery",
              "trace")
+# Run only when named: half an hour by default.
+EXTRA_SCENARIOS = ("soak",)
 SCALED_RE = re.compile(r"^scaled (\S+) from (\d+) to (\d+)$")
 # steady, callgrind, latency and trace poll every class at the fast
 # interval, as before the request budget: 100 classes at 1 s (200
@@ -1564,6 +1571,8 @@ def targets(res):
                 best[0], fmt(w.get("p50")), fmt(w.get("p95")),
                 fmt(best[1].get("vm_hours_vs_min0"))),
             met=bool(best[1].get("meets_target"))))
+    if sc.get("soak"):
+        out.extend(soak.targets(sc["soak"]))
     return out
 
 
@@ -1709,6 +1718,8 @@ def table(res):
                 fmt(r.get("vm_hours_vs_min0")),
                 fmt(r["vm_utilisation_pct"]), fmt(r.get("headroom_mean")),
                 "met" if r.get("meets_target") else "-"))
+    if sc.get("soak"):
+        lines.extend(soak.table_lines(sc["soak"]))
     if res["targets"]:
         add("")
         add("DESIGN §11 targets")
@@ -1785,7 +1796,17 @@ def parse_args(argv=None):
     ap.add_argument("--trace-lead-s", type=float, default=75,
                     help="real seconds before the replay starts (warm-up; "
                     "the next whole minute after it with a schedule)")
+    ap.add_argument("--soak-minutes", type=float, default=30)
+    ap.add_argument("--soak-classes", type=int, default=soak.CLASSES)
+    ap.add_argument("--soak-seed", type=int, default=None,
+                    help="default: a new one, printed")
+    ap.add_argument("--soak-sample-s", type=float, default=10,
+                    help="how often RSS and descriptors are sampled")
+    ap.add_argument("--soak-warmup-s", type=float, default=180,
+                    help="left out of each process lifetime's slope")
     a = ap.parse_args(argv)
+    if a.soak_seed is None:
+        a.soak_seed = random.randrange(1 << 30)
     if a.smoke:
         a.classes = "1"
         a.warmup, a.window = 1.0, 3.0
@@ -1812,9 +1833,9 @@ def parse_args(argv=None):
     a.scale_flags = a.scale_flags.split()
     a.scenario_list = [s for s in a.scenarios.split(",") if s]
     for s in a.scenario_list:
-        if s not in SCENARIOS:
+        if s not in SCENARIOS + EXTRA_SCENARIOS:
             ap.error("unknown scenario %r (known: %s)" % (
-                s, ", ".join(SCENARIOS)))
+                s, ", ".join(SCENARIOS + EXTRA_SCENARIOS)))
     return a
 
 
@@ -1843,7 +1864,8 @@ def main(argv=None):
     fns = {"steady": scenario_steady, "floor": scenario_floor,
            "callgrind": scenario_callgrind,
            "latency": scenario_latency, "scale": scenario_scale,
-           "recovery": scenario_recovery, "trace": scenario_trace}
+           "recovery": scenario_recovery, "trace": scenario_trace,
+           "soak": soak.scenario_soak}
     for s in a.scenario_list:
         ts = time.time()
         try:

@@ -49,6 +49,9 @@ RBAC_DEF = SRC / "actuator" / "kube_rbac.def"
 RELEASE = "runner-provisioner"
 NAMESPACE = "runner-provisioner"
 CONF_DIR = "/etc/runner-provisioner"
+# The CircleCI token and CA, in a directory of their own (the poller may read
+# only that directory once it runs).
+CIRCLE_DIR = "/var/run/secrets/runner-provisioner/circleci"
 RUN_MOUNT = "/run/runner-provisioner"
 RUN_DIR = RUN_MOUNT + "/ipc"  # created 0700 by the daemon inside the emptyDir
 INSTALL_HINT = "run scripts/install-tools.sh (installs helm, kubectl and kubernetes-models into .tools/)"
@@ -211,28 +214,30 @@ def typed(x):
 
 
 def secret_files(docs, vals):
-    """{filename: bytes} the pod sees in /etc/runner-provisioner."""
+    """{filename: bytes} the pod sees in /etc/runner-provisioner and in
+    the CircleCI directory (no name is in both)."""
     files = {}
     dep = only(docs, "Deployment")
-    vol = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "config")
+    vols = {v["name"]: v for v in dep["spec"]["template"]["spec"]["volumes"]}
     secrets = {d["metadata"]["name"]: d for d in docs if d["kind"] == "Secret"}
-    for source in vol["projected"]["sources"]:
-        name = source["secret"]["name"]
-        if name in secrets:
-            data = {k: base64.b64decode(v) for k, v in secrets[name]["data"].items()}
-        elif name == vals["provisioner"]["existingSecret"]:
-            # Stands for the operator's Secret, as the documentation builds it.
-            data = {"circle-token": b"existing-secret-circle-token",
-                    "config.yaml": EXISTING_SECRET_CONFIG.read_bytes()}
-        else:
-            raise AssertionError(f"the config volume names unknown Secret {name!r}")
-        items = source["secret"].get("items")
-        if items:
-            data = {i["path"]: data[i["key"]] for i in items}
-        for path in data:
-            if path in files:
-                raise AssertionError(f"two sources project {path}")
-        files.update(data)
+    for vol in (vols["config"], vols["circleci"]):
+        for source in vol["projected"]["sources"]:
+            name = source["secret"]["name"]
+            if name in secrets:
+                data = {k: base64.b64decode(v) for k, v in secrets[name]["data"].items()}
+            elif name == vals["provisioner"]["existingSecret"]:
+                # Stands for the operator's Secret, as the documentation builds it.
+                data = {"circle-token": b"existing-secret-circle-token",
+                        "config.yaml": EXISTING_SECRET_CONFIG.read_bytes()}
+            else:
+                raise AssertionError(f"a volume names unknown Secret {name!r}")
+            items = source["secret"].get("items")
+            if items:
+                data = {i["path"]: data[i["key"]] for i in items}
+            for path in data:
+                if path in files:
+                    raise AssertionError(f"two sources project {path}")
+            files.update(data)
     return files
 
 
@@ -573,7 +578,8 @@ class T05CheckConfig(unittest.TestCase):
         c = only(docs, "Deployment")["spec"]["template"]["spec"]["containers"][0]
         out = []
         for a in c["args"]:
-            a = a.replace(CONF_DIR, str(tmp)).replace(RUN_DIR, str(tmp / "run"))
+            a = a.replace(CONF_DIR, str(tmp)).replace(CIRCLE_DIR, str(tmp))
+            a = a.replace(RUN_DIR, str(tmp / "run"))
             out.append({":8000": "127.0.0.1:8000", ":8001": "127.0.0.1:8001"}.get(a, a))
         return out
 
@@ -913,16 +919,20 @@ class T09Deployment(unittest.TestCase):
         c = pod["containers"][0]
         mounts = {m["mountPath"]: m for m in c["volumeMounts"]}
         vols = {v["name"]: v for v in pod["volumes"]}
-        self.assertIs(mounts[CONF_DIR].get("readOnly"), True)
-        conf_vol = vols[mounts[CONF_DIR]["name"]]
-        self.assertEqual(conf_vol["projected"]["defaultMode"], 0o440)
-        self.assertEqual([s["secret"]["name"] for s in conf_vol["projected"]["sources"]],
-                         [only(docs, "Secret")["metadata"]["name"]])
+        secret = only(docs, "Secret")["metadata"]["name"]
+        # The configuration and the CircleCI token in directories of their
+        # own: once running, the poller may read the second only.
+        for mount, key in ((CONF_DIR, "config.yaml"), (CIRCLE_DIR, "circle-token")):
+            self.assertIs(mounts[mount].get("readOnly"), True)
+            vol = vols[mounts[mount]["name"]]
+            self.assertEqual(vol["projected"]["defaultMode"], 0o440)
+            self.assertEqual(vol["projected"]["sources"],
+                             [{"secret": {"name": secret, "items": [{"key": key, "path": key}]}}])
         self.assertIn("emptyDir", vols[mounts[RUN_MOUNT]["name"]])
-        self.assertEqual(set(mounts), {CONF_DIR, RUN_MOUNT})
+        self.assertEqual(set(mounts), {CONF_DIR, CIRCLE_DIR, RUN_MOUNT})
         args = deployment_args(docs)
         self.assertEqual(args, {
-            "--config": f"{CONF_DIR}/config.yaml", "--circle-token-file": f"{CONF_DIR}/circle-token",
+            "--config": f"{CONF_DIR}/config.yaml", "--circle-token-file": f"{CIRCLE_DIR}/circle-token",
             "--circleci-api-addr": "https://runner.circleci.com", "--namespace": "runner-provisioner",
             "--poll-interval": "1s", "--log-level": "info", "--ready-addr": ":8000",
             "--live-addr": ":8001", "--run-dir": RUN_DIR,
@@ -967,7 +977,7 @@ class T09Deployment(unittest.TestCase):
         docs = render([VALUES_DIR / "server.yaml"])
         args = deployment_args(docs)
         self.assertEqual(args["--circleci-api-addr"], "https://circleci.example.com/")
-        self.assertEqual(args["--circleci-ca-file"], f"{CONF_DIR}/circleci-ca.crt")
+        self.assertEqual(args["--circleci-ca-file"], f"{CIRCLE_DIR}/circleci-ca.crt")
         ca = base64.b64decode(only(docs, "Secret")["data"]["circleci-ca.crt"]).decode()
         self.assertEqual(ca, effective_values([VALUES_DIR / "server.yaml"])["provisioner"]["circleciCACert"])
         self.assertTrue(ca.startswith("-----BEGIN CERTIFICATE-----"))
@@ -1100,10 +1110,11 @@ class T11ExistingSecret(unittest.TestCase):
         docs = render([VALUES_DIR / "existing-secret.yaml"])
         self.assertNotIn("Secret", [d["kind"] for d in docs])
         pod = only(docs, "Deployment")["spec"]["template"]["spec"]
-        vol = next(v for v in pod["volumes"] if v["name"] == "config")
-        self.assertEqual(vol["projected"]["sources"], [{"secret": {"name": "my-secret", "items": [
-            {"key": "circle-token", "path": "circle-token"},
-            {"key": "config.yaml", "path": "config.yaml"}]}}])
+        vols = {v["name"]: v for v in pod["volumes"]}
+        self.assertEqual(vols["config"]["projected"]["sources"], [{"secret": {
+            "name": "my-secret", "items": [{"key": "config.yaml", "path": "config.yaml"}]}}])
+        self.assertEqual(vols["circleci"]["projected"]["sources"], [{"secret": {
+            "name": "my-secret", "items": [{"key": "circle-token", "path": "circle-token"}]}}])
         self.assertNotIn("--circleci-ca-file", deployment_args(docs))
 
     def test_tokens_in_values_are_ignored(self):
@@ -1120,10 +1131,10 @@ class T11ExistingSecret(unittest.TestCase):
         sec = only(docs, "Secret")
         self.assertEqual(set(sec["data"]), {"circleci-ca.crt"})
         vol = next(v for v in only(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
-                   if v["name"] == "config")
+                   if v["name"] == "circleci")
         self.assertEqual([s["secret"]["name"] for s in vol["projected"]["sources"]],
                          ["my-secret", sec["metadata"]["name"]])
-        self.assertEqual(deployment_args(docs)["--circleci-ca-file"], f"{CONF_DIR}/circleci-ca.crt")
+        self.assertEqual(deployment_args(docs)["--circleci-ca-file"], f"{CIRCLE_DIR}/circleci-ca.crt")
 
 
 class T12Notes(unittest.TestCase):

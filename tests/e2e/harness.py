@@ -87,6 +87,16 @@ sys.path.insert(0, SIM_DIR)
 import simhttp  # noqa: E402
 
 
+def sanitized():
+    """True when BUILD_DIR is an ASan+UBSan build (RP_SANITIZE=ON)."""
+    try:
+        with open(os.path.join(BUILD_DIR, "CMakeCache.txt")) as f:
+            return re.search(r"^RP_SANITIZE:BOOL=(ON|TRUE|1)$", f.read(),
+                             re.M) is not None
+    except OSError:
+        return False
+
+
 def scaled(seconds):
     """A deadline, stretched by RP_E2E_TIME_SCALE."""
     return seconds * TIME_SCALE
@@ -171,6 +181,40 @@ def proc_environ(pid):
     """The initial environment of pid as raw bytes (NUL-separated)."""
     with open("/proc/%d/environ" % pid, "rb") as f:
         return f.read()
+
+
+def proc_memory_pieces(pid, secret, piece=12):
+    """What a core dump of pid would show of secret: the places in its
+    writable memory holding `piece` consecutive bytes of it (a token freed
+    without wiping often survives only in part).  -> list of
+    (address, mapping).  Reading another process's memory needs root (the
+    daemon's processes are not dumpable)."""
+    if isinstance(secret, str):
+        secret = secret.encode()
+    pieces = {secret[k:k + piece]
+              for k in range(max(1, len(secret) - piece + 1))}
+    found = []
+    with open("/proc/%d/maps" % pid) as maps, \
+            open("/proc/%d/mem" % pid, "rb", buffering=0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            name = f[5] if len(f) > 5 else "anonymous"
+            # Sanitizer shadow memory is terabytes of nothing.
+            if not f[1].startswith("rw") or hi - lo > (256 << 20) or \
+                    name in ("[vvar]", "[vsyscall]"):
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except OSError:
+                continue
+            for p in pieces:
+                at = data.find(p)
+                while at != -1:
+                    found.append((lo + at, name))
+                    at = data.find(p, at + 1)
+    return sorted(set(found))
 
 
 def proc_status(pid):

@@ -161,8 +161,11 @@ class KubeSim(Sim):
         self.boot_delay_ms = boot_delay_ms
         self.claim_interval_ms = claim_interval_ms
         self.tick_ms = tick_ms
-        self.token_file = tdir.join("kube", "token")
-        self.kubeconfig = tdir.join("kube", "kubeconfig")
+        # The daemon's credentials in a directory of their own, as a pod
+        # mounts them: a rotated token (a new file) stays readable under
+        # the actuator's Landlock rules.
+        self.token_file = tdir.join("kube-credentials", "token")
+        self.kubeconfig = tdir.join("kube-credentials", "kubeconfig")
         self._admin = None
 
     def sim_args(self):

@@ -6,8 +6,9 @@ through healthy polling and failures (500, 401, 429 and malformed answers,
 some of whose bodies echo the API token back, as a misbehaving proxy might)
 while /ready, /metrics and /live are probed over and over: neither token
 appears in any log line, metric or probe body, nor on any process's command
-line; the actuator's environment does not carry CIRCLE_TOKEN (DESIGN §2:
-each side holds only its own secret).
+line, nor in any process's environment (the poller gets its token on a
+pipe, from a file or from a CIRCLE_TOKEN given to the supervisor, which is
+wiped from the supervisor's own environment).
 """
 
 import os
@@ -63,26 +64,47 @@ class SecretsTest(harness.E2ETestCase):
         for name, pid in pids.items():
             self.assert_clean(" ".join(harness.proc_cmdline(pid)),
                               "the %s's command line" % name)
-        env = harness.proc_environ(pids["actuator"])
-        self.assertNotIn(b"CIRCLE_TOKEN=", env)
-        self.assertNotIn(self.api_token.encode(), env)
-        for s in self.runner_tokens.values():
-            self.assertNotIn(s.encode(), env)
-        poller_env = harness.proc_environ(pids["poller"])
-        if via == "env":
-            # The poller is the side that needs it.
-            self.assertIn(b"CIRCLE_TOKEN=" + self.api_token.encode(),
-                          poller_env)
-        for name in ("poller", "supervisor"):
-            for s in self.runner_tokens.values():
-                self.assertNotIn(s.encode(), harness.proc_environ(
-                    pids[name]), name)
+        # No token in any environment: not in the children's, and the
+        # supervisor wiped CIRCLE_TOKEN from its own (/proc/PID/environ
+        # shows the memory it started with).  The poller got it on a pipe.
+        for name, pid in pids.items():
+            env = harness.proc_environ(pid)
+            self.assertNotIn(b"CIRCLE_TOKEN=" + self.api_token[:4].encode(),
+                             env, name)
+            for s in self.secrets():
+                self.assertNotIn(s.encode(), env, name)
+                self.assertNotIn(s[:len(s) // 2].encode(), env, name)
+        # Wherever the supervisor took the token from, the poller gets
+        # the one it runs on a pipe.
+        argv = harness.proc_cmdline(pids["poller"])
+        self.assertIn("--circle-token-fd", argv)
+        self.assertEqual(argv[argv.index("--circle-token-fd") + 1], "3")
+
+    def check_memory(self, p, via):
+        """What a core dump would show (none is written: every process is
+        not dumpable): the supervisor holds the configuration it delivers
+        (runner tokens included) and the API token it hands to each new
+        poller; the poller never keeps runner tokens, the actuator never
+        sees the API token."""
+        pids = {"supervisor": p.pid}
+        pids.update({c: p.child_pid(c) for c in harness.CHILDREN})
+        holds = {"supervisor": self.secrets(),
+                 "poller": [self.api_token],
+                 "actuator": list(self.runner_tokens.values())}
+        for name, pid in pids.items():
+            for s in self.secrets():
+                if s in holds[name]:
+                    continue
+                found = harness.proc_memory_pieces(pid, s)
+                self.assertEqual(found, [], "the %s holds pieces of a "
+                                 "token it does not need" % name)
 
     def scenario(self, via):
         p = self.start_provisioner(token=self.api_token, token_via=via,
                                    poll_interval="300ms")
         p.wait_ready()
         self.check_processes(p, via)
+        self.check_memory(p, via)
         self.probe(p, 5)
         sim = self.sim
         echo = {"message": "invalid Circle-Token %s for %s" % (

@@ -158,15 +158,14 @@ class RestartTest(SupervisionBase):
         self.assertEqual(body["children"]["actuator"]["pid"], new)
         self.assertEqual(p.stop()[0], 0)
 
-    def test_permanent_failure_is_not_restarted(self):
+    def test_restarted_poller_gets_the_running_token(self):
         p = self.start()
         # The CircleCI token file goes bad on disk (an edited Secret): the
         # supervisor rejects the change and the running poller keeps the
-        # token it has, but a poller started now reads its credential from
-        # that file (the configuration it would take from the supervisor's
-        # copy of the last good one) and cannot run.
+        # token it has; a poller started now gets that token too (on a
+        # pipe from the supervisor), not the file's.
         mark = p.mark()
-        token = self.tdir.write_token("")
+        self.tdir.write_token("")
         p.wait_log(since=mark, proc="supervisor",
                    msg="configuration change rejected: the running "
                    "configuration stays")
@@ -174,10 +173,32 @@ class RestartTest(SupervisionBase):
         mark = p.mark()
         self.kill9(old, p)
         new = p.wait_child("poller", since=mark, other_than=old)
-        bad = p.wait_log(since=mark, proc="poller", level="error")
+        started = p.wait_log(since=mark, proc="poller", msg="poller starting")
+        self.assertEqual(started["pid"], new)
+        self.assertEqual(started["token_source"], "--circle-token-fd")
+        p.wait_log(since=mark, proc="poller", msg="polled task counts")
+        p.wait_ready(timeout=30)
+        self.assertEqual(p.lines(since=mark, proc="poller", level="error"),
+                         [])
+        self.assertEqual(p.stop()[0], 0)
+
+    def test_permanent_failure_is_not_restarted(self):
+        p = self.start()
+        # The configuration a restarted poller starts from (saved in the
+        # run directory by the supervisor) is damaged: a poller started
+        # now cannot run, and a restart would not help.
+        saved = os.path.join(p.run_dir, "poller-config.yaml")
+        self.assertTrue(os.path.exists(saved))
+        with open(saved, "w") as f:
+            f.write("resourceClass: [damaged\n")
+        old = p.child_pid("poller")
+        mark = p.mark()
+        self.kill9(old, p)
+        new = p.wait_child("poller", since=mark, other_than=old)
+        bad = p.wait_log(since=mark, proc="poller",
+                         msg="invalid configuration")
         self.assertEqual(bad["pid"], new)
-        self.assertEqual(bad["msg"], "%s: the CircleCI API token is empty"
-                         % token, bad)
+        self.assertIn("poller-config.yaml:", bad["error"])
         failed = p.wait_log(since=mark, proc="supervisor", child="poller",
                             msg=re.compile(r"^child failed permanently and "
                                            r"will not be restarted"))

@@ -36,7 +36,7 @@ DOCKERIGNORE = DEPLOY / "Dockerfile.dockerignore"
 PACKAGES_FILE = DEPLOY / "runtime-packages.txt"
 BINARIES = ("runner-provisioner", "runner-provisioner-poller", "runner-provisioner-actuator")
 DEV_PACKAGES = ("libcurl4-openssl-dev", "libjansson-dev", "libyaml-dev", "libssl-dev", "libnng-dev",
-                "libmicrohttpd-dev", "cmake", "gcc", "make", "pkg-config")
+                "libmicrohttpd-dev", "libseccomp-dev", "cmake", "gcc", "make", "pkg-config")
 UID = "65532"
 # Packages the binaries read data from instead of loading: the CA bundle, the
 # time zones, /etc/os-release.

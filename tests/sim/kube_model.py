@@ -1547,7 +1547,7 @@ class Model:
                              tasks_claimed=0,
                              tasks_finished=0, finish_errors=0, vms_created=0,
                              vms_deleted_by_pool=0, poweroffs=0, crashes=0,
-                             vmi_restarts=0)
+                             vmi_restarts=0, busy_vms_deleted=0)
         self.kick_event = threading.Event()
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._loop, daemon=True,
@@ -2097,6 +2097,12 @@ class Model:
         if st is not None:
             if st.vmi_uid == vmi["metadata"]["uid"]:
                 st.vmi_uid = None
+                if st.task is not None:
+                    # Its runner's job dies with it: what a provisioner
+                    # must never cause.
+                    self.counters["busy_vms_deleted"] += 1
+                    st.event(now, "deleted while running task %s"
+                             % st.task.get("id"))
                 self._stop_runner(st)
             st.waiting = None
             st.event(now, "VMI deleted: " + why)

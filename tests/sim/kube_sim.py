@@ -156,7 +156,9 @@ Control API (no auth, not journalled, JSON):
                          (ticks = controller passes, syncs = passes that
                          did work, claims, tasks_claimed, tasks_finished,
                          poweroffs, crashes, vms_created,
-                         vms_deleted_by_pool, vmi_restarts, ...),
+                         vms_deleted_by_pool, vmi_restarts,
+                         busy_vms_deleted (VMIs deleted while their runner
+                         ran a task), ...),
                          "pools": [{namespace, name, uid, replicas, status,
                           generation, resourceVersion, deletionTimestamp,
                           finalizers, scaleInStrategy, updateStrategy, paused,

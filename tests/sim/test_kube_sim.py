@@ -943,6 +943,9 @@ class KubeSimTest(unittest.TestCase):
         self.assertEqual(sorted(t["state"] for t in tasks), ["running"] * 3)
         self.assertEqual(self.state()["counters"]["vms_deleted_by_pool"] >= 2,
                          True)
+        # ... and the simulator counts them: what a soak run checks.
+        self.assertGreaterEqual(
+            self.state()["counters"]["busy_vms_deleted"], 2)
 
     # Template updates ------------------------------------------------------
     def test_update_strategies(self):
@@ -1015,12 +1018,15 @@ class KubeSimTest(unittest.TestCase):
         # Not replaced while they stay Stopped; a reclaim makes new ones.
         self.settle()
         self.assertEqual(len(self.vms()), 2)
+        busy = self.state()["counters"]["busy_vms_deleted"]
         self.cci("POST", "/_sim/queue", {"resource_class": cls, "add": 1,
                                          "duration_ms": 100})
         self.api("DELETE", VMS % self.ns + "/cl-0", {
             "preconditions": {"uid": v["cl-0"]["uid"]}})
         self.wait_vms(lambda w: "cl-0" in w and w["cl-0"]["uid"] != v["cl-0"][
             "uid"] and w["cl-0"]["tasks_done"], "replacement ran a task")
+        # A powered-off VM was idle: deleting it interrupted nothing.
+        self.assertEqual(self.state()["counters"]["busy_vms_deleted"], busy)
 
     def test_idle_timeout_powers_off(self):
         self.circle_class("rt-" + self.ns)

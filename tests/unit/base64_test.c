@@ -9,6 +9,7 @@
 
 #include "base64.h"
 #include "buf.h"
+#include "memscan.h"
 #include "util.h"
 
 static void
@@ -95,6 +96,46 @@ test_malformed_rejected(void **state)
 	buf_free(&dec);
 }
 
+/*
+ * The user data (with the runner token) is base64-encoded into the Secret,
+ * and kubeconfig keys are decoded: the scratch buffers of both directions
+ * hold the secret and must be wiped, not just freed.
+ */
+static char tok[61];
+static char enc[81];
+
+static void
+test_scratch_wiped(void **state)
+{
+	struct buf b = { 0 };
+	char where[160];
+	size_t n;
+
+	(void)state;
+	memscan_token(tok, 60);
+	b64_encode(&b, tok, 60);
+	assert_int_equal(b.b_len, 80);
+	memcpy(enc, b.b_data, 81);
+	buf_free(&b);
+	n = memscan_count(enc, 80, where, sizeof(where));
+	if (n != 0)
+		fail_msg("encoding left %zu pieces at %s", n, where);
+	n = memscan_count(tok, 60, where, sizeof(where));
+	if (n != 0)
+		fail_msg(
+		    "encoding left %zu pieces of the input at %s", n, where);
+	assert_int_equal(b64_decode(&b, enc), 0);
+	assert_memory_equal(b.b_data, tok, 60);
+	buf_free(&b);
+	n = memscan_count(tok, 60, where, sizeof(where));
+	if (n != 0)
+		fail_msg("decoding left %zu pieces at %s", n, where);
+	n = memscan_count(enc, 80, where, sizeof(where));
+	if (n != 0)
+		fail_msg(
+		    "decoding left %zu pieces of the input at %s", n, where);
+}
+
 int
 main(void)
 {
@@ -102,6 +143,7 @@ main(void)
 		cmocka_unit_test(test_round_trip),
 		cmocka_unit_test(test_known_values),
 		cmocka_unit_test(test_malformed_rejected),
+		cmocka_unit_test(test_scratch_wiped),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -15,6 +15,7 @@
 
 #include "http.h"
 #include "log.h"
+#include "memscan.h"
 #include "util.h"
 
 #define CAP_MS (3600 * 1000ULL)
@@ -236,6 +237,51 @@ test_xfer_lifecycle(void **state)
 	http_xfer_free(&x);
 }
 
+/* A request's header list and body carry tokens: once the transfer moves
+ * on (reset, or freed), no copy is left in memory. */
+static char tok[49];
+
+static void
+test_request_copies_wiped(void **state)
+{
+	struct curl_slist *h;
+	struct http_xfer x;
+	char where[160];
+	char *line, *body;
+	size_t n;
+
+	(void)state;
+	memscan_token(tok, sizeof(tok) - 1);
+	http_xfer_init(&x, 1024, 5000, &x);
+	line = xasprintf("Authorization: Bearer %s", tok);
+	h = curl_slist_append(NULL, line);
+	explicit_bzero(line, strlen(line));
+	free(line);
+	h = curl_slist_append(h, "Accept: application/json");
+	body = xasprintf("{\"data\":{\"userdata\":\"%s\"}}", tok);
+	http_xfer_request(&x, "PUT", "https://127.0.0.1:1/x", h, body);
+	assert_int_not_equal(memscan_count(tok, strlen(tok), NULL, 0), 0);
+	http_xfer_reset(&x);
+	n = memscan_count(tok, strlen(tok), where, sizeof(where));
+	if (n != 0)
+		fail_msg("after reset: %zu pieces of the token, first at %s",
+		    n, where);
+	/* The same through http_xfer_free, and for a body of the answer. */
+	line = xasprintf("Circle-Token: %s", tok);
+	h = curl_slist_append(NULL, line);
+	explicit_bzero(line, strlen(line));
+	free(line);
+	http_xfer_request(&x, "GET", "https://127.0.0.1:1/x", h, NULL);
+	buf_puts(&x.x_body, "{\"message\":\"bad token ");
+	buf_puts(&x.x_body, tok);
+	buf_puts(&x.x_body, "\"}");
+	http_xfer_free(&x);
+	n = memscan_count(tok, strlen(tok), where, sizeof(where));
+	if (n != 0)
+		fail_msg("after free: %zu pieces of the token, first at %s", n,
+		    where);
+}
+
 /* One end of a transfer: a Unix socket that answers each request on the
  * connection it accepted. */
 struct server {
@@ -363,6 +409,7 @@ main(void)
 		cmocka_unit_test(test_describe),
 		cmocka_unit_test(test_describe_redacts),
 		cmocka_unit_test(test_xfer_lifecycle),
+		cmocka_unit_test(test_request_copies_wiped),
 		cmocka_unit_test(test_folded_header_after_reuse),
 	};
 

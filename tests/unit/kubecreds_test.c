@@ -44,6 +44,7 @@
 #include "flags.h"
 #include "kubecreds.h"
 #include "log.h"
+#include "memscan.h"
 #include "util.h"
 
 static char dir[64]; /* this run's temporary directory */
@@ -1868,6 +1869,150 @@ group_teardown(void **state)
 	return 0;
 }
 
+/*
+ * Rotation keeps one redaction entry and wipes what it replaces; nothing
+ * parsed from a kubeconfig lingers once freed (memscan.h: what a core dump
+ * would show).
+ */
+static char w_dir[64], w_kubeconfig[128], w_tokfile[128];
+static char w_tok[65], w_prev[65];
+
+/* Writes path as the kubelet's atomic writer does: a new file renamed
+ * over the old one. */
+static void
+w_replace_file(const char *path, const char *data)
+{
+	char tmp[160];
+	int fd;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, data, strlen(data)), (ssize_t)strlen(data));
+	assert_int_equal(write(fd, "\n", 1), 1);
+	close(fd);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+static int
+w_setup(void **state)
+{
+	(void)state;
+	log_init("kubecreds-test", LOG_LVL_ERROR);
+	strcpy(w_dir, "/tmp/rp-kubecreds-wipe-XXXXXX");
+	if (mkdtemp(w_dir) == NULL)
+		return -1;
+	snprintf(w_kubeconfig, sizeof(w_kubeconfig), "%s/kubeconfig", w_dir);
+	snprintf(w_tokfile, sizeof(w_tokfile), "%s/token", w_dir);
+	return 0;
+}
+
+static int
+w_teardown(void **state)
+{
+	(void)state;
+	unlink(w_kubeconfig);
+	unlink(w_tokfile);
+	rmdir(w_dir);
+	log_secrets_clear();
+	return 0;
+}
+
+static void
+w_write_kubeconfig(const char *user)
+{
+	FILE *f = fopen(w_kubeconfig, "w");
+
+	assert_non_null(f);
+	fprintf(f,
+	    "apiVersion: v1\n"
+	    "kind: Config\n"
+	    "current-context: c\n"
+	    "contexts: [{name: c, context: {cluster: k, user: u}}]\n"
+	    "clusters: [{name: k, cluster: {server: 'https://127.0.0.1:6443', "
+	    "insecure-skip-tls-verify: true}}]\n"
+	    "users: [{name: u, user: %s}]\n",
+	    user);
+	fclose(f);
+}
+
+/*
+ * A service-account token rotates (hourly, in a cluster): each new one
+ * replaces the old in the redaction list instead of adding to it, and the
+ * old one is wiped everywhere it was held.
+ */
+static void
+test_rotation_bounded_and_wiped(void **state)
+{
+	struct kube_creds kc;
+	struct flags f;
+	char err[512], where[160];
+	size_t base, i, n;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.f_kubeconfig = w_kubeconfig;
+	memscan_token(w_tok, sizeof(w_tok) - 1);
+	w_replace_file(w_tokfile, w_tok);
+	w_write_kubeconfig("{tokenFile: token}");
+	base = log_secret_count();
+	assert_int_equal(kube_creds_load(&f, &kc, err, sizeof(err)), 0);
+	assert_string_equal(kc.kc_token, w_tok);
+	assert_int_equal(log_secret_count(), base + 1);
+	for (i = 0; i < 200; i++) {
+		memcpy(w_prev, w_tok, sizeof(w_prev));
+		memscan_token(w_tok, sizeof(w_tok) - 1);
+		w_replace_file(w_tokfile, w_tok);
+		assert_int_equal(kube_creds_refresh(&kc, true), 0);
+		assert_string_equal(kc.kc_token, w_tok);
+		assert_int_equal(log_secret_count(), base + 1);
+		if (i % 50 != 0)
+			continue;
+		n = memscan_count(
+		    w_prev, strlen(w_prev), where, sizeof(where));
+		if (n != 0)
+			fail_msg(
+			    "rotation %zu: %zu pieces of the old token at "
+			    "%s",
+			    i, n, where);
+	}
+	/* Reading the same token again changes nothing. */
+	assert_int_equal(kube_creds_refresh(&kc, true), 0);
+	assert_int_equal(log_secret_count(), base + 1);
+	kube_creds_free(&kc);
+	assert_int_equal(log_secret_count(), base);
+	n = memscan_count(w_tok, strlen(w_tok), where, sizeof(where));
+	if (n != 0)
+		fail_msg("freed credentials: %zu pieces at %s", n, where);
+}
+
+/* An inline token and client key, parsed from the kubeconfig's YAML: once
+ * freed, neither lingers (the file's text, libyaml's copies and the JSON
+ * tree included). */
+static void
+test_inline_credentials_wiped(void **state)
+{
+	struct kube_creds kc;
+	struct flags f;
+	char err[512], where[160], user[256];
+	size_t n;
+
+	(void)state;
+	memset(&f, 0, sizeof(f));
+	f.f_kubeconfig = w_kubeconfig;
+	memscan_token(w_tok, sizeof(w_tok) - 1);
+	snprintf(user, sizeof(user), "{token: %s}", w_tok);
+	w_write_kubeconfig(user);
+	explicit_bzero(user, sizeof(user));
+	assert_int_equal(kube_creds_load(&f, &kc, err, sizeof(err)), 0);
+	assert_string_equal(kc.kc_token, w_tok);
+	kube_creds_free(&kc);
+	unlink(w_kubeconfig);
+	n = memscan_count(w_tok, strlen(w_tok), where, sizeof(where));
+	if (n != 0)
+		fail_msg("%zu pieces of the inline token at %s", n, where);
+}
+
 int
 main(void)
 {
@@ -1880,6 +2025,10 @@ main(void)
 		cmocka_unit_test(test_refresh_in_cluster_rotation),
 		cmocka_unit_test(test_refresh_inline_token),
 		cmocka_unit_test(test_apply_tls),
+		cmocka_unit_test_setup_teardown(
+		    test_rotation_bounded_and_wiped, w_setup, w_teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_inline_credentials_wiped, w_setup, w_teardown),
 	};
 
 	return cmocka_run_group_tests(tests, group_setup, group_teardown);

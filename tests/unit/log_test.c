@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "log.h"
+#include "memscan.h"
 
 #define nitems_(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -265,6 +266,141 @@ test_full_line_then_more_fields(void **state)
 	free(b);
 }
 
+static char tok[41];
+
+/* True when raw holds 6 or more consecutive bytes of tok. */
+static bool
+shows_part_of_token(const char *raw)
+{
+	char piece[7];
+	size_t k, len = strlen(tok);
+
+	for (k = 0; k + 6 <= len; k++) {
+		memcpy(piece, tok + k, 6);
+		piece[6] = '\0';
+		if (strstr(raw, piece) != NULL)
+			return true;
+	}
+	return false;
+}
+
+/* A token that crosses the point where a value, a printf message or an
+ * error buffer is cut must vanish whole: redaction runs before the cut. */
+static void
+test_redaction_before_cut(void **state)
+{
+	char raw[LOG_LINE_MAX + 1], small[64], *big;
+	size_t n = 3 * LOG_LINE_MAX, at, len;
+	struct log_line ll;
+	json_t *j;
+
+	(void)state;
+	memscan_token(tok, sizeof(tok) - 1);
+	len = strlen(tok);
+	log_secret_add(tok);
+	big = malloc(n + 1);
+	assert_non_null(big);
+	/* Every offset around the field's cut (the line's 4 KiB). */
+	for (at = LOG_LINE_MAX - 200; at < LOG_LINE_MAX + 8; at += 3) {
+		memset(big, 'x', n);
+		big[n] = '\0';
+		memcpy(big + at - len / 2, tok, len);
+		log_begin(&ll, LOG_LVL_INFO, "cut");
+		log_str(&ll, "v", big);
+		log_end(&ll);
+		j = read_line(raw, sizeof(raw));
+		if (shows_part_of_token(raw))
+			fail_msg("token part at offset %zu: %s", at, raw);
+		json_decref(j);
+	}
+	/* A printf message used to be cut at 2 KiB before redaction. */
+	for (at = LOG_LINE_MAX / 2 - 40; at < LOG_LINE_MAX / 2 + 8; at++) {
+		memset(big, 'y', n);
+		big[n] = '\0';
+		memcpy(big + at - len / 2, tok, len);
+		log_warnx("%s", big);
+		j = read_line(raw, sizeof(raw));
+		if (shows_part_of_token(raw))
+			fail_msg("token part at offset %zu: %s", at, raw);
+		json_decref(j);
+	}
+	/* Error text built for a small buffer. */
+	for (at = 0; at < sizeof(small) + len; at++) {
+		memset(big, 'z', 200);
+		big[200] = '\0';
+		memcpy(big + at, tok, len);
+		log_redactf(small, sizeof(small), "HTTP 500: %s", big);
+		assert_true(strlen(small) < sizeof(small));
+		if (shows_part_of_token(small))
+			fail_msg("token part at offset %zu: %s", at, small);
+		log_redact_copy(small, sizeof(small), big, strlen(big));
+		if (shows_part_of_token(small))
+			fail_msg("token part at offset %zu: %s", at, small);
+	}
+	/* In place, with room: the marker replaces it. */
+	snprintf(small, sizeof(small), "a %s b", tok);
+	log_redact(small, sizeof(small));
+	assert_string_equal(small, "a [REDACTED] b");
+	free(big);
+}
+
+/* A credential that rotates keeps one entry in the redaction list, and the
+ * one it replaced is wiped, not left in memory. */
+static void
+test_rotation_bounded_and_wiped(void **state)
+{
+	char raw[LOG_LINE_MAX + 1], prev[41], where[160];
+	size_t i, leaks;
+	json_t *j;
+
+	(void)state;
+	log_secrets_clear();
+	log_secret_add("static-token-1234");
+	memscan_token(tok, sizeof(tok) - 1);
+	log_secret_replace(NULL, tok);
+	for (i = 0; i < 1000; i++) {
+		memcpy(prev, tok, sizeof(prev));
+		memscan_token(tok, sizeof(tok) - 1);
+		log_secret_replace(prev, tok);
+		explicit_bzero(prev, sizeof(prev));
+		assert_int_equal(log_secret_count(), 2);
+	}
+	log_info("now %s", tok);
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "msg")), "now [REDACTED]");
+	json_decref(j);
+	/* Replacing with the same value keeps it. */
+	memcpy(prev, tok, sizeof(prev));
+	log_secret_replace(prev, prev);
+	explicit_bzero(prev, sizeof(prev));
+	assert_int_equal(log_secret_count(), 2);
+	/* The entry for the current token is the only copy besides tok. */
+	leaks = memscan_count(tok, strlen(tok), where, sizeof(where));
+	assert_int_not_equal(leaks, 0); /* the scan sees the logger's copy */
+	memcpy(prev, tok, sizeof(prev));
+	memscan_token(tok, sizeof(tok) - 1);
+	log_secret_replace(prev, tok);
+	/* prev now holds the retired token: nothing else may. */
+	leaks = memscan_count(prev, strlen(prev), where, sizeof(where));
+	if (leaks != 0)
+		fail_msg("retired token left in memory: %zu pieces, first at "
+		         "%s",
+		    leaks, where);
+	explicit_bzero(prev, sizeof(prev));
+	/* Owners share an entry: the second owner's remove keeps it. */
+	log_secret_add("shared-secret-abcd");
+	log_secret_add("shared-secret-abcd");
+	log_secret_remove("shared-secret-abcd");
+	log_info("x shared-secret-abcd");
+	j = read_line(raw, sizeof(raw));
+	assert_string_equal(
+	    json_string_value(json_object_get(j, "msg")), "x [REDACTED]");
+	json_decref(j);
+	log_secret_remove("shared-secret-abcd");
+	assert_int_equal(log_secret_count(), 2);
+}
+
 /* A secret that spells a JSON literal: boolean and null fields went
  * through redaction and came out as [REDACTED], which is not JSON, so
  * every such line was broken (found by fuzzing). */
@@ -306,6 +442,8 @@ main(void)
 		cmocka_unit_test(test_escaping_and_bad_utf8),
 		cmocka_unit_test(test_long_line_truncated_but_valid),
 		cmocka_unit_test(test_full_line_then_more_fields),
+		cmocka_unit_test(test_redaction_before_cut),
+		cmocka_unit_test(test_rotation_bounded_and_wiped),
 		cmocka_unit_test(test_secret_spelling_a_literal),
 	};
 

@@ -296,10 +296,69 @@ test_env_token_redacted_in_logs(void **state)
 	close(fds[1]);
 }
 
+/* --circle-token-fd: the supervisor hands CIRCLE_TOKEN on a pipe. */
+static void
+test_token_from_descriptor(void **state)
+{
+	char err[256] = "", big[TOKEN_MAX + 2];
+	const char *source = NULL;
+	int p[2];
+	char *t;
+
+	(void)state;
+	setenv("CIRCLE_TOKEN", "env-token-ignored", 1);
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], "fd-token-4321\n", 14), 14);
+	close(p[1]);
+	t = token_load_fd(p[0], &source, err, sizeof(err));
+	assert_non_null(t);
+	assert_string_equal(t, "fd-token-4321");
+	assert_string_equal(source, "--circle-token-fd");
+	/* The descriptor is closed: nothing else can read it. */
+	assert_int_equal(fcntl(p[0], F_GETFD), -1);
+	token_free(t);
+
+	/* Too long, empty, or not a descriptor: clear errors. */
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(pipe(p), 0);
+	assert_int_equal(write(p[1], big, TOKEN_MAX + 1), TOKEN_MAX + 1);
+	close(p[1]);
+	assert_null(token_load_fd(p[0], &source, err, sizeof(err)));
+	assert_non_null(strstr(err, "longer than 4096 bytes"));
+	assert_int_equal(pipe(p), 0);
+	close(p[1]);
+	assert_null(token_load_fd(p[0], &source, err, sizeof(err)));
+	assert_non_null(strstr(err, "empty"));
+	assert_null(token_load_fd(1000, &source, err, sizeof(err)));
+	assert_non_null(strstr(err, "--circle-token-fd 1000"));
+}
+
+/* CIRCLE_TOKEN is wiped in place: /proc/PID/environ shows the memory the
+ * process started with, which unsetenv alone leaves as it was. */
+static void
+test_env_scrubbed(void **state)
+{
+	char *v;
+
+	(void)state;
+	setenv("CIRCLE_TOKEN", "scrub-me-token-77", 1);
+	v = getenv("CIRCLE_TOKEN");
+	token_env_scrub();
+	assert_null(getenv("CIRCLE_TOKEN"));
+	/* setenv copied the value into memory the environment still
+	 * points at until glibc drops it; the bytes are zero now. */
+	assert_int_equal(v[0], '\0');
+	token_env_scrub(); /* unset: nothing to do */
+}
+
 int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(
+		    test_token_from_descriptor, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+		    test_env_scrubbed, setup, teardown),
 		cmocka_unit_test_setup_teardown(
 		    test_env_wins_over_file, setup, teardown),
 		cmocka_unit_test_setup_teardown(
