@@ -23,6 +23,7 @@
 
 #include "confine.h"
 #include "log.h"
+#include "tz.h"
 #include "util.h"
 #include "wipe.h"
 
@@ -303,12 +304,19 @@ confine_paths_add_common(struct confine_paths *cp)
 		"/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf",
 		"/etc/host.conf", "/etc/gai.conf", /* getaddrinfo */
 	};
+	const char *tzdir = getenv("TZDIR");
 	struct stat st;
 	size_t i;
 
 	for (i = 0; i < nitems(dirs); i++)
 		if (stat(dirs[i], &st) == 0)
 			confine_paths_add(cp, dirs[i], CONFINE_READ);
+	/* Time zones of scaling schedules: a configuration delivered at run
+	 * time may name one no earlier configuration did (tz_load). */
+	if (tzdir == NULL || *tzdir == '\0')
+		tzdir = TZ_DIR_DEFAULT;
+	if (stat(tzdir, &st) == 0)
+		confine_paths_add(cp, tzdir, CONFINE_READ);
 	for (i = 0; i < nitems(files); i++)
 		if (stat(files[i], &st) == 0)
 			confine_paths_add(cp, files[i], CONFINE_READ);

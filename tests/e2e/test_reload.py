@@ -340,10 +340,23 @@ class ReloadTest(KubeTestCase):
         with open(os.path.join(run, "actuator-secrets.yaml")) as f:
             self.assertEqual(f.read(), secrets012("echo second"))
 
-        # config.yaml changes: the scaling controls apply.
+        # config.yaml changes: the scaling controls apply, a schedule in
+        # a time zone the confined children read only now included.
         mark = p.mark()
-        kd.update({"config.yaml": config012(2),
-                   "circle-token": API_TOKEN + "\n"})
+        kd.update({"config.yaml": (
+            'resourceClasses:\n  "%s":\n    scaling:\n'
+            '      minReplicas: 1\n      maxReplicas: 3\n'
+            '      schedules:\n'
+            '        - {name: always, start: "* * * * *", '
+            'end: "0 0 30 2 *", timezone: Europe/Berlin, '
+            'minReplicas: 2}\n' % KEEP),
+            "circle-token": API_TOKEN + "\n"})
+        for child in harness.CHILDREN:
+            p.wait_log(since=mark, proc="supervisor",
+                       msg="configuration applied", child=child,
+                       generation=3)
+        p.wait_log(since=mark, proc="actuator",
+                   msg="scaling schedule active", schedule="always")
         p.wait_log(since=mark, proc="actuator",
                    msg="scaled %s from 1 to 2" % pk)
 
