@@ -2115,6 +2115,8 @@ class_clear(struct conf_class *cc)
 	json_decref(cc->cc_spec);
 }
 
+static void unregister_secrets(struct conf *);
+
 void
 conf_free(struct conf *c)
 {
@@ -2122,6 +2124,7 @@ conf_free(struct conf *c)
 
 	if (c == NULL)
 		return;
+	unregister_secrets(c);
 	for (i = 0; i < c->c_nclasses; i++)
 		class_clear(&c->c_classes[i]);
 	free(c->c_classes);
@@ -2148,6 +2151,7 @@ conf_drop_tokens(struct conf *c)
 {
 	size_t i;
 
+	unregister_secrets(c);
 	for (i = 0; i < c->c_nclasses; i++) {
 		wipe(&c->c_classes[i].cc_token);
 		wipe(&c->c_classes[i].cc_user_data);
@@ -2155,13 +2159,31 @@ conf_drop_tokens(struct conf *c)
 }
 
 void
-conf_register_secrets(const struct conf *c)
+conf_register_secrets(struct conf *c)
 {
 	size_t i;
 
+	if (c->c_redacted)
+		return;
 	for (i = 0; i < c->c_nclasses; i++)
 		if (c->c_classes[i].cc_token != NULL)
 			log_secret_add(c->c_classes[i].cc_token);
+	c->c_redacted = true;
+}
+
+/* A configuration that no longer runs: its tokens leave the list (each
+ * stays while another running configuration registered it too). */
+static void
+unregister_secrets(struct conf *c)
+{
+	size_t i;
+
+	if (!c->c_redacted)
+		return;
+	for (i = 0; i < c->c_nclasses; i++)
+		if (c->c_classes[i].cc_token != NULL)
+			log_secret_remove(c->c_classes[i].cc_token);
+	c->c_redacted = false;
 }
 
 /* The summary ---------------------------------------------------------------

@@ -28,14 +28,14 @@
 #define CONF_REPLICAS_LIMIT       10000 /* sanity bound on maxReplicas */
 /* The documented limits (README, Limits): proto/msg.h sizes its messages
  * from them. */
-#define CONF_CLASSES_LIMIT        1000
-#define CONF_CLASS_NAME_MAX       253 /* bytes, as the chart's schema */
-#define CONF_FILE_MAX             (4 * 1024 * 1024)
-#define CONF_ERR_MAX              512
-#define CONF_USERDATA_MAX         (256 * 1024)
-#define CONF_DISKS_MAX            16
-#define CONF_PREFIX_MAX           32 /* commandPrefix items */
-#define CONF_SECRETS_DEFAULT      "/etc/runner-provisioner-secrets/secrets.yaml"
+#define CONF_CLASSES_LIMIT   1000
+#define CONF_CLASS_NAME_MAX  253 /* bytes, as the chart's schema */
+#define CONF_FILE_MAX        (4 * 1024 * 1024)
+#define CONF_ERR_MAX         512
+#define CONF_USERDATA_MAX    (256 * 1024)
+#define CONF_DISKS_MAX       16
+#define CONF_PREFIX_MAX      32 /* commandPrefix items */
+#define CONF_SECRETS_DEFAULT "/etc/runner-provisioner-secrets/secrets.yaml"
 
 /* Runner defaults of the 0.1.2 document ("Machine runner options"). */
 #define CONF_WORKING_DIR_DEFAULT    "/home/circleci/workdir"
@@ -89,6 +89,7 @@ struct conf {
 	enum conf_form c_form;
 	struct conf_class *c_classes; /* sorted by name */
 	size_t c_nclasses;
+	bool c_redacted; /* its tokens are on the logger's redaction list */
 };
 
 /* conf.c */
@@ -120,8 +121,9 @@ const struct conf_class *conf_class_find(const struct conf *, const char *);
 /* Wipes and frees every runner token and user data (processes that do not
  * need them). */
 void conf_drop_tokens(struct conf *);
-/* Registers every runner token with the logger's redaction list. */
-void conf_register_secrets(const struct conf *);
+/* Registers every runner token with the logger's redaction list, until
+ * conf_drop_tokens or conf_free takes them off. */
+void conf_register_secrets(struct conf *);
 /* One line per class, without secrets ("name: minReplicas=3 maxReplicas=10
  * idleTimeout=10m0s image=… memory=2Gi cpu=1"); caller frees. */
 char *conf_summary(const struct conf *);

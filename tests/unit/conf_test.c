@@ -367,6 +367,37 @@ test_register_secrets(void **state)
 	conf_free(c);
 }
 
+/* A running configuration's tokens are redacted as long as it runs: one
+ * replaced by a reload (a rotated runner token) leaves the list, so the
+ * list holds what runs, however many reloads there were. */
+static void
+test_secrets_follow_the_running_conf(void **state)
+{
+	char err[CONF_ERR_MAX], yaml[256];
+	struct conf *run = NULL, *c;
+	int i;
+
+	(void)state;
+	log_secrets_clear();
+	for (i = 0; i < 100; i++) {
+		snprintf(yaml, sizeof(yaml),
+		    "resourceClass:\n"
+		    "  a/a: {token: rtok-rotated-%03d-0123456789}\n"
+		    "  b/b: {token: rtok-fixed-0123456789}\n",
+		    i);
+		assert_non_null(c = load(yaml, err, sizeof(err)));
+		conf_register_secrets(c);
+		conf_register_secrets(c); /* once per configuration */
+		conf_free(run);
+		run = c;
+		assert_int_equal(log_secret_count(), 2);
+	}
+	conf_drop_tokens(run);
+	assert_int_equal(log_secret_count(), 0);
+	conf_free(run);
+	assert_int_equal(log_secret_count(), 0);
+}
+
 /* The chart's regex and the loader's rule agree on every string over an
  * alphabet that holds each kind of character, up to four bytes, and both
  * forbid more than 253 bytes; so do the message shape and its regex. */
@@ -729,6 +760,7 @@ main(void)
 		cmocka_unit_test(test_find_and_sorted),
 		cmocka_unit_test(test_drop_tokens),
 		cmocka_unit_test(test_register_secrets),
+		cmocka_unit_test(test_secrets_follow_the_running_conf),
 		cmocka_unit_test(test_name_rule_matches_chart),
 		cmocka_unit_test(test_chart_uses_same_pattern),
 		cmocka_unit_test(test_load_errors),
