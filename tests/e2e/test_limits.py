@@ -116,7 +116,10 @@ class LimitsTest(KubeTestCase):
         circle = self.start_circleci({c: harness.runner_token(
             "limit-%04d" % i) for i, c in enumerate(classes)})
         kube = self.start_kube(circle=circle, record=False)
-        p = self.provisioner(poll_interval=POLL)
+        # The budget the interval needs (the default 50 a second would
+        # poll each class every 40 s only).
+        p = self.provisioner(poll_interval=POLL,
+                             args=["--max-requests-per-second", "200"])
         p.start(timeout=120)
         for child in harness.CHILDREN:
             p.wait_log(timeout=120, proc="supervisor",
