@@ -138,6 +138,10 @@ class LeaderElectionTest(KubeTestCase):
             return status == 200 and role == "standby"
         b.wait(standby_ready, 30, "b ready as standby")
         a.wait_ready(timeout=30)
+        # /ready shows the children's last health answers, up to one
+        # survey (1 s) old: the first may predate the election.
+        a.wait(lambda: self.role(a)[1] == "leader", 5,
+               "a's /ready showing it leading")
         status, role, body = self.role(a)
         self.assertEqual((status, role), (200, "leader"), body)
         le = body["children"]["actuator"]["detail"]["leader_election"]
