@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "util.h"
 
 #define SECRET_MIN_LEN 4
 #define REDACTED       "[REDACTED]"
@@ -349,40 +350,6 @@ put(struct log_line *ll, const char *s, size_t n)
 	ll->ll_len += n;
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t
-utf8_seq(const unsigned char *s, size_t n)
-{
-	size_t len, i;
-	unsigned int cp;
-
-	if (s[0] < 0x80)
-		return 1;
-	if ((s[0] & 0xe0) == 0xc0) {
-		len = 2;
-		cp = s[0] & 0x1f;
-	} else if ((s[0] & 0xf0) == 0xe0) {
-		len = 3;
-		cp = s[0] & 0x0f;
-	} else if ((s[0] & 0xf8) == 0xf0) {
-		len = 4;
-		cp = s[0] & 0x07;
-	} else
-		return 0;
-	if (len > n)
-		return 0;
-	for (i = 1; i < len; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = (cp << 6) | (s[i] & 0x3f);
-	}
-	if ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) ||
-	    (len == 4 && cp < 0x10000) || cp > 0x10ffff ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return len;
-}
-
 /* Appends s as a JSON string body (no quotes); cuts at the line limit. */
 static void
 put_escaped(struct log_line *ll, const char *s, size_t n)
@@ -392,7 +359,7 @@ put_escaped(struct log_line *ll, const char *s, size_t n)
 	size_t i = 0, k, elen;
 
 	while (i < n) {
-		k = utf8_seq(u + i, n - i);
+		k = utf8_seq_len(u + i, n - i);
 		if (k == 1 && (u[i] < 0x20 || u[i] == '"' || u[i] == '\\')) {
 			switch (u[i]) {
 			case '"':
@@ -449,7 +416,7 @@ escaped_len(const char *s, size_t n)
 	size_t i = 0, k, len = 0;
 
 	while (i < n) {
-		k = utf8_seq(u + i, n - i);
+		k = utf8_seq_len(u + i, n - i);
 		if (k == 0) {
 			len += 6; /* \ufffd */
 			k = 1;
