@@ -32,6 +32,9 @@ VALUES = tc.HERE / "values-012"
 GOOD = sorted(VALUES.glob("*.yaml"))
 BAD = sorted((VALUES / "bad").glob("*.yaml"))
 SECRETS_DIR = "/etc/runner-provisioner-secrets"
+# The CircleCI token and CA, in a directory of their own (the confined
+# poller may read only that one).
+CIRCLE_DIR = tc.CIRCLE_DIR
 FLAGS = tc.DAEMON_FLAGS | {"--secrets"}
 
 
@@ -190,7 +193,7 @@ class T02ConfigAndSecrets(unittest.TestCase):
                 self.assertEqual(args["--secrets"],
                                  SECRETS_DIR + "/secrets.yaml")
                 self.assertEqual(args["--circle-token-file"],
-                                 SECRETS_DIR + "/circle-token")
+                                 CIRCLE_DIR + "/circle-token")
                 with tempfile.TemporaryDirectory(prefix="rp-chart-") as d:
                     def local(path):
                         return d + path
@@ -227,11 +230,11 @@ class T02ConfigAndSecrets(unittest.TestCase):
             [VALUES / "existing-both.yaml"])))
         self.assertEqual(sorted(files), sorted([
             tc.CONF_DIR + "/config.yaml",
-            SECRETS_DIR + "/circle-token",
-            SECRETS_DIR + "/circleci-ca.crt",
+            CIRCLE_DIR + "/circle-token",
+            CIRCLE_DIR + "/circleci-ca.crt",
             SECRETS_DIR + "/secrets.yaml"]))
         self.assertEqual(args_of(docs)["--circleci-ca-file"],
-                         SECRETS_DIR + "/circleci-ca.crt")
+                         CIRCLE_DIR + "/circleci-ca.crt")
         # existingConfigMap alone: the chart's Secret is keyed by the
         # classes of values.
         docs = tc.render([VALUES / "existing-configmap.yaml"])
@@ -261,7 +264,7 @@ class T02ConfigAndSecrets(unittest.TestCase):
                 vols = tc.only(docs, "Deployment")["spec"]["template"][
                     "spec"]["volumes"]
                 self.assertEqual([v["name"] for v in vols],
-                                 ["config", "run"])
+                                 ["config", "circleci", "run"])
 
 
 class T03Checksums(unittest.TestCase):
@@ -356,7 +359,7 @@ class T04BadValues(unittest.TestCase):
                          d + tc.CONF_DIR + "/config.yaml", "--secrets",
                          d + SECRETS_DIR + "/secrets.yaml",
                          "--circle-token-file",
-                         d + SECRETS_DIR + "/circle-token"],
+                         d + CIRCLE_DIR + "/circle-token"],
                         capture_output=True, text=True, timeout=60)
                     self.assertNotEqual(r.returncode, 0)
                     self.assertIn('resourceClasses."my-org/small".scaling.',
