@@ -130,7 +130,6 @@ preflight(const struct flags *f, bool print, char **handover)
 		}
 		return NULL;
 	}
-	conf_drop_tokens(conf);
 	token = f->f_circle_token_fd >= 0
 	    ? token_load_fd(f->f_circle_token_fd, &source, err, sizeof(err))
 	    : token_load(f->f_circle_token_file, &source, err, sizeof(err));
@@ -158,6 +157,7 @@ preflight(const struct flags *f, bool print, char **handover)
 		fputs(summary, stdout);
 		free(summary);
 	}
+	conf_drop_tokens(conf);
 	return conf;
 }
 

@@ -234,8 +234,9 @@ class ScalingControlsTest(KubeTestCase):
                          ("always", 2))
         self.wait_pool(p, kube, pool_name(A), 2, timeout=40)
         # /ready shows it once the supervisor has surveyed the actuator.
-        p.wait(lambda: actuator_class(p.ready()[1], A)["scaling"].get(
-            "schedule") == "always", 20, "the schedule in /ready")
+        p.wait(lambda: actuator_class(p.ready()[1], A).get(
+            "scaling", {}).get("schedule") == "always", 20,
+            "the schedule in /ready")
         p.wait_log(proc="poller", msg="polled task counts",
                    resource_class=A, desired_vms=2)
 
