@@ -120,8 +120,8 @@ next_retiring(
 	return PW_NONE;
 }
 
-static bool
-has_pool_finalizer(const struct vm_seen *vm)
+bool
+plan_vm_pool_finalizer(const struct vm_seen *vm)
 {
 	json_t *f;
 	size_t i;
@@ -154,7 +154,7 @@ plan_vms(const struct plan_input *in, struct plan *p)
 		vm = &v->cv_vms[i];
 		if (vm->vs_state == VMS_TERMINATING) {
 			if (vm->vs_has_vmi || vm->vs_deleted_ms == 0 ||
-			    !has_pool_finalizer(vm))
+			    !plan_vm_pool_finalizer(vm))
 				continue;
 			due = vm->vs_deleted_ms + FINALIZER_GRACE_MS;
 			if (in->pi_wall_ms < due) {

@@ -86,4 +86,7 @@ bool plan_write_is_secret(enum plan_write);
 /* Whether it only reads (a standby may send it). */
 bool plan_write_is_read(enum plan_write);
 
+/* Whether the pool's finalizer is among the VM's. */
+bool plan_vm_pool_finalizer(const struct vm_seen *);
+
 #endif

@@ -348,21 +348,6 @@ demand(struct world *w, struct fuzz_in *in)
 		    "target %u out of bounds", d->cd_target);
 }
 
-static bool
-pool_finalizer(const struct vm_seen *vm)
-{
-	json_t *f;
-	size_t i;
-
-	json_array_foreach(vm->vs_finalizers, i, f)
-	{
-		if (json_is_string(f) &&
-		    strcmp(json_string_value(f), POOL_FINALIZER) == 0)
-			return true;
-	}
-	return false;
-}
-
 static void
 check(struct world *w, const struct plan *p)
 {
@@ -442,7 +427,8 @@ check(struct world *w, const struct plan *p)
 			    vm->vs_state);
 		} else
 			FUZZ_CHECK(vm->vs_state == VMS_TERMINATING &&
-			        !vm->vs_has_vmi && pool_finalizer(vm) &&
+			        !vm->vs_has_vmi &&
+			        plan_vm_pool_finalizer(vm) &&
 			        vm->vs_deleted_ms != 0 &&
 			        wall(w) >=
 			            vm->vs_deleted_ms + FINALIZER_GRACE_MS,
